@@ -1,0 +1,1 @@
+"""Embedding-simulation baselines: content -> behavioural embedding (DeepMusic, ALDI)."""

@@ -1,0 +1,294 @@
+"""The offline benchmark: backbone, baselines and (later) LLM-InS on one split, per seed.
+
+Reproduces the layout of the paper's tables: Recall@20 and NDCG@20 on the overall, cold and
+warm tasks for every method, mean and spread over seeds, with the wall time of every stage.
+The worker command ``python -m services.worker benchmark`` is a thin shell around
+:func:`run_benchmark`; a notebook can call it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.backbones import BackboneConfig, build_backbone
+from models.baselines.aldi import AldiConfig, fit_aldi
+from models.baselines.common import ColdStartEmbeddings
+from models.baselines.deepmusic import fit_deepmusic
+from models.baselines.generator import GeneratorConfig
+from models.data.dataset import SPLIT_NAMES, ColdStartDataset
+from models.encoders import MeanPoolEncoder, encode_cached
+from models.evaluation import TASKS, evaluate
+from models.training import TrainConfig, train_bpr
+
+logger = logging.getLogger(__name__)
+
+METHODS: tuple[str, ...] = ("backbone", "deepmusic", "aldi")
+REPORTED_METRICS: tuple[str, ...] = ("recall@20", "ndcg@20")
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """Everything a benchmark run depends on besides the data set.
+
+    Attributes:
+        backbone: ``mf``, ``lightgcn`` or ``ngcf``.
+        methods: names from :data:`METHODS`, run in this order.
+        seeds: one full run (backbone training included) per seed.
+        encoder_path: local Hugging Face model folder (None: the packaged MiniLM).
+        cache_dir: where content vectors are cached (None: no cache).
+        export_embeddings: also write users.npy/items.npy and the split per seed.
+    """
+
+    backbone: str = "mf"
+    methods: tuple[str, ...] = METHODS
+    seeds: tuple[int, ...] = (0,)
+    backbone_config: BackboneConfig = BackboneConfig()
+    train_config: TrainConfig = TrainConfig()
+    generator_config: GeneratorConfig = GeneratorConfig()
+    aldi_config: AldiConfig = AldiConfig()
+    encoder_path: str | None = None
+    cache_dir: str | None = None
+    export_embeddings: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
+        if not self.seeds:
+            raise ValueError("at least one seed is needed")
+
+
+@dataclass
+class StageTimer:
+    """Wall seconds of named stages, in the order they ran."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in ("llmins", "torch", "transformers", "numpy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+#: Loads the data set for a seed (a published split ignores the seed).
+DatasetLoader = Callable[[int], ColdStartDataset]
+
+
+def run_benchmark(load: DatasetLoader, config: BenchmarkConfig, out_dir: str | Path) -> list[dict]:
+    """Run every method for every seed; write ``results.json`` and ``report.md`` to ``out_dir``.
+
+    Returns the result records (one per method and seed).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    records: list[dict] = []
+    encoder: MeanPoolEncoder | None = None
+    for seed in config.seeds:
+        timer = StageTimer()
+        with timer.stage("load"):
+            dataset = load(seed)
+        logger.info("data set %s", dataset.summary())
+        with timer.stage("encode"):
+            encoder = encoder or MeanPoolEncoder(config.encoder_path)
+            content = encode_cached(encoder, dataset.item_texts, config.cache_dir, config.progress)
+        with timer.stage("backbone"):
+            users, items, training = train_backbone(dataset, config, seed)
+        if config.export_embeddings:
+            export_split(dataset, out / "split" / f"seed{seed}")
+        for method in config.methods:
+            method_timer = StageTimer(dict(timer.seconds))
+            with method_timer.stage(f"fit:{method}"):
+                result = fit_method(method, dataset, content, users, items, config, seed)
+            with method_timer.stage(f"evaluate:{method}"):
+                test = evaluate(dataset, result.users, result.items, stage="test")
+                val = evaluate(dataset, result.users, result.items, stage="val")
+            if config.export_embeddings:
+                export_embeddings(result, out / method / f"seed{seed}")
+            record = {
+                "dataset": dataset.name,
+                "backbone": config.backbone,
+                "method": method,
+                "seed": seed,
+                **{task: test[task] for task in TASKS},
+                "val": val,
+                "seconds": method_timer.seconds,
+                "backbone_training": training,
+                "method_info": result.info,
+                "data": {**dataset.summary(), "fingerprint": dataset.fingerprint},
+                "encoder": str(encoder.model_path),
+                "config": {
+                    "backbone": config.backbone_config.to_dict(),
+                    "train": config.train_config.to_dict(),
+                    "generator": config.generator_config.to_dict(),
+                },
+                "versions": library_versions(),
+            }
+            records.append(record)
+            logger.info("%s seed %d: %s", method, seed, _one_line(record))
+            write_results(records, out)
+    return records
+
+
+def train_backbone(
+    dataset: ColdStartDataset, config: BenchmarkConfig, seed: int
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Backbone on the warm training interactions, early stopping on warm validation NDCG@20."""
+    torch.manual_seed(seed)
+    train = dataset.splits["warm_train"]
+    model = build_backbone(
+        config.backbone, dataset.n_users, dataset.n_items, train, config.backbone_config
+    )
+
+    def validate(candidate) -> float:
+        users, items = candidate.export_embeddings()
+        return evaluate(dataset, users, items, stage="val", tasks=("warm",))["warm"]["ndcg@20"]
+
+    train_config = TrainConfig(**{**config.train_config.to_dict(), "seed": seed})
+    result = train_bpr(
+        model, train, validate, train_config, progress=config.progress, description=config.backbone
+    )
+    users, items = model.export_embeddings()
+    info = {
+        "best_epoch": result.best_epoch,
+        "best_val_warm_ndcg@20": result.best_score,
+        "epochs_run": result.epochs_run,
+        "seconds": result.seconds,
+    }
+    return users, items, info
+
+
+def fit_method(
+    method: str,
+    dataset: ColdStartDataset,
+    content: np.ndarray,
+    users: np.ndarray,
+    items: np.ndarray,
+    config: BenchmarkConfig,
+    seed: int,
+) -> ColdStartEmbeddings:
+    """Embeddings of one method on top of the trained backbone's."""
+    generator = GeneratorConfig(**{**config.generator_config.to_dict(), "seed": seed})
+    if method == "backbone":
+        return ColdStartEmbeddings(users, items, {"note": "cold items keep untrained embeddings"})
+    if method == "deepmusic":
+        return fit_deepmusic(dataset, content, users, items, generator, config.progress)
+    if method == "aldi":
+        return fit_aldi(
+            dataset, content, users, items, generator, config.aldi_config, config.progress
+        )
+    raise ValueError(f"unknown method {method!r}")
+
+
+def export_split(dataset: ColdStartDataset, folder: Path) -> None:
+    """The split as ``user,item`` CSV files, ids matching the rows of the exported arrays."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for part in SPLIT_NAMES:
+        np.savetxt(
+            folder / f"{part}.csv",
+            dataset.splits[part],
+            fmt="%d",
+            delimiter=",",
+            header="user,item",
+            comments="",
+        )
+
+
+def export_embeddings(result: ColdStartEmbeddings, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "users.npy", result.users.astype(np.float32))
+    np.save(folder / "items.npy", result.items.astype(np.float32))
+
+
+def write_results(records: Sequence[dict], out: Path) -> None:
+    """``results.json`` (every record) and ``report.md`` (mean ± std over seeds)."""
+    temporary = out / "results.json.tmp"
+    temporary.write_text(json.dumps(records, indent=2, default=_json_default))
+    temporary.replace(out / "results.json")
+    (out / "report.md").write_text(render_report(records))
+
+
+def render_report(records: Sequence[dict]) -> str:
+    """A table like the paper's: one row per (data set, backbone, method), mean ± std."""
+    header = ["dataset", "backbone", "method", "seeds"]
+    for task in TASKS:
+        header += [f"{task} {metric}" for metric in REPORTED_METRICS]
+    header.append("fit+eval s")
+    lines = [
+        "# Benchmark report",
+        "",
+        "Recall@20 and NDCG@20, full ranking, test split; mean ± std over seeds. Recall divides"
+        " hits by the number of ground-truth items.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for record in records:
+        groups.setdefault((record["dataset"], record["backbone"], record["method"]), []).append(
+            record
+        )
+    for (dataset, backbone, method), group in groups.items():
+        cells = [dataset, backbone, method, str(len(group))]
+        for task in TASKS:
+            for metric in REPORTED_METRICS:
+                cells.append(_mean_std([r[task][metric] for r in group]))
+        cells.append(
+            _mean_std(
+                [
+                    sum(s for name, s in r["seconds"].items() if name.endswith(f":{method}"))
+                    for r in group
+                ],
+                digits=1,
+            )
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    stage_lines = ["", "## Wall time of every stage (seconds, first seed)", ""]
+    for (_, _, method), group in groups.items():
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in group[0]["seconds"].items())
+        stage_lines.append(f"- {method}: {stages}")
+    return "\n".join(lines + stage_lines) + "\n"
+
+
+def _mean_std(values: Sequence[float], digits: int = 4) -> str:
+    array = np.asarray(values, dtype=np.float64)
+    if len(array) == 1:
+        return f"{array[0]:.{digits}f}"
+    return f"{array.mean():.{digits}f} ± {array.std(ddof=1):.{digits}f}"
+
+
+def _one_line(record: dict) -> str:
+    return ", ".join(
+        f"{task} R {record[task]['recall@20']:.4f} N {record[task]['ndcg@20']:.4f}"
+        for task in TASKS
+    )
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value)}")

@@ -1,0 +1,1 @@
+"""Service plumbing shared by the API, the worker and the simulator (settings, stores)."""

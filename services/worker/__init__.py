@@ -1,0 +1,1 @@
+"""The worker: offline commands (benchmark) now; Celery tasks come with the online service."""

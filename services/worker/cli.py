@@ -1,0 +1,110 @@
+"""Worker commands: ``python -m services.worker benchmark ...``.
+
+Thin on purpose: it parses arguments, reads settings, and calls models/ functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+from models.backbones import BACKBONES, BackboneConfig
+from models.benchmark import METHODS, BenchmarkConfig, run_benchmark
+from models.data import DATASETS, load_dataset
+from models.training import TrainConfig
+from services.settings import get_settings
+
+
+def _names(text: str, known: Sequence[str], what: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown {what} {unknown or text!r}; choose from {', '.join(known)}"
+        )
+    return names
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    """``3`` means seeds 0,1,2; ``1,5,9`` lists them."""
+    try:
+        if "," in text:
+            return tuple(int(seed) for seed in text.split(","))
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be a count or a list: {text!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError("seeds must be at least 1")
+    return tuple(range(count))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    settings = get_settings()
+    parser = argparse.ArgumentParser(prog="python -m services.worker")
+    commands = parser.add_subparsers(dest="command", required=True)
+    bench = commands.add_parser(
+        "benchmark", help="offline benchmark: overall/cold/warm Recall@20 and NDCG@20"
+    )
+    bench.add_argument("--dataset", choices=DATASETS, default="citeulike")
+    bench.add_argument("--data-dir", type=Path, default=settings.data_dir)
+    bench.add_argument("--interactions", type=Path, help="csv data set: user,item file")
+    bench.add_argument("--items", type=Path, help="csv data set: item,text file")
+    bench.add_argument("--backbone", choices=BACKBONES, default="mf")
+    bench.add_argument(
+        "--methods",
+        type=partial(_names, known=METHODS, what="methods"),
+        default=METHODS,
+        help=f"comma-separated, from {','.join(METHODS)}",
+    )
+    bench.add_argument("--seeds", type=_seeds, default=(0,), help="a count (3) or a list (0,4)")
+    bench.add_argument("--out", type=Path, required=True, help="folder for results and report")
+    bench.add_argument("--export-embeddings", action="store_true")
+    bench.add_argument("--dim", type=int, default=BackboneConfig.dim)
+    bench.add_argument("--max-epochs", type=int, default=TrainConfig.max_epochs)
+    bench.add_argument("--use-tags", action="store_true", help="CiteULike: append tags (leaks)")
+    bench.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return parser
+
+
+def benchmark(args: argparse.Namespace) -> None:
+    settings = get_settings()
+    options: dict = {}
+    if args.dataset == "csv":
+        if not (args.interactions and args.items):
+            raise SystemExit("--dataset csv needs --interactions and --items")
+        options = {"interactions_path": args.interactions, "items_path": args.items}
+    elif args.use_tags:
+        options = {"use_tags": True}
+    config = BenchmarkConfig(
+        backbone=args.backbone,
+        methods=args.methods,
+        seeds=args.seeds,
+        backbone_config=BackboneConfig(dim=args.dim),
+        train_config=TrainConfig(max_epochs=args.max_epochs),
+        encoder_path=str(settings.encoder_path) if settings.encoder_path else None,
+        cache_dir=str(settings.cache_dir),
+        export_embeddings=args.export_embeddings,
+        progress=not args.no_progress,
+    )
+    records = run_benchmark(
+        lambda seed: load_dataset(args.dataset, args.data_dir, seed=seed, **options),
+        config,
+        args.out,
+    )
+    print((args.out / "report.md").read_text())
+    print(f"{len(records)} records written to {args.out / 'results.json'}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=get_settings().log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "benchmark":
+        benchmark(args)

@@ -1,0 +1,107 @@
+"""The benchmark worker command end to end on a small CSV data set, and its argument errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from models.data.dataset import SPLIT_NAMES, ColdStartDataset
+from models.data.readers import read_pairs_csv
+from models.evaluation import evaluate
+from services.worker.cli import main
+from tests.conftest import REPO_ROOT
+from tests.factories import planted_dataset
+
+
+@pytest.fixture(scope="module")
+def csv_dataset(tmp_path_factory):
+    """The planted data set written as the generic CSV format (string ids)."""
+    folder = tmp_path_factory.mktemp("csvdata")
+    data = planted_dataset()
+    with (folder / "items.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["item", "text"])
+        for item, text in enumerate(data.item_texts):
+            writer.writerow([f"i{item}", text])
+    pairs = np.concatenate(list(data.splits.values()))
+    with (folder / "interactions.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["user", "item"])
+        writer.writerows([(f"u{u}", f"i{i}") for u, i in pairs])
+    return folder
+
+
+def test_benchmark_writes_results_report_and_exports(csv_dataset, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("LLMINS_CACHE_DIR", str(tmp_path / "cache"))
+    from services.settings import get_settings
+
+    get_settings.cache_clear()
+    out = tmp_path / "run"
+    main(
+        [
+            "benchmark", "--dataset", "csv", "--data-dir", str(csv_dataset),
+            "--interactions", "interactions.csv", "--items", "items.csv",
+            "--backbone", "lightgcn", "--methods", "backbone,deepmusic,aldi", "--seeds", "2",
+            "--dim", "16", "--max-epochs", "10", "--out", str(out), "--export-embeddings",
+            "--no-progress",
+        ]
+    )  # fmt: skip
+    records = json.loads((out / "results.json").read_text())
+    assert [(r["method"], r["seed"]) for r in records] == [
+        (m, s) for s in (0, 1) for m in ("backbone", "deepmusic", "aldi")
+    ]
+    for record in records:
+        assert record["backbone"] == "lightgcn" and record["dataset"] == "csv"
+        for task in ("overall", "cold", "warm"):
+            assert 0.0 <= record[task]["recall@20"] <= 1.0
+        assert {"load", "encode", "backbone", f"fit:{record['method']}"} <= set(record["seconds"])
+        assert record["versions"]["torch"].startswith("2.13.0")
+        assert len(record["data"]["fingerprint"]) == 16
+    report = (out / "report.md").read_text()
+    assert "| csv | lightgcn | aldi | 2 |" in report and "±" in report
+
+    users = np.load(out / "aldi" / "seed1" / "users.npy")
+    items = np.load(out / "aldi" / "seed1" / "items.npy")
+    assert users.dtype == np.float32 and users.shape[1] == items.shape[1]
+    split = out / "split" / "seed1"
+    rows = len((split / "warm_train.csv").read_text().splitlines()) - 1
+    assert rows == records[-1]["data"]["warm_train"]
+    assert items.shape[0] == records[-1]["data"]["items"]
+    # An outside evaluator reproduces the reported numbers from the exported files alone.
+    exported = ColdStartDataset(
+        name="exported",
+        item_kind="item",
+        n_users=users.shape[0],
+        item_texts=("",) * items.shape[0],
+        splits={part: read_pairs_csv(split / f"{part}.csv") for part in SPLIT_NAMES},
+    )
+    again = evaluate(exported, users, items, stage="test")
+    for task in ("overall", "cold", "warm"):
+        assert again[task]["recall@20"] == pytest.approx(records[-1][task]["recall@20"])
+        assert again[task]["ndcg@20"] == pytest.approx(records[-1][task]["ndcg@20"])
+    assert len(list((tmp_path / "cache").glob("content-*.npy"))) == 1
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--methods", "deepmusic,magic"], "unknown methods"),
+        (["--seeds", "0"], "seeds must be at least 1"),
+        (["--backbone", "svd"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_exit_with_a_reason(arguments, message, tmp_path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "services.worker", "benchmark", "--out", str(tmp_path), *arguments],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
