@@ -29,7 +29,7 @@ from models.baselines.generator import GeneratorConfig
 from models.data.dataset import SPLIT_NAMES, ColdStartDataset
 from models.encoders import MeanPoolEncoder, encode_cached
 from models.evaluation import TASKS, evaluate
-from models.training import TrainConfig, train_bpr
+from models.training import TrainConfig, train_bpr, tuned_configs
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class BenchmarkConfig:
 
     Attributes:
         backbone: ``mf``, ``lightgcn`` or ``ngcf``.
+        backbone_config, train_config: None takes the backbone's tuned settings.
         methods: names from :data:`METHODS`, run in this order.
         seeds: one full run (backbone training included) per seed.
         encoder_path: local Hugging Face model folder (None: the packaged MiniLM).
@@ -53,8 +54,8 @@ class BenchmarkConfig:
     backbone: str = "mf"
     methods: tuple[str, ...] = METHODS
     seeds: tuple[int, ...] = (0,)
-    backbone_config: BackboneConfig = BackboneConfig()
-    train_config: TrainConfig = TrainConfig()
+    backbone_config: BackboneConfig | None = None
+    train_config: TrainConfig | None = None
     generator_config: GeneratorConfig = GeneratorConfig()
     aldi_config: AldiConfig = AldiConfig()
     encoder_path: str | None = None
@@ -68,6 +69,12 @@ class BenchmarkConfig:
             raise ValueError(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
         if not self.seeds:
             raise ValueError("at least one seed is needed")
+        # None means the backbone's tuned settings (models.training.TUNED).
+        tuned_backbone, tuned_train = tuned_configs(self.backbone)
+        if self.backbone_config is None:
+            object.__setattr__(self, "backbone_config", tuned_backbone)
+        if self.train_config is None:
+            object.__setattr__(self, "train_config", tuned_train)
 
 
 @dataclass

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from models.backbones.base import Backbone
+from models.backbones.base import Backbone, BackboneConfig
 from models.sampling import NegativeSampler
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,22 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: Per-backbone settings chosen on CiteULike's warm *validation* NDCG@20 (sweeps and their
+#: commands: docs/results.md). Other data sets start from these.
+TUNED: dict[str, tuple[BackboneConfig, TrainConfig]] = {
+    "mf": (BackboneConfig(reg=5e-3), TrainConfig(lr=3e-3)),
+    "lightgcn": (BackboneConfig(reg=1e-4), TrainConfig(lr=5e-3, batch_size=8192)),
+    "ngcf": (BackboneConfig(reg=1e-4), TrainConfig(lr=5e-3, batch_size=8192)),
+}
+
+
+def tuned_configs(backbone: str) -> tuple[BackboneConfig, TrainConfig]:
+    """The tuned (model, training) settings of ``backbone``."""
+    if backbone not in TUNED:
+        raise ValueError(f"unknown backbone {backbone!r}; known: {', '.join(TUNED)}")
+    return TUNED[backbone]
 
 
 @dataclass

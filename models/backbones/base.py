@@ -23,12 +23,14 @@ class BackboneConfig:
         reg: L2 weight on the batch's ego embeddings in the BPR loss.
         layers: propagation layers (graph backbones only).
         dropout: message dropout (NGCF only).
+        init_std: standard deviation of the normal initialisation of the embeddings.
     """
 
     dim: int = 200
     reg: float = 1e-4
     layers: int = 3
     dropout: float = 0.1
+    init_std: float = 0.1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,8 +49,8 @@ class Backbone(nn.Module, ABC):
         self.config = config
         self.user_embedding = nn.Embedding(n_users, config.dim)
         self.item_embedding = nn.Embedding(n_items, config.dim)
-        nn.init.normal_(self.user_embedding.weight, std=0.1)
-        nn.init.normal_(self.item_embedding.weight, std=0.1)
+        nn.init.normal_(self.user_embedding.weight, std=config.init_std)
+        nn.init.normal_(self.item_embedding.weight, std=config.init_std)
 
     @abstractmethod
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:

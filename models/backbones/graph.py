@@ -7,6 +7,8 @@ import warnings
 import numpy as np
 import torch
 
+from models.backbones.base import Backbone, BackboneConfig
+
 
 def normalized_adjacency(pairs: np.ndarray, n_users: int, n_items: int) -> torch.Tensor:
     """Sparse CSR ``D^-1/2 A D^-1/2`` of the bipartite graph, nodes = users then items.
@@ -57,3 +59,19 @@ class SymmetricPropagation(torch.autograd.Function):
 def propagate(adjacency: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
     """One propagation step over the symmetric normalised adjacency."""
     return SymmetricPropagation.apply(adjacency, features)
+
+
+class GraphBackbone(Backbone):
+    """A backbone that propagates over the training graph (LightGCN, NGCF)."""
+
+    def __init__(
+        self, n_users: int, n_items: int, config: BackboneConfig, train_pairs: np.ndarray
+    ) -> None:
+        super().__init__(n_users, n_items, config)
+        self.register_buffer(
+            "adjacency", normalized_adjacency(train_pairs, n_users, n_items), persistent=False
+        )
+
+    def ego_embeddings(self) -> torch.Tensor:
+        """Layer 0: users then items, ``(n_users + n_items, dim)``."""
+        return torch.cat([self.user_embedding.weight, self.item_embedding.weight])

@@ -9,11 +9,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.backbones.base import Backbone, BackboneConfig
-from models.backbones.graph import normalized_adjacency, propagate
+from models.backbones.base import BackboneConfig
+from models.backbones.graph import GraphBackbone, propagate
 
 
-class NGCF(Backbone):
+class NGCF(GraphBackbone):
     """E^(k+1) = LeakyReLU((A_hat + I) E W1 + (A_hat E) * E W2); final = concat of layers.
 
     The exported representations have dimension ``dim * (layers + 1)``.
@@ -22,10 +22,7 @@ class NGCF(Backbone):
     def __init__(
         self, n_users: int, n_items: int, config: BackboneConfig, train_pairs: np.ndarray
     ) -> None:
-        super().__init__(n_users, n_items, config)
-        self.register_buffer(
-            "adjacency", normalized_adjacency(train_pairs, n_users, n_items), persistent=False
-        )
+        super().__init__(n_users, n_items, config, train_pairs)
         self.transforms = nn.ModuleList(
             nn.Linear(config.dim, config.dim) for _ in range(config.layers)
         )
@@ -35,7 +32,7 @@ class NGCF(Backbone):
         self.dropout = nn.Dropout(config.dropout)
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        layer = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
+        layer = self.ego_embeddings()
         outputs = [layer]
         for transform, interaction in zip(self.transforms, self.interactions, strict=True):
             neighbours = propagate(self.adjacency, layer)

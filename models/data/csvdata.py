@@ -12,37 +12,12 @@ dense 0-based ids: users in order of first appearance, items in the order of the
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterator
 from pathlib import Path
 
 from models.data.dataset import ColdStartDataset, as_pairs
-from models.data.errors import DataFormatError, require_file
+from models.data.errors import DataFormatError
+from models.data.readers import read_csv_rows
 from models.data.split import RawInteractions
-
-
-def read_csv_rows(path: Path, columns: tuple[str, str]) -> Iterator[tuple[int, str, str]]:
-    """(line, first column, second column) of every non-empty row of a CSV file with a header.
-
-    ``line`` is the 1-based line where the row ends, so errors point at the right place even
-    after a quoted multi-line text.
-    """
-    with require_file(path).open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        header = [name.strip() for name in next(reader, [])]
-        if not header:
-            raise DataFormatError(path, "empty file (expected a header line)", 1)
-        for column in columns:
-            if column not in header:
-                raise DataFormatError(path, f"header has no column {column!r}: {header}", 1)
-        first_at, second_at = (header.index(column) for column in columns)
-        for row in reader:
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                message = f"{len(row)} fields, header has {len(header)}"
-                raise DataFormatError(path, message, reader.line_num)
-            yield reader.line_num, row[first_at].strip(), row[second_at].strip()
 
 
 def read_csv_interactions(

@@ -1,14 +1,39 @@
-"""Small readers shared by the loaders: CSV pair files with a header."""
+"""Readers shared by the loaders: CSV files with a header, every error naming file and line."""
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from models.data.dataset import as_pairs
 from models.data.errors import DataFormatError, check_id, parse_int, require_file
+
+
+def read_csv_rows(path: Path, columns: tuple[str, str]) -> Iterator[tuple[int, str, str]]:
+    """(line, first column, second column) of every non-empty row of a CSV file with a header.
+
+    ``line`` is the 1-based line where the row ends, so errors point at the right place even
+    after a quoted multi-line text.
+    """
+    with require_file(path).open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        header = [name.strip() for name in next(reader, [])]
+        if not header:
+            raise DataFormatError(path, "empty file (expected a header line)", 1)
+        for column in columns:
+            if column not in header:
+                raise DataFormatError(path, f"header has no column {column!r}: {header}", 1)
+        first_at, second_at = (header.index(column) for column in columns)
+        for row in reader:
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                message = f"{len(row)} fields, header has {len(header)}"
+                raise DataFormatError(path, message, reader.line_num)
+            yield reader.line_num, row[first_at].strip(), row[second_at].strip()
 
 
 def read_pairs_csv(
@@ -18,37 +43,15 @@ def read_pairs_csv(
     user_column: str = "user",
     item_column: str = "item",
 ) -> np.ndarray:
-    """Read ``user,item`` integer pairs from a CSV file with a header line.
+    """Read integer ``user,item`` pairs from a CSV file with a header line.
 
-    Ids are checked against ``n_users``/``n_items`` when given; every error names the line.
+    Ids must be non-negative and are checked against ``n_users``/``n_items`` when given.
     """
-    path = require_file(path)
     pairs: list[tuple[int, int]] = []
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            raise DataFormatError(path, "empty file (expected a header line)", 1)
-        header = [name.strip() for name in header]
-        for column in (user_column, item_column):
-            if column not in header:
-                raise DataFormatError(path, f"header has no column {column!r}: {header}", 1)
-        user_at, item_at = header.index(user_column), header.index(item_column)
-        for row in reader:
-            line = reader.line_num
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                raise DataFormatError(path, f"{len(row)} fields, header has {len(header)}", line)
-            user = parse_int(row[user_at].strip(), path, line, user_column)
-            item = parse_int(row[item_at].strip(), path, line, item_column)
-            if n_users is not None:
-                check_id(user, n_users, path, line, "user id")
-            elif user < 0:
-                raise DataFormatError(path, f"negative user id {user}", line)
-            if n_items is not None:
-                check_id(item, n_items, path, line, "item id")
-            elif item < 0:
-                raise DataFormatError(path, f"negative item id {item}", line)
-            pairs.append((user, item))
+    for line, user_text, item_text in read_csv_rows(path, (user_column, item_column)):
+        user = parse_int(user_text, path, line, user_column)
+        item = parse_int(item_text, path, line, item_column)
+        check_id(user, n_users if n_users is not None else user + 1, path, line, "user id")
+        check_id(item, n_items if n_items is not None else item + 1, path, line, "item id")
+        pairs.append((user, item))
     return as_pairs(pairs)

@@ -1,1 +1,4 @@
-"""The REST API (FastAPI): items, interactions, recommendations, jobs. Built in the online-service issue."""
+"""The REST API (FastAPI): items, interactions, recommendations, jobs.
+
+Built in the online-service issue.
+"""

@@ -1,1 +1,4 @@
-"""The refining service: OpenAI-compatible completions over the tuned LM. Built in the online-service issue."""
+"""The refining service: OpenAI-compatible completions over the tuned LM.
+
+Built in the online-service issue.
+"""

@@ -9,13 +9,14 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 from models.backbones import BACKBONES, BackboneConfig
 from models.benchmark import METHODS, BenchmarkConfig, run_benchmark
-from models.data import DATASETS, load_dataset
-from models.training import TrainConfig
+from models.data import DATASETS, DataFormatError, load_dataset
+from models.training import TrainConfig, tuned_configs
 from services.settings import get_settings
 
 
@@ -63,8 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seeds", type=_seeds, default=(0,), help="a count (3) or a list (0,4)")
     bench.add_argument("--out", type=Path, required=True, help="folder for results and report")
     bench.add_argument("--export-embeddings", action="store_true")
-    bench.add_argument("--dim", type=int, default=BackboneConfig.dim)
-    bench.add_argument("--max-epochs", type=int, default=TrainConfig.max_epochs)
+    bench.add_argument("--dim", type=int, help=f"embedding size (default {BackboneConfig.dim})")
+    bench.add_argument(
+        "--max-epochs", type=int, help=f"backbone epochs cap (default {TrainConfig.max_epochs})"
+    )
     bench.add_argument("--use-tags", action="store_true", help="CiteULike: append tags (leaks)")
     bench.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
@@ -79,12 +82,15 @@ def benchmark(args: argparse.Namespace) -> None:
         options = {"interactions_path": args.interactions, "items_path": args.items}
     elif args.use_tags:
         options = {"use_tags": True}
+    tuned_backbone, tuned_train = tuned_configs(args.backbone)
     config = BenchmarkConfig(
         backbone=args.backbone,
         methods=args.methods,
         seeds=args.seeds,
-        backbone_config=BackboneConfig(dim=args.dim),
-        train_config=TrainConfig(max_epochs=args.max_epochs),
+        backbone_config=replace(tuned_backbone, **({"dim": args.dim} if args.dim else {})),
+        train_config=replace(
+            tuned_train, **({"max_epochs": args.max_epochs} if args.max_epochs else {})
+        ),
         encoder_path=str(settings.encoder_path) if settings.encoder_path else None,
         cache_dir=str(settings.cache_dir),
         export_embeddings=args.export_embeddings,
@@ -100,11 +106,16 @@ def benchmark(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=get_settings().log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if args.command == "benchmark":
-        benchmark(args)
+    try:
+        if args.command == "benchmark":
+            benchmark(args)
+    except DataFormatError as error:
+        # Bad data is the user's to fix: say which file and line, without a traceback.
+        parser.exit(2, f"error: {error}\n")

@@ -105,3 +105,19 @@ def test_bad_arguments_exit_with_a_reason(arguments, message, tmp_path) -> None:
     )
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_missing_data_exits_with_the_file_name(tmp_path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "services.worker", "benchmark", "--dataset", "citeulike",
+            "--data-dir", str(tmp_path), "--out", str(tmp_path / "out"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "citeulike-a/titles.txt: file not found" in result.stderr
+    assert "Traceback" not in result.stderr
