@@ -21,7 +21,6 @@ from models.backbones import build_backbone
 from models.data import load_dataset
 from models.evaluation import evaluate
 from models.training import train_bpr, tuned_configs
-from services.settings import get_settings
 
 
 def floats(text: str) -> list[float]:
@@ -31,15 +30,20 @@ def floats(text: str) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="citeulike")
-    parser.add_argument("--data-dir", type=Path, default=get_settings().data_dir)
+    parser.add_argument("--data-dir", type=Path, help="default: the settings' data_dir")
     parser.add_argument("--backbone", default="mf")
     parser.add_argument("--lr", type=floats, required=True)
     parser.add_argument("--reg", type=floats, required=True)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--init-std", type=float)
     parser.add_argument("--max-epochs", type=int, default=200)
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    if args.data_dir is None:
+        from services.settings import get_settings
+
+        args.data_dir = get_settings().data_dir
 
     dataset = load_dataset(args.dataset, args.data_dir)
     train = dataset.splits["warm_train"]
@@ -55,7 +59,7 @@ def main() -> None:
         torch.manual_seed(0)
         model = build_backbone(
             args.backbone, dataset.n_users, dataset.n_items, train, backbone_config
-        )
+        ).to(args.device)
 
         def validate(candidate) -> float:
             users, items = candidate.export_embeddings()
@@ -70,6 +74,7 @@ def main() -> None:
             "best_epoch": result.best_epoch,
             "best_val_warm_ndcg@20": round(result.best_score, 4),
             "seconds": round(result.seconds, 1),
+            "device": args.device,
             "curve": [(h["epoch"], round(h["val"], 4)) for h in result.history if "val" in h],
         }
         rows.append(row)

@@ -53,8 +53,8 @@ class TrainConfig:
 #: commands: docs/results.md). Other data sets start from these.
 TUNED: dict[str, tuple[BackboneConfig, TrainConfig]] = {
     "mf": (BackboneConfig(reg=5e-3), TrainConfig(lr=3e-3)),
-    "lightgcn": (BackboneConfig(reg=1e-4), TrainConfig(lr=5e-3, batch_size=8192)),
-    "ngcf": (BackboneConfig(reg=1e-4), TrainConfig(lr=5e-3, batch_size=8192)),
+    "lightgcn": (BackboneConfig(reg=1e-5), TrainConfig(lr=5e-3, batch_size=8192)),
+    "ngcf": (BackboneConfig(reg=1e-3), TrainConfig(lr=5e-3, batch_size=8192)),
 }
 
 
@@ -95,6 +95,8 @@ def train_bpr(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     sampler = NegativeSampler(train_pairs, model.n_items, item_pool)
+    # Training runs where the model's parameters are (CPU here, a GPU where one is given).
+    device = model.user_embedding.weight.device
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
     best_score, best_epoch, best_state = -np.inf, 0, copy.deepcopy(model.state_dict())
     history: list[dict[str, float]] = []
@@ -111,9 +113,9 @@ def train_bpr(
         for start in range(0, len(order), config.batch_size):
             batch = slice(start, start + config.batch_size)
             loss = model.calculate_loss(
-                torch.from_numpy(users_all[batch]),
-                torch.from_numpy(positives_all[batch]),
-                torch.from_numpy(negatives_all[batch]),
+                torch.from_numpy(users_all[batch]).to(device),
+                torch.from_numpy(positives_all[batch]).to(device),
+                torch.from_numpy(negatives_all[batch]).to(device),
             )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

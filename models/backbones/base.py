@@ -77,7 +77,7 @@ class Backbone(nn.Module, ABC):
         self.eval()
         users, items = self.propagate()
         self.train(was_training)
-        return users.float().numpy().copy(), items.float().numpy().copy()
+        return users.float().cpu().numpy().copy(), items.float().cpu().numpy().copy()
 
     def full_scores(self, users: torch.Tensor) -> torch.Tensor:
         """``(len(users), n_items)`` scores of every item for the given users (eval mode)."""
