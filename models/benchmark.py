@@ -14,7 +14,7 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from models.backbones import BackboneConfig, build_backbone
+from models.baselines import TUNED as TUNED_GENERATORS
 from models.baselines.aldi import AldiConfig, fit_aldi
 from models.baselines.common import ColdStartEmbeddings
 from models.baselines.deepmusic import fit_deepmusic
@@ -44,6 +45,8 @@ class BenchmarkConfig:
     Attributes:
         backbone: ``mf``, ``lightgcn`` or ``ngcf``.
         backbone_config, train_config: None takes the backbone's tuned settings.
+        generator_config: None gives each baseline its own tuned settings
+            (``models.baselines.TUNED``); a value applies to every baseline (for sweeps).
         methods: names from :data:`METHODS`, run in this order.
         seeds: one full run (backbone training included) per seed.
         encoder_path: local Hugging Face model folder (None: the packaged MiniLM).
@@ -56,7 +59,7 @@ class BenchmarkConfig:
     seeds: tuple[int, ...] = (0,)
     backbone_config: BackboneConfig | None = None
     train_config: TrainConfig | None = None
-    generator_config: GeneratorConfig = GeneratorConfig()
+    generator_config: GeneratorConfig | None = None
     aldi_config: AldiConfig = AldiConfig()
     encoder_path: str | None = None
     cache_dir: str | None = None
@@ -151,7 +154,6 @@ def run_benchmark(load: DatasetLoader, config: BenchmarkConfig, out_dir: str | P
                 "config": {
                     "backbone": config.backbone_config.to_dict(),
                     "train": config.train_config.to_dict(),
-                    "generator": config.generator_config.to_dict(),
                 },
                 "versions": library_versions(),
             }
@@ -199,9 +201,9 @@ def fit_method(
     seed: int,
 ) -> ColdStartEmbeddings:
     """Embeddings of one method on top of the trained backbone's."""
-    generator = GeneratorConfig(**{**config.generator_config.to_dict(), "seed": seed})
     if method == "backbone":
         return ColdStartEmbeddings(users, items, {"note": "cold items keep untrained embeddings"})
+    generator = replace(config.generator_config or TUNED_GENERATORS[method], seed=seed)
     if method == "deepmusic":
         return fit_deepmusic(dataset, content, users, items, generator, config.progress)
     if method == "aldi":

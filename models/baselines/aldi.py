@@ -1,9 +1,10 @@
 """ALDI: distil the warm backbone (teacher) into a content-based student for cold items.
 
 Huang, Wang, Wang, Gao, Lian, Chen & Zhu, "Aligning Distillation For Cold-start Item
-Recommendation", SIGIR 2023. The student has an item generator g (content -> embedding) and a
-user mapping f (teacher user embedding -> student space). Per BPR triple (u, i+, j-), with
-teacher scores t = e_u . e_i and student scores s = f(e_u) . g(c_i):
+Recommendation", SIGIR 2023. The student has an item generator g (content -> embedding) and,
+optionally (``map_users``), a user mapping f (teacher user embedding -> student space; the
+identity without it). Per BPR triple (u, i+, j-), with teacher scores t = e_u . e_i and
+student scores s = f(e_u) . g(c_i):
 
 * supervised:      -ln sigma(s_ui - s_uj)
 * rating (gamma):  |t_ui - s_ui| + |t_uj - s_uj|
@@ -13,8 +14,9 @@ teacher scores t = e_u . e_i and student scores s = f(e_u) . g(c_i):
 
 Optionally the distillation terms are weighted by the positive item's popularity
 (``tanh(a * freq)`` capped at ``tanh(M)``): a teacher is more reliable on items it saw often.
-Teacher and student spaces are joined by concatenation for export: users [e_u || f(e_u)],
-warm items [e_i || 0], cold items [0 || g(c_i)], so one inner product reproduces ALDI's scores.
+With a user mapping, teacher and student spaces are joined by concatenation for export: users
+[e_u || f(e_u)], warm items [e_i || 0], cold items [0 || g(c_i)], so one inner product
+reproduces ALDI's scores. Without it, cold items simply get g(c_i) in the teacher's space.
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ class AldiConfig:
     gamma: float = 0.1
     frequency_weighting: bool = False
     frequency_cap: float = 4.0
+    #: True is the paper's student user mapping f; False scores cold items with the teacher's
+    #: user embeddings (one shared space), which CiteULike's validation preferred
+    #: (docs/results.md).
+    map_users: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -111,7 +117,7 @@ def fit_aldi(
     teacher_users = torch.from_numpy(user_embeddings)
     teacher_items = torch.from_numpy(item_embeddings)
     generator = ContentMLP(inputs.shape[1], dim, config.hidden)
-    user_map = ContentMLP(dim, dim, config.hidden)
+    user_map = ContentMLP(dim, dim, config.hidden) if aldi.map_users else nn.Identity()
     student = nn.ModuleDict({"generator": generator, "user_map": user_map})
     train = dataset.splits["warm_train"]
     sampler = NegativeSampler(train, dataset.n_items)
@@ -120,8 +126,12 @@ def fit_aldi(
 
     def tables() -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
-            mapped = user_map(teacher_users).numpy()
             generated = generator(inputs[cold]).numpy()
+            if not aldi.map_users:
+                items = item_embeddings.copy()
+                items[cold] = generated
+                return user_embeddings, items
+            mapped = user_map(teacher_users).numpy()
         users = np.concatenate([user_embeddings, mapped], axis=1)
         items = np.zeros((dataset.n_items, 2 * dim), dtype=np.float32)
         items[:, :dim] = item_embeddings
@@ -159,7 +169,9 @@ def fit_aldi(
     )
     users, items = tables()
     items, scale = choose_cold_scale(dataset, users, items)
-    return ColdStartEmbeddings(users, items, {**training, **scale, "aldi": aldi.to_dict()})
+    return ColdStartEmbeddings(
+        users, items, {**training, **scale, "generator": config.to_dict(), "aldi": aldi.to_dict()}
+    )
 
 
 def _frequency_weights(train: np.ndarray, n_items: int, aldi: AldiConfig) -> torch.Tensor | None:

@@ -59,4 +59,6 @@ def fit_deepmusic(
         progress=progress,
     )
     items, scale = choose_cold_scale(dataset, user_embeddings, cold_table())
-    return ColdStartEmbeddings(user_embeddings, items, {**training, **scale})
+    return ColdStartEmbeddings(
+        user_embeddings, items, {**training, **scale, "generator": config.to_dict()}
+    )
