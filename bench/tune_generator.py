@@ -1,8 +1,9 @@
 """Sweep a content-to-embedding method's settings on the *validation* split.
 
 Trains the backbone once (its tuned settings, cached under runs/), then fits the method for
-every combination of the given settings and prints one JSON line each: validation cold and
-overall NDCG@20 and what the method chose. Test data is never read here.
+every combination of the given settings (the rest: the method's tuned ones) and prints one
+JSON line each: validation cold and overall NDCG@20 and what the method chose. Test data is
+never read here.
 
     python bench/tune_generator.py --method aldi --set lr=1e-3,3e-4 --set alpha=0.9,0.5 \
         --out runs/tune-aldi.json
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.baselines import TUNED
 from models.baselines.aldi import AldiConfig
 from models.baselines.generator import GeneratorConfig
 from models.benchmark import BenchmarkConfig, fit_method, train_backbone
@@ -67,7 +69,7 @@ def main() -> None:
         aldi = {k: _typed(AldiConfig, k, v) for k, v in chosen.items() if k not in generator_keys}
         config = replace(
             base,
-            generator_config=replace(base.generator_config, **generator),
+            generator_config=replace(TUNED[args.method], **generator),
             aldi_config=replace(base.aldi_config, **aldi),
         )
         torch.manual_seed(0)

@@ -6,5 +6,5 @@ from models.baselines.generator import GeneratorConfig
 #: an MF backbone (sweeps and commands: docs/results.md).
 TUNED: dict[str, GeneratorConfig] = {
     "deepmusic": GeneratorConfig(),
-    "aldi": GeneratorConfig(lr=3e-4, weight_decay=1e-3),
+    "aldi": GeneratorConfig(lr=3e-4, weight_decay=1e-3, dropout=0.5),
 }

@@ -37,7 +37,7 @@ def fit_deepmusic(
     inputs = standardize(content, dataset.warm_items)
     warm = dataset.warm_items
     targets = torch.from_numpy(item_embeddings[warm])
-    model = ContentMLP(inputs.shape[1], item_embeddings.shape[1], config.hidden)
+    model = ContentMLP(inputs.shape[1], item_embeddings.shape[1], config.hidden, config.dropout)
     cold = cold_item_ids(dataset)
 
     def cold_table() -> np.ndarray:

@@ -27,6 +27,7 @@ class GeneratorConfig:
 
     Attributes:
         hidden: width of the hidden layer (ALDI and ColdRec use 200).
+        dropout: dropout on the content input while training.
         lr: Adam learning rate.
         weight_decay: L2 on the network's weights.
         batch_size: examples per step.
@@ -36,6 +37,7 @@ class GeneratorConfig:
     """
 
     hidden: int = 200
+    dropout: float = 0.0
     lr: float = 1e-3
     weight_decay: float = 1e-5
     batch_size: int = 1024
@@ -48,12 +50,20 @@ class GeneratorConfig:
 
 
 class ContentMLP(nn.Module):
-    """content (standardised) -> Linear -> BatchNorm -> tanh -> Linear -> embedding."""
+    """content (standardised) -> [dropout] -> Linear -> BatchNorm -> tanh -> Linear -> embedding.
 
-    def __init__(self, in_dim: int, out_dim: int, hidden: int) -> None:
+    Input dropout (off by default) keeps the generator from memorising the warm items it
+    trains on, which is what cold items, never seen, need.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.Tanh(), nn.Linear(hidden, out_dim)
+            nn.Dropout(dropout),
+            nn.Linear(in_dim, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.Tanh(),
+            nn.Linear(hidden, out_dim),
         )
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:

@@ -88,7 +88,7 @@ def test_rescale_and_scale_choice(setting) -> None:
     chosen, info = choose_cold_scale(data, users, shrunk)
     assert info["generated_cold_norm"] < info["warm_item_norm"]
     scores = info["val_overall_ndcg_by_scale"]
-    assert set(scores) == {"raw"} | {f"warm_norm*{f}" for f in SCALE_FACTORS}
+    assert set(scores) == {f"{mode}*{f}" for mode in ("raw", "unit") for f in SCALE_FACTORS}
     picked = evaluate(data, users, chosen, stage="val", tasks=("overall",))["overall"]["ndcg@20"]
     assert picked == pytest.approx(max(scores.values()))
     assert scores[info["cold_scale"]] == max(scores.values())
