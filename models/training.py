@@ -6,7 +6,6 @@ and later the updating stage on real plus simulated interactions, share it.
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from models.backbones.base import Backbone, BackboneConfig
+from models.early_stopping import EarlyStopping
 from models.sampling import NegativeSampler
 
 logger = logging.getLogger(__name__)
@@ -98,9 +98,8 @@ def train_bpr(
     # Training runs where the model's parameters are (CPU here, a GPU where one is given).
     device = model.user_embedding.weight.device
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
-    best_score, best_epoch, best_state = -np.inf, 0, copy.deepcopy(model.state_dict())
+    stopping = EarlyStopping(model, config.patience)
     history: list[dict[str, float]] = []
-    stale = 0
     epoch = 0
     bar = tqdm(range(1, config.max_epochs + 1), desc=description, disable=not progress)
     for epoch in bar:
@@ -126,21 +125,18 @@ def train_bpr(
             model.eval()
             score = validate(model)
             record["val"] = score
-            if score > best_score:
-                best_score, best_epoch, stale = score, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                stale += 1
-            bar.set_postfix(loss=f"{record['loss']:.4f}", val=f"{score:.4f}", best=best_epoch)
+            stopping.update(score, epoch)
+            bar.set_postfix(
+                loss=f"{record['loss']:.4f}", val=f"{score:.4f}", best=stopping.best_epoch
+            )
             logger.info("%s epoch %d loss %.4f val %.4f", description, epoch, record["loss"], score)
         history.append(record)
-        if stale >= config.patience:
+        if stopping.should_stop:
             break
-    model.load_state_dict(best_state)
-    model.eval()
+    stopping.restore_best()
     return TrainResult(
-        best_epoch=best_epoch,
-        best_score=float(best_score),
+        best_epoch=stopping.best_epoch,
+        best_score=stopping.best_score,
         epochs_run=epoch,
         seconds=time.perf_counter() - started,
         history=history,

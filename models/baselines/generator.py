@@ -7,7 +7,6 @@ embeddings; only their losses differ.
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from models.early_stopping import EarlyStopping
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +108,7 @@ def fit_with_early_stopping(
     optimizer = torch.optim.Adam(
         modules.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
-    best, best_epoch, stale = -np.inf, 0, 0
-    best_state = copy.deepcopy(modules.state_dict())
+    stopping = EarlyStopping(modules, config.patience)
     bar = tqdm(range(1, config.max_epochs + 1), desc=description, disable=not progress)
     epoch = 0
     for epoch in bar:
@@ -121,20 +121,15 @@ def fit_with_early_stopping(
         modules.eval()
         with torch.no_grad():
             score = validate()
-        if score > best:
-            best, best_epoch, stale = score, epoch, 0
-            best_state = copy.deepcopy(modules.state_dict())
-        else:
-            stale += 1
-        bar.set_postfix(val=f"{score:.4f}", best=best_epoch)
+        stopping.update(score, epoch)
+        bar.set_postfix(val=f"{score:.4f}", best=stopping.best_epoch)
         logger.info("%s epoch %d val %.4f", description, epoch, score)
-        if stale >= config.patience:
+        if stopping.should_stop:
             break
-    modules.load_state_dict(best_state)
-    modules.eval()
+    stopping.restore_best()
     return {
-        "best_epoch": best_epoch,
-        "best_val": float(best),
+        "best_epoch": stopping.best_epoch,
+        "best_val": stopping.best_score,
         "epochs_run": epoch,
         "seconds": time.perf_counter() - started,
     }
