@@ -80,10 +80,15 @@ def load_citeulike(data_dir: str | Path, use_tags: bool = False) -> ColdStartDat
         part: read_pairs_csv(folder / "split" / f"{part}.csv", n_users, len(titles))
         for part in SPLIT_NAMES
     }
-    in_split = sum(len(p) for p in splits.values())
-    if in_split != len(users):
+    # Every interaction of users.dat must be in exactly one split file, and nothing else.
+    n_items = len(titles)
+    split_keys = np.sort(np.concatenate([p[:, 0] * n_items + p[:, 1] for p in splits.values()]))
+    user_keys = np.sort(users[:, 0] * n_items + users[:, 1])
+    if not np.array_equal(split_keys, user_keys):
         raise DataFormatError(
-            folder / "split", f"split files hold {in_split} pairs but users.dat {len(users)}"
+            folder / "split",
+            f"split files hold {len(split_keys)} pairs, users.dat {len(user_keys)}, and they"
+            " are not the same pairs",
         )
     return ColdStartDataset(
         name="citeulike" + ("+tags" if use_tags else ""),

@@ -63,3 +63,24 @@ def test_malformed_users_line_names_file_and_line(data_dir: Path, tmp_path: Path
         load_citeulike(tmp_path)
     assert error.value.line == 2
     assert "users.dat:2:" in str(error.value)
+
+
+def test_split_files_must_hold_exactly_the_users_pairs(tmp_path: Path) -> None:
+    """Same number of pairs but one of them different: the mismatch is caught."""
+    folder = tmp_path / FOLDER
+    (folder / "split").mkdir(parents=True)
+    (folder / "titles.txt").write_text("a\nb\nc\nd\n", encoding="utf-8")
+    (folder / "users.dat").write_text("2 0 1\n2 2 3\n", encoding="utf-8")
+    parts = {
+        "warm_train": "0,0\n1,2\n",
+        "warm_val": "",
+        "warm_test": "",
+        "cold_val": "0,1\n",
+        "cold_test": "0,3\n",  # users.dat says user 1 read item 3, not user 0
+    }
+    for part, rows in parts.items():
+        (folder / "split" / f"{part}.csv").write_text("user,item\n" + rows, encoding="utf-8")
+    with pytest.raises(DataFormatError, match="not the same pairs"):
+        load_citeulike(tmp_path)
+    (folder / "split" / "cold_test.csv").write_text("user,item\n1,3\n", encoding="utf-8")
+    assert load_citeulike(tmp_path).n_interactions == 4
