@@ -19,8 +19,7 @@ import torch
 
 from models.backbones import build_backbone
 from models.data import load_dataset
-from models.evaluation import evaluate
-from models.training import train_bpr, tuned_configs
+from models.training import train_bpr, tuned_configs, warm_validator
 
 
 def floats(text: str) -> list[float]:
@@ -61,12 +60,7 @@ def main() -> None:
             args.backbone, dataset.n_users, dataset.n_items, train, backbone_config
         ).to(args.device)
 
-        def validate(candidate) -> float:
-            users, items = candidate.export_embeddings()
-            metrics = evaluate(dataset, users, items, stage="val", tasks=("warm",))
-            return metrics["warm"]["ndcg@20"]
-
-        result = train_bpr(model, train, validate, train_config, progress=False)
+        result = train_bpr(model, train, warm_validator(dataset), train_config, progress=False)
         row = {
             "backbone": args.backbone,
             "model": backbone_config.to_dict(),

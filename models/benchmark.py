@@ -30,7 +30,7 @@ from models.baselines.generator import GeneratorConfig
 from models.data.dataset import SPLIT_NAMES, ColdStartDataset
 from models.encoders import MeanPoolEncoder, encode_cached
 from models.evaluation import TASKS, evaluate
-from models.training import TrainConfig, train_bpr, tuned_configs
+from models.training import TrainConfig, train_bpr, tuned_configs, warm_validator
 
 logger = logging.getLogger(__name__)
 
@@ -173,13 +173,14 @@ def train_backbone(
         config.backbone, dataset.n_users, dataset.n_items, train, config.backbone_config
     )
 
-    def validate(candidate) -> float:
-        users, items = candidate.export_embeddings()
-        return evaluate(dataset, users, items, stage="val", tasks=("warm",))["warm"]["ndcg@20"]
-
     train_config = TrainConfig(**{**config.train_config.to_dict(), "seed": seed})
     result = train_bpr(
-        model, train, validate, train_config, progress=config.progress, description=config.backbone
+        model,
+        train,
+        warm_validator(dataset),
+        train_config,
+        progress=config.progress,
+        description=config.backbone,
     )
     users, items = model.export_embeddings()
     info = {

@@ -86,12 +86,15 @@ def rank_metrics(
         with at least one ground-truth candidate.
     """
     users_t = torch.as_tensor(user_embeddings, dtype=torch.float32)
-    items_t = torch.as_tensor(item_embeddings, dtype=torch.float32)
-    n_users, n_items = users_t.shape[0], items_t.shape[0]
-    is_candidate = np.zeros(n_items, dtype=bool)
-    is_candidate[candidates] = True
-    ground_truth = np.unique(ground_truth[is_candidate[ground_truth[:, 1]]], axis=0)
-    excluded = excluded[is_candidate[excluded[:, 1]]]
+    n_users = users_t.shape[0]
+    # Only candidate columns are scored (the cold task ranks a tenth of the catalogue);
+    # item ids become positions among the candidates.
+    candidates = np.unique(candidates)
+    items_t = torch.as_tensor(item_embeddings, dtype=torch.float32)[torch.from_numpy(candidates)]
+    position = np.full(len(item_embeddings), -1, dtype=np.int64)
+    position[candidates] = np.arange(len(candidates))
+    ground_truth = _to_positions(np.unique(ground_truth, axis=0), position)
+    excluded = _to_positions(excluded, position)
     gt_ptr, gt_items = _user_item_csr(ground_truth, n_users)
     ex_ptr, ex_items = _user_item_csr(excluded, n_users)
     gt_sizes = np.diff(gt_ptr)
@@ -100,7 +103,6 @@ def rank_metrics(
     if len(eval_users) == 0:
         return {**dict.fromkeys(names, float("nan")), "users": 0}
 
-    not_candidate = torch.from_numpy(~is_candidate)
     discounts = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64))
     ideal_dcg = torch.cumsum(discounts, 0)
     totals = torch.zeros(3, dtype=torch.float64)
@@ -108,10 +110,9 @@ def rank_metrics(
         for start in range(0, len(eval_users), chunk_size):
             users = eval_users[start : start + chunk_size]
             scores = users_t[torch.from_numpy(users)] @ items_t.T
-            scores[:, not_candidate] = -torch.inf
             rows, cols = _rows_cols(users, ex_ptr, ex_items)
             scores[rows, cols] = -torch.inf
-            top = torch.topk(scores, k=min(k, n_items), dim=1).indices
+            top = torch.topk(scores, k=min(k, len(candidates)), dim=1).indices
             relevant = torch.zeros_like(scores, dtype=torch.bool)
             rows, cols = _rows_cols(users, gt_ptr, gt_items)
             relevant[rows, cols] = True
@@ -125,6 +126,13 @@ def rank_metrics(
             )
     means = (totals / len(eval_users)).tolist()
     return {**dict(zip(names, means, strict=True)), "users": int(len(eval_users))}
+
+
+def _to_positions(pairs: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """Pairs whose item is a candidate, with the item replaced by its candidate position."""
+    positions = position[pairs[:, 1]]
+    keep = positions >= 0
+    return np.stack([pairs[keep, 0], positions[keep]], axis=1)
 
 
 def _rows_cols(
@@ -155,3 +163,15 @@ def evaluate(
             user_embeddings, item_embeddings, candidates, ground_truth, excluded, k=k
         )
     return results
+
+
+def validation_ndcg(
+    dataset: ColdStartDataset,
+    user_embeddings: torch.Tensor | np.ndarray,
+    item_embeddings: torch.Tensor | np.ndarray,
+    task: str,
+) -> float:
+    """NDCG@20 of ``task`` on the validation split: what early stopping and tuning maximise."""
+    return evaluate(dataset, user_embeddings, item_embeddings, stage="val", tasks=(task,))[task][
+        "ndcg@20"
+    ]

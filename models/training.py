@@ -16,13 +16,24 @@ import torch
 from tqdm.auto import tqdm
 
 from models.backbones.base import Backbone, BackboneConfig
+from models.data.dataset import ColdStartDataset
 from models.early_stopping import EarlyStopping
+from models.evaluation import validation_ndcg
 from models.sampling import NegativeSampler
 
 logger = logging.getLogger(__name__)
 
 #: Called with the model after an epoch; returns the validation score to maximise.
 Validator = Callable[[Backbone], float]
+
+
+def warm_validator(dataset: ColdStartDataset) -> Validator:
+    """Warm validation NDCG@20 of a backbone: what backbone training stops early on."""
+
+    def validate(model: Backbone) -> float:
+        return validation_ndcg(dataset, *model.export_embeddings(), "warm")
+
+    return validate
 
 
 @dataclass(frozen=True)

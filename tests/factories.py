@@ -10,8 +10,7 @@ import torch
 from models.backbones import BackboneConfig, build_backbone
 from models.data.dataset import ColdStartDataset
 from models.data.synthetic import TOPIC_WORDS, make_synthetic
-from models.evaluation import evaluate
-from models.training import TrainConfig, train_bpr
+from models.training import TrainConfig, train_bpr, warm_validator
 
 
 @cache
@@ -39,14 +38,10 @@ def trained_mf(seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
         "mf", data.n_users, data.n_items, data.splits["warm_train"], BackboneConfig(dim=32)
     )
 
-    def validate(candidate) -> float:
-        metrics = evaluate(data, *candidate.export_embeddings(), stage="val", tasks=("warm",))
-        return metrics["warm"]["ndcg@20"]
-
     train_bpr(
         model,
         data.splits["warm_train"],
-        validate,
+        warm_validator(data),
         TrainConfig(lr=1e-2, batch_size=256, max_epochs=40, eval_every=2, patience=5),
         progress=False,
     )

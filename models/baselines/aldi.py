@@ -32,7 +32,6 @@ from models.baselines.common import (
     ColdStartEmbeddings,
     choose_cold_scale,
     cold_item_ids,
-    validation_ndcg,
 )
 from models.baselines.generator import (
     ContentMLP,
@@ -41,6 +40,7 @@ from models.baselines.generator import (
     standardize,
 )
 from models.data.dataset import ColdStartDataset
+from models.evaluation import validation_ndcg
 from models.sampling import NegativeSampler
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from models.baselines.generator import rescale_to_norm
 from models.data.dataset import ColdStartDataset
-from models.evaluation import evaluate
+from models.evaluation import validation_ndcg
 
 
 @dataclass
@@ -27,11 +27,6 @@ class ColdStartEmbeddings:
 def cold_item_ids(dataset: ColdStartDataset) -> np.ndarray:
     """Every cold item (validation and test): a method embeds them all from content."""
     return np.union1d(dataset.cold_val_items, dataset.cold_test_items)
-
-
-def validation_ndcg(dataset: ColdStartDataset, users: np.ndarray, items: np.ndarray, task: str):
-    """NDCG@20 of ``task`` on the validation split (what early stopping maximises)."""
-    return evaluate(dataset, users, items, stage="val", tasks=(task,))[task]["ndcg@20"]
 
 
 #: Mean norms tried for generated cold rows, as multiples of the warm items' mean norm.
@@ -54,23 +49,28 @@ def choose_cold_scale(
     cold = cold_item_ids(dataset)
     warm_norm = float(np.linalg.norm(items[dataset.warm_items], axis=1).mean())
     cold_norm = float(np.linalg.norm(items[cold], axis=1).mean())
-    candidates = {}
+
+    def scaled(mode: str, factor: float) -> np.ndarray:
+        table = items.copy()
+        if mode == "raw":
+            table[cold] *= factor * warm_norm / max(cold_norm, 1e-12)
+        else:
+            table[cold] = rescale_to_norm(items[cold], factor * warm_norm)
+        return table
+
+    # One candidate table at a time: only the best is kept in memory.
+    scores: dict[str, float] = {}
+    best, best_table = "", items
     for factor in SCALE_FACTORS:
-        raw = items.copy()
-        raw[cold] *= factor * warm_norm / max(cold_norm, 1e-12)
-        candidates[f"raw*{factor}"] = raw
-        unit = items.copy()
-        unit[cold] = rescale_to_norm(items[cold], factor * warm_norm)
-        candidates[f"unit*{factor}"] = unit
-    scores = {
-        name: validation_ndcg(dataset, users, table, "overall")
-        for name, table in candidates.items()
-    }
-    best = max(scores, key=scores.__getitem__)
+        for mode in ("raw", "unit"):
+            name, table = f"{mode}*{factor}", scaled(mode, factor)
+            scores[name] = validation_ndcg(dataset, users, table, "overall")
+            if not best or scores[name] > scores[best]:
+                best, best_table = name, table
     info = {
         "warm_item_norm": warm_norm,
         "generated_cold_norm": cold_norm,
         "val_overall_ndcg_by_scale": scores,
         "cold_scale": best,
     }
-    return candidates[best], info
+    return best_table, info

@@ -13,7 +13,6 @@ from models.baselines.common import (
     ColdStartEmbeddings,
     choose_cold_scale,
     cold_item_ids,
-    validation_ndcg,
 )
 from models.baselines.generator import (
     ContentMLP,
@@ -22,6 +21,7 @@ from models.baselines.generator import (
     standardize,
 )
 from models.data.dataset import ColdStartDataset
+from models.evaluation import validation_ndcg
 
 
 def fit_deepmusic(

@@ -31,8 +31,10 @@ def parse_int(token: str, path: Path, line: int, what: str) -> int:
         raise DataFormatError(path, f"{what} is not an integer: {token!r}", line) from None
 
 
-def check_id(value: int, limit: int, path: Path, line: int, what: str) -> int:
-    """Check ``0 <= value < limit`` for an id read from ``path`` at ``line``."""
-    if not 0 <= value < limit:
+def check_id(value: int, limit: int | None, path: Path, line: int, what: str) -> int:
+    """Check ``0 <= value < limit`` (``value >= 0`` when no limit is known) for an id."""
+    if value < 0:
+        raise DataFormatError(path, f"{what} {value} is negative", line)
+    if limit is not None and value >= limit:
         raise DataFormatError(path, f"{what} {value} out of range [0, {limit})", line)
     return value

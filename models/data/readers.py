@@ -51,7 +51,7 @@ def read_pairs_csv(
     for line, user_text, item_text in read_csv_rows(path, (user_column, item_column)):
         user = parse_int(user_text, path, line, user_column)
         item = parse_int(item_text, path, line, item_column)
-        check_id(user, n_users if n_users is not None else user + 1, path, line, "user id")
-        check_id(item, n_items if n_items is not None else item + 1, path, line, "item id")
+        check_id(user, n_users, path, line, "user id")
+        check_id(item, n_items, path, line, "item id")
         pairs.append((user, item))
     return as_pairs(pairs)

@@ -10,7 +10,7 @@ import torch
 
 from models.backbones import BACKBONES, BackboneConfig, build_backbone
 from models.evaluation import evaluate
-from models.training import TrainConfig, train_bpr
+from models.training import TrainConfig, train_bpr, warm_validator
 from tests.factories import planted_dataset
 
 
@@ -73,9 +73,7 @@ def test_training_learns_planted_preferences(name: str, data) -> None:
     model = build(name, data, dim=32)
     untrained = evaluate(data, *model.export_embeddings(), stage="test", tasks=("warm",))
 
-    def validate(candidate):
-        metrics = evaluate(data, *candidate.export_embeddings(), stage="val", tasks=("warm",))
-        return metrics["warm"]["ndcg@20"]
+    validate = warm_validator(data)
 
     result = train_bpr(
         model,

@@ -150,3 +150,12 @@ def test_registry_rejects_unknown_names() -> None:
     assert DATASETS == ("citeulike", "ml-100k", "ml-1m", "csv")
     with pytest.raises(ValueError, match="unknown data set 'ml-20m'; known: citeulike, ml-100k"):
         load_dataset("ml-20m", ".")
+
+
+def test_pair_file_rejects_negative_ids_without_a_limit(tmp_path) -> None:
+    from models.data.readers import read_pairs_csv
+
+    path = tmp_path / "pairs.csv"
+    path.write_text("user,item\n0,1\n-3,2\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match=r"pairs.csv:3: user id -3 is negative"):
+        read_pairs_csv(path)
