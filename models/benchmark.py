@@ -1,4 +1,4 @@
-"""The offline benchmark: backbone, baselines and (later) LLM-InS on one split, per seed.
+"""The offline benchmark: backbone, baselines and LLM-InS (with ablations) on one split.
 
 Reproduces the layout of the paper's tables: Recall@20 and NDCG@20 on the overall, cold and
 warm tasks for every method, mean and spread over seeds, with the wall time of every stage.
@@ -30,11 +30,18 @@ from models.baselines.generator import GeneratorConfig
 from models.data.dataset import SPLIT_NAMES, ColdStartDataset
 from models.encoders import MeanPoolEncoder, encode_cached
 from models.evaluation import TASKS, evaluate
+from models.llmins.pipeline import VARIANTS, Backbone, Workbench, warm_up
+from models.llmins.simulator import SimulatorConfig
+from models.plots import plot_metrics, plot_projection
 from models.training import TrainConfig, train_bpr, tuned_configs, warm_validator
 
 logger = logging.getLogger(__name__)
 
-METHODS: tuple[str, ...] = ("backbone", "deepmusic", "aldi")
+METHODS: tuple[str, ...] = ("backbone", "deepmusic", "aldi", *VARIANTS)
+#: What a run does without ``methods``: everything but ``llmins-paper``, whose simulator
+#: scores every candidate of every cold item (about 68,000 prompts on CiteULike: 25 min of
+#: CPU), so it is asked for by name.
+DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m != "llmins-paper")
 REPORTED_METRICS: tuple[str, ...] = ("recall@20", "ndcg@20")
 
 
@@ -45,6 +52,7 @@ class BenchmarkConfig:
     Attributes:
         backbone: ``mf``, ``lightgcn`` or ``ngcf``.
         backbone_config, train_config: None takes the backbone's tuned settings.
+        simulator: the LM simulator's model and LoRA settings (LLM-InS methods).
         generator_config: None gives each baseline its own tuned settings
             (``models.baselines.TUNED``); a value applies to every baseline (for sweeps).
         methods: names from :data:`METHODS`, run in this order.
@@ -55,12 +63,13 @@ class BenchmarkConfig:
     """
 
     backbone: str = "mf"
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = DEFAULT_METHODS
     seeds: tuple[int, ...] = (0,)
     backbone_config: BackboneConfig | None = None
     train_config: TrainConfig | None = None
     generator_config: GeneratorConfig | None = None
     aldi_config: AldiConfig = AldiConfig()
+    simulator: SimulatorConfig = SimulatorConfig()
     encoder_path: str | None = None
     cache_dir: str | None = None
     export_embeddings: bool = False
@@ -127,18 +136,31 @@ def run_benchmark(load: DatasetLoader, config: BenchmarkConfig, out_dir: str | P
             encoder = encoder or MeanPoolEncoder(config.encoder_path)
             content = encode_cached(encoder, dataset.item_texts, config.cache_dir, config.progress)
         with timer.stage("backbone"):
-            users, items, training = train_backbone(dataset, config, seed)
+            backbone, training = train_backbone(dataset, config, seed)
+        users, items = backbone.model.export_embeddings()
         if config.export_embeddings:
             export_split(dataset, out / "split" / f"seed{seed}")
+        bench = Workbench(
+            dataset, content, users, items, seed, config.simulator, progress=config.progress
+        )
         for method in config.methods:
             method_timer = StageTimer(dict(timer.seconds))
             with method_timer.stage(f"fit:{method}"):
-                result = fit_method(method, dataset, content, users, items, config, seed)
+                result = fit_method(method, dataset, content, bench, backbone, config, seed)
             with method_timer.stage(f"evaluate:{method}"):
                 test = evaluate(dataset, result.users, result.items, stage="test")
                 val = evaluate(dataset, result.users, result.items, stage="val")
             if config.export_embeddings:
                 export_embeddings(result, out / method / f"seed{seed}")
+            if seed == config.seeds[0]:
+                (out / "plots").mkdir(exist_ok=True)
+                plot_projection(
+                    result.items,
+                    dataset.warm_items,
+                    np.union1d(dataset.cold_val_items, dataset.cold_test_items),
+                    out / "plots" / f"projection-{method}.png",
+                    f"{method} ({config.backbone}): item embeddings, first two PCs of warm",
+                )
             record = {
                 "dataset": dataset.name,
                 "backbone": config.backbone,
@@ -165,7 +187,7 @@ def run_benchmark(load: DatasetLoader, config: BenchmarkConfig, out_dir: str | P
 
 def train_backbone(
     dataset: ColdStartDataset, config: BenchmarkConfig, seed: int
-) -> tuple[np.ndarray, np.ndarray, dict]:
+) -> tuple[Backbone, dict]:
     """Backbone on the warm training interactions, early stopping on warm validation NDCG@20."""
     torch.manual_seed(seed)
     train = dataset.splits["warm_train"]
@@ -182,26 +204,28 @@ def train_backbone(
         progress=config.progress,
         description=config.backbone,
     )
-    users, items = model.export_embeddings()
     info = {
         "best_epoch": result.best_epoch,
         "best_val_warm_ndcg@20": result.best_score,
         "epochs_run": result.epochs_run,
         "seconds": result.seconds,
     }
-    return users, items, info
+    return Backbone(config.backbone, model, config.backbone_config, train_config), info
 
 
 def fit_method(
     method: str,
     dataset: ColdStartDataset,
     content: np.ndarray,
-    users: np.ndarray,
-    items: np.ndarray,
+    bench: Workbench,
+    backbone: Backbone,
     config: BenchmarkConfig,
     seed: int,
 ) -> ColdStartEmbeddings:
     """Embeddings of one method on top of the trained backbone's."""
+    users, items = bench.users, bench.items
+    if method in VARIANTS:
+        return warm_up(bench, VARIANTS[method], backbone)
     if method == "backbone":
         return ColdStartEmbeddings(users, items, {"note": "cold items keep untrained embeddings"})
     generator = replace(config.generator_config or TUNED_GENERATORS[method], seed=seed)
@@ -239,6 +263,8 @@ def write_results(records: Sequence[dict], out: Path) -> None:
     temporary = out / "results.json.tmp"
     temporary.write_text(json.dumps(records, indent=2, default=_json_default))
     temporary.replace(out / "results.json")
+    (out / "plots").mkdir(exist_ok=True)
+    plot_metrics(records, out / "plots" / "recall.png")
     (out / "report.md").write_text(render_report(records))
 
 
@@ -280,8 +306,86 @@ def render_report(records: Sequence[dict]) -> str:
     stage_lines = ["", "## Wall time of every stage (seconds, first seed)", ""]
     for (_, _, method), group in groups.items():
         stages = ", ".join(f"{k} {v:.1f}" for k, v in group[0]["seconds"].items())
+        inner = group[0]["method_info"].get("seconds")
+        if isinstance(inner, dict):
+            stages += " (" + ", ".join(f"{k} {v:.1f}" for k, v in inner.items()) + ")"
         stage_lines.append(f"- {method}: {stages}")
-    return "\n".join(lines + stage_lines) + "\n"
+    figures = ["", "## Figures", "", "![test Recall@20 per method](plots/recall.png)", ""]
+    figures += [f"![{method}](plots/projection-{method}.png)" for (_, _, method) in groups]
+    return "\n".join(lines + simulation_lines(groups) + stage_lines + figures) + "\n"
+
+
+#: Per-variant measurements of LLM-InS shown in the report (keys of ``method_info``).
+SIMULATION_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("candidate precision", "test_candidate_precision"),
+    ("kept precision", "test_precision"),
+    ("adoption", "test_adoption"),
+    ("pairs/item", "test_pairs_per_item"),
+    ("refiner AUC", "test_refiner_auc"),
+    ("filter AUC", "test_filter_auc"),
+    ("simulator AUC", "test_simulator_auc"),
+)
+
+
+def simulation_lines(groups: dict[tuple[str, str, str], list[dict]]) -> list[str]:
+    """Candidate precision, refining and the LM's measured contribution, per variant."""
+    header = ["method", *(name for name, _ in SIMULATION_COLUMNS), "LM used"]
+    lines = [
+        "",
+        "## Simulated interactions (cold test items; mean over seeds)",
+        "",
+        "Precision: share of users that are real held-out users of the item. AUC: per item,"
+        " among its candidates.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    lm_lines = []
+    for (_, _, method), group in groups.items():
+        infos = [r["method_info"] for r in group]
+        if "test_candidate_precision" not in infos[0]:
+            continue
+        cells = [method]
+        for _, key in SIMULATION_COLUMNS:
+            values = [info[key] for info in infos if key in info]
+            cells.append(_mean_std(values) if values else "-")
+        cells.append(str(infos[0].get("lm_used", infos[0]["config"]["lm"] == "paper")))
+        lines.append("| " + " | ".join(cells) + " |")
+        measured = infos[0].get("lm_measurement")
+        if measured:
+            lm_lines += _lm_lines(method, measured)
+    if lm_lines:
+        lines += [
+            "",
+            "## What the LM adds (first seed; sampled cold items, the refiner's best candidates)",
+            "",
+            "Per-item AUC and precision of the refiner without the LM's score, with it (weights"
+            " fitted on validation, out of fold there) and of the LM alone; gains paired over"
+            " items, ± one standard error.",
+            "",
+            "| method | stage | items × candidates | AUC without / with / LM alone | AUC gain |"
+            " precision without / with / LM alone | precision gain |",
+            "|---|---|---|---|---|---|---|",
+            *lm_lines,
+        ]
+    return lines
+
+
+def _lm_lines(method: str, measured: dict) -> list[str]:
+    lines = []
+    for stage, m in measured.items():
+        precision_key = next(k for k in m if k.startswith("precision@"))
+        auc, precision = m["auc"], m[precision_key]
+        order = ("without_lm", "with_lm", "lm_alone")
+        lines.append(
+            f"| {method} | {stage} | {m['items']} × {m['candidates_per_item']} | "
+            + " / ".join(f"{auc[k]:.3f}" for k in order)
+            + f" | {m['auc_gain']['mean']:+.4f} ± {m['auc_gain']['se']:.4f} | "
+            + " / ".join(f"{precision[k]:.3f}" for k in order)
+            + f" ({precision_key}) | {m['precision_gain']['mean']:+.4f} ± "
+            + f"{m['precision_gain']['se']:.4f} |"
+        )
+    return lines
 
 
 def _mean_std(values: Sequence[float], digits: int = 4) -> str:

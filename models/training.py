@@ -93,6 +93,7 @@ def train_bpr(
     item_pool: np.ndarray | None = None,
     progress: bool = True,
     description: str = "train",
+    validate_start: bool = False,
 ) -> TrainResult:
     """Train ``model`` with BPR on ``train_pairs``; keep the weights of the best validation.
 
@@ -101,6 +102,8 @@ def train_bpr(
         train_pairs: ``(n, 2)`` (user, item) interactions.
         validate: returns the score to maximise (e.g. warm or overall validation NDCG@20).
         item_pool: items negatives are drawn from (default: items in ``train_pairs``).
+        validate_start: also validate the starting parameters (epoch 0), so a model that
+            starts from a good state is never left worse than it started.
     """
     started = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -112,6 +115,10 @@ def train_bpr(
     stopping = EarlyStopping(model, config.patience)
     history: list[dict[str, float]] = []
     epoch = 0
+    if validate_start:
+        model.eval()
+        stopping.update(validate(model), 0)
+        history.append({"epoch": 0, "val": stopping.best_score})
     bar = tqdm(range(1, config.max_epochs + 1), desc=description, disable=not progress)
     for epoch in bar:
         model.train()

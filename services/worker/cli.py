@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 
 from models.backbones import BACKBONES, BackboneConfig
-from models.benchmark import METHODS, BenchmarkConfig, run_benchmark
+from models.benchmark import DEFAULT_METHODS, METHODS, BenchmarkConfig, run_benchmark
 from models.data import DATASETS, DataFormatError, load_dataset
 from models.training import TrainConfig, tuned_configs
 from services.settings import get_settings
@@ -58,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--methods",
         type=partial(_names, known=METHODS, what="methods"),
-        default=METHODS,
-        help=f"comma-separated, from {','.join(METHODS)}",
+        default=DEFAULT_METHODS,
+        help=f"comma-separated, from {','.join(METHODS)} (default: all but llmins-paper)",
     )
     bench.add_argument("--seeds", type=_seeds, default=(0,), help="a count (3) or a list (0,4)")
     bench.add_argument("--out", type=Path, required=True, help="folder for results and report")

@@ -1,0 +1,635 @@
+"""LLM-InS end to end on a data set: filter, refine, simulate, update.
+
+:class:`Workbench` holds what every LLM-InS variant of one benchmark seed shares (subtowers,
+signal matrices, the tuned simulator and its scores), built lazily, so ablations cost only
+what differs. :func:`simulate` runs one variant (an :class:`LLMInSConfig`) and returns the
+simulated interactions with the measurements the report shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
+
+import numpy as np
+
+from models.baselines import TUNED as TUNED_GENERATORS
+from models.baselines.aldi import AldiConfig, fit_aldi
+from models.baselines.common import ColdStartEmbeddings, choose_cold_scale
+from models.baselines.generator import GeneratorConfig
+from models.data.dataset import ColdStartDataset
+from models.llmins.filtering import (
+    SIGNALS,
+    SignalSources,
+    choose_weights,
+    merge,
+    top_users,
+)
+from models.llmins.history import HistorySimilarity, UserHistories
+from models.llmins.prompts import PromptBuilder
+from models.llmins.refine import Refiner, fit_refiner, paired_difference, per_item_auc, select
+from models.llmins.simulator import LMSimulator, SimulatorConfig
+from models.llmins.towers import LanguageTowers, TowerConfig, fit_language_towers
+from models.llmins.update import online_update, retrain_backbone
+
+logger = logging.getLogger(__name__)
+
+STAGES: tuple[str, ...] = ("val", "test")
+
+
+@dataclass(frozen=True)
+class SimulatorTraining:
+    """How the simulator's training prompts are made.
+
+    Attributes:
+        examples: labelled prompts (half Yes, half No).
+        negatives: ``lists`` draws No examples from the filter lists of warm items playing
+            cold ones (what the simulator meets in use); ``random`` from items the user never
+            interacted with (the paper).
+        history: ``similar`` or ``random`` history titles in each prompt.
+        pseudo_cold_items: warm items whose lists are built for ``lists``.
+    """
+
+    examples: int = 2000
+    negatives: str = "lists"
+    history: str = "similar"
+    pseudo_cold_items: int = 1000
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LLMInSConfig:
+    """One LLM-InS variant.
+
+    Attributes:
+        k_filter: candidate users per cold item after filtering.
+        keep: simulated users kept per item (None: every candidate above ``threshold``).
+        threshold: minimum refiner probability to keep a candidate (None: no minimum).
+        signals: filter signals allowed (their weights are chosen on validation).
+        candidates: ``filter`` or ``random`` (the ablation).
+        refine: False keeps the filter's own top ``keep``.
+        lm: ``auto`` uses the simulator's score where validation measured a gain, ``always``
+            or ``never``. In ``paper`` mode the simulator alone decides, P(Yes) >= threshold.
+        update: ``full`` (retrain the backbone on warm ∪ simulated) or ``online``.
+        lm_items: cold items per stage scored by the simulator when its gain is measured.
+        lm_candidates: how many of each list's best candidates (by the refiner without the
+            simulator) the simulator scores, when measured and when used.
+    """
+
+    k_filter: int = 100
+    keep: int | None = 15
+    threshold: float | None = None
+    signals: tuple[str, ...] = SIGNALS
+    candidates: str = "filter"
+    refine: bool = True
+    lm: str = "auto"
+    update: str = "full"
+    lm_items: int = 150
+    lm_candidates: int = 30
+    simulator_training: SimulatorTraining = SimulatorTraining()
+
+    def __post_init__(self) -> None:
+        if self.candidates not in ("filter", "random"):
+            raise ValueError("candidates must be 'filter' or 'random'")
+        if self.lm not in ("auto", "always", "never", "paper"):
+            raise ValueError("lm must be 'auto', 'always', 'never' or 'paper'")
+        if self.update not in ("full", "online"):
+            raise ValueError("update must be 'full' or 'online'")
+        unknown = set(self.signals) - set(SIGNALS)
+        if unknown or not self.signals:
+            raise ValueError(f"signals must be a non-empty subset of {SIGNALS}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+#: The variants the benchmark runs, by method name (ablations differ in one setting each).
+#: The refining ablations leave the simulator out: on CiteULike it measured no gain for
+#: ``llmins`` (docs/results.md), and each measurement costs thousands of CPU prompts.
+VARIANTS: dict[str, LLMInSConfig] = {
+    "knn": LLMInSConfig(signals=("history",), refine=False, lm="never", update="online"),
+    "llmins": LLMInSConfig(),
+    "llmins-online": LLMInSConfig(update="online"),
+    "llmins-paper": LLMInSConfig(
+        k_filter=20,
+        keep=None,
+        threshold=0.5,
+        signals=("collaborative", "language"),
+        lm="paper",
+        simulator_training=SimulatorTraining(negatives="random", history="random"),
+    ),
+    "random": LLMInSConfig(candidates="random", refine=False, lm="never"),
+    "random+refine": LLMInSConfig(candidates="random", lm="never"),
+    "no-cs": LLMInSConfig(signals=("language", "history"), lm="never"),
+    "no-ls": LLMInSConfig(signals=("collaborative",), lm="never"),
+    "no-refine": LLMInSConfig(refine=False, lm="never"),
+    "no-lm": LLMInSConfig(lm="never"),
+}
+
+
+@dataclass
+class Simulation:
+    """Simulated (user, item) pairs of every cold item, and what was measured on the way."""
+
+    pairs: np.ndarray
+    info: dict = field(default_factory=dict)
+
+
+class Workbench:
+    """Shared, lazily built pieces of LLM-InS for one data set, backbone and seed."""
+
+    def __init__(
+        self,
+        dataset: ColdStartDataset,
+        content: np.ndarray,
+        users: np.ndarray,
+        items: np.ndarray,
+        seed: int = 0,
+        simulator: SimulatorConfig = SimulatorConfig(),
+        towers: TowerConfig = TowerConfig(),
+        collaborative: GeneratorConfig | None = None,
+        history_top: int = 3,
+        progress: bool = True,
+    ) -> None:
+        self.dataset = dataset
+        self.content = content
+        self.users = users
+        self.items = items
+        self.seed = seed
+        self.simulator_config = replace(simulator, seed=seed)
+        self.tower_config = replace(towers, training=replace(towers.training, seed=seed))
+        self.collaborative_config = replace(collaborative or TUNED_GENERATORS["aldi"], seed=seed)
+        self.history_top = history_top
+        self.progress = progress
+        self.seconds: dict[str, float] = {}
+        self.histories = UserHistories.from_pairs(dataset.splits["warm_train"], dataset.n_users)
+        self._signals: dict[str, dict[str, np.ndarray]] = {}
+        self._weights: dict[tuple, tuple[dict, dict]] = {}
+        self._simulators: dict[tuple, LMSimulator] = {}
+        self._lm_logits: dict[tuple, dict[str, np.ndarray]] = {}
+
+    def timed(self, name: str, build: Callable):
+        started = time.perf_counter()
+        value = build()
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+        return value
+
+    # -- subtowers ---------------------------------------------------------------------
+
+    @cached_property
+    def collaborative(self) -> ColdStartEmbeddings:
+        """Content -> behaviour generator: L_BPR + alpha L_dis + beta L_ide (ALDI's terms)."""
+        return self.timed(
+            "collaborative subtower",
+            lambda: fit_aldi(
+                self.dataset,
+                self.content,
+                self.users,
+                self.items,
+                self.collaborative_config,
+                AldiConfig(alpha=0.0),
+                self.progress,
+            ),
+        )
+
+    @cached_property
+    def language(self) -> LanguageTowers:
+        return self.timed(
+            "language subtower",
+            lambda: fit_language_towers(
+                self.dataset, self.content, self.histories, self.tower_config, self.progress
+            ),
+        )
+
+    @cached_property
+    def history(self) -> HistorySimilarity:
+        return HistorySimilarity(self.histories, self.content, self.history_top)
+
+    def sources(self) -> SignalSources:
+        return SignalSources(
+            collaborative=(self.collaborative.users, self.collaborative.items),
+            language=(self.language.users, self.language.items),
+            history=self.history,
+        )
+
+    # -- filtering ---------------------------------------------------------------------
+
+    def stage_items(self, stage: str) -> np.ndarray:
+        return self.dataset.cold_items(stage)
+
+    def truth(self, stage: str) -> list[set[int]]:
+        """Per cold item of ``stage``, its real held-out users (never shown to the model)."""
+        pairs = self.dataset.splits[f"cold_{stage}"]
+        items = self.stage_items(stage)
+        position = {int(item): row for row, item in enumerate(items)}
+        truth: list[set[int]] = [set() for _ in items]
+        for user, item in pairs:
+            truth[position[int(item)]].add(int(user))
+        return truth
+
+    def signals(self, stage: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        cache = self._signals.setdefault(stage, {})
+        missing = [name for name in names if name not in cache]
+        if missing:
+            sources = self.timed("subtowers", self.sources)
+            cache.update(
+                self.timed(
+                    "signals", lambda: sources.scores(self.stage_items(stage), tuple(missing))
+                )
+            )
+        return {name: cache[name] for name in names}
+
+    def weights(self, names: tuple[str, ...], keep: int) -> tuple[dict, dict]:
+        """Merge weights chosen on validation precision@keep, cached per signal set."""
+        key = (names, keep)
+        if key not in self._weights:
+            self._weights[key] = choose_weights(
+                self.signals("val", names), self.truth("val"), keep, names
+            )
+        return self._weights[key]
+
+    # -- simulator ---------------------------------------------------------------------
+
+    def simulator(self, training: SimulatorTraining) -> LMSimulator:
+        key = tuple(sorted(training.to_dict().items()))
+        if key not in self._simulators:
+            self._simulators[key] = self.timed(
+                f"simulator tuning ({training.negatives} negatives)",
+                lambda: self._tune_simulator(training),
+            )
+        return self._simulators[key]
+
+    def prompt_builder(self, history: str) -> PromptBuilder:
+        return PromptBuilder(
+            self.dataset.item_kind,
+            self.dataset.item_texts,
+            self.histories,
+            self.content,
+            history=history,
+            seed=self.seed,
+        )
+
+    def _tune_simulator(self, training: SimulatorTraining) -> LMSimulator:
+        prompts, labels = self.training_prompts(training)
+        simulator = LMSimulator(self.simulator_config)
+        info = simulator.train(prompts, labels, progress=self.progress)
+        logger.info("simulator tuned: %s", info)
+        simulator.training_info = {**info, **training.to_dict()}
+        return simulator
+
+    def training_prompts(self, training: SimulatorTraining) -> tuple[list[str], np.ndarray]:
+        """Balanced Yes/No prompts from warm training interactions (never cold items)."""
+        rng = np.random.default_rng(self.seed)
+        train = self.dataset.splits["warm_train"]
+        half = training.examples // 2
+        positives = train[rng.choice(len(train), size=half, replace=False)]
+        if training.negatives == "random":
+            from models.sampling import NegativeSampler
+
+            negatives_items = NegativeSampler(train, self.dataset.n_items).sample(
+                positives[:, 0], rng
+            )
+            negatives = np.stack([positives[:, 0], negatives_items], axis=1)
+        else:
+            negatives, positives = self._list_examples(training, half, rng)
+        builder = self.prompt_builder(training.history)
+        pairs = np.concatenate([positives, negatives])
+        labels = np.concatenate([np.ones(len(positives)), np.zeros(len(negatives))]).astype(int)
+        order = rng.permutation(len(pairs))
+        return builder.prompts(pairs[order, 0], pairs[order, 1]), labels[order]
+
+    def _list_examples(
+        self, training: SimulatorTraining, half: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Positives and negatives from the history-similarity lists of pseudo-cold items.
+
+        A warm item plays a cold one: its own entry is removed from the histories it is
+        compared with, its top users are ranked, and they are labelled by whether they
+        really interacted with it in training.
+        """
+        train = self.dataset.splits["warm_train"]
+        warm = rng.choice(
+            self.dataset.warm_items,
+            size=min(training.pseudo_cold_items, len(self.dataset.warm_items)),
+            replace=False,
+        )
+        scores = self.history.scores(warm, exclude_self=True)
+        lists = top_users(scores, 100)
+        interacted = set(map(tuple, train.tolist()))
+        positive_pairs, negative_pairs = [], []
+        for row, item in enumerate(warm):
+            for user in lists[row]:
+                pair = (int(user), int(item))
+                (positive_pairs if pair in interacted else negative_pairs).append(pair)
+        positives = np.array(positive_pairs, dtype=np.int64).reshape(-1, 2)
+        negatives = np.array(negative_pairs, dtype=np.int64).reshape(-1, 2)
+        count = min(half, len(positives), len(negatives))
+        return (
+            negatives[rng.choice(len(negatives), size=count, replace=False)],
+            positives[rng.choice(len(positives), size=count, replace=False)],
+        )
+
+    def lm_logits(
+        self, training: SimulatorTraining, stage: str, rows: np.ndarray, candidates: np.ndarray
+    ) -> np.ndarray:
+        """The simulator's logits for the users ``candidates[j]`` of item ``rows[j]``.
+
+        ``rows`` index the stage's cold items; scores are cached per (user, item) pair.
+        """
+        simulator = self.simulator(training)
+        items = self.stage_items(stage)
+        key = (tuple(sorted(training.to_dict().items())), stage)
+        cache = self._lm_logits.setdefault(key, {})
+        out = np.zeros((len(rows), candidates.shape[1]), dtype=np.float32)
+        todo_users, todo_items, todo_at = [], [], []
+        for position, row in enumerate(rows):
+            for column, user in enumerate(candidates[position]):
+                pair = (int(user), int(items[row]))
+                if pair in cache:
+                    out[position, column] = cache[pair]
+                else:
+                    todo_users.append(pair[0])
+                    todo_items.append(pair[1])
+                    todo_at.append((position, column))
+        if todo_users:
+            builder = self.prompt_builder(training.history)
+            prompts = builder.prompts(todo_users, todo_items)
+            logits = self.timed(
+                "simulator scoring", lambda: simulator.logits(prompts, self.progress)
+            )
+            for (position, column), user, item, value in zip(
+                todo_at, todo_users, todo_items, logits, strict=True
+            ):
+                out[position, column] = value
+                cache[(user, item)] = float(value)
+        return out
+
+
+def simulate(bench: Workbench, config: LLMInSConfig) -> Simulation:
+    """Simulated interactions of every cold item (validation and test) for one variant."""
+    rng = np.random.default_rng(bench.seed)
+    info: dict = {"config": config.to_dict()}
+    weights: dict[str, float] = {}
+    if config.candidates == "filter":
+        weights, tried = bench.weights(config.signals, config.keep or config.k_filter)
+        info["filter_weights"] = weights
+        info["filter_weights_tried"] = tried
+    lists: dict[str, dict] = {}
+    for stage in STAGES:
+        items = bench.stage_items(stage)
+        signals = bench.signals(stage, config.signals)
+        if config.candidates == "random":
+            candidates = np.stack(
+                [rng.choice(bench.dataset.n_users, config.k_filter, replace=False) for _ in items]
+            )
+            merged = np.zeros((len(items), bench.dataset.n_users), dtype=np.float32)
+        else:
+            merged = merge(signals, weights)
+            candidates = top_users(merged, config.k_filter)
+        rows = np.arange(len(items))[:, None]
+        history_length = np.log1p(bench.histories.lengths())[candidates]
+        features = np.stack(
+            [signals[name][rows, candidates] for name in config.signals]
+            + [history_length, merged[rows, candidates]],
+            axis=-1,
+        )
+        truth = bench.truth(stage)
+        labels = np.array([[u in truth[r] for u in candidates[r]] for r in range(len(items))])
+        lists[stage] = {
+            "items": items,
+            "candidates": candidates,
+            "features": features,
+            "labels": labels.astype(np.int8),
+        }
+    names = [*config.signals, "history length", "merged"]
+    for stage in STAGES:
+        info[f"{stage}_candidate_precision"] = float(lists[stage]["labels"].mean())
+    kept = _refine(bench, config, lists, names, info)
+    pairs = []
+    for stage in STAGES:
+        mask, data = kept[stage], lists[stage]
+        rows, columns = np.nonzero(mask)
+        pairs.append(np.stack([data["candidates"][rows, columns], data["items"][rows]], axis=1))
+        selected = data["labels"][mask]
+        info[f"{stage}_precision"] = float(selected.mean()) if selected.size else 0.0
+        info[f"{stage}_adoption"] = float(mask.mean())
+        info[f"{stage}_pairs_per_item"] = float(mask.sum(1).mean())
+    return Simulation(np.concatenate(pairs).astype(np.int64), info)
+
+
+def _refine(
+    bench: Workbench,
+    config: LLMInSConfig,
+    lists: dict[str, dict],
+    names: list[str],
+    info: dict,
+) -> dict[str, np.ndarray]:
+    """Kept-candidate masks per stage, with the refiner's measurements added to ``info``."""
+    if not config.refine:
+        # The filter's own order: its first ``keep`` candidates.
+        return {
+            stage: np.arange(config.k_filter)[None, :].repeat(len(data["items"]), 0)
+            < (config.keep or config.k_filter)
+            for stage, data in lists.items()
+        }
+    if config.lm == "paper":
+        return _paper_refine(bench, config, lists, info)
+    refiner = _cross_fitted(lists, names, info, "refiner (no LM)")
+    use_lm = config.lm == "always"
+    if config.lm in ("auto", "always"):
+        use_lm = _measure_lm(bench, config, lists, names, refiner, info) or use_lm
+    info["lm_used"] = use_lm
+    if use_lm:
+        # A cascade: the simulator scores each list's best lm_candidates by the refiner
+        # without it (its cost is per prompt), and the refiner with it re-ranks those.
+        training = config.simulator_training
+        for stage, data in lists.items():
+            order = np.argsort(-data["scores"], axis=1, kind="stable")[:, : config.lm_candidates]
+            for key in ("candidates", "labels"):
+                data[key] = np.take_along_axis(data[key], order, axis=1)
+            data["features"] = np.take_along_axis(data["features"], order[..., None], axis=1)
+            logits = bench.lm_logits(
+                training, stage, np.arange(len(data["items"])), data["candidates"]
+            )
+            data["features"] = np.concatenate([data["features"], logits[..., None]], axis=-1)
+        names = [*names, "lm"]
+        refiner = _cross_fitted(lists, names, info, "refiner (with LM)")
+    scores = {stage: data["scores"] for stage, data in lists.items()}
+    for stage, data in lists.items():
+        info[f"{stage}_refiner_auc"] = float(
+            np.nanmean(per_item_auc(scores[stage], data["labels"]))
+        )
+        merged = data["features"][..., len(config.signals) + 1]
+        info[f"{stage}_filter_auc"] = float(np.nanmean(per_item_auc(merged, data["labels"])))
+    info["refiner_weights"] = refiner.describe()
+    return {stage: select(scores[stage], config.keep, config.threshold) for stage in lists}
+
+
+def _cross_fitted(lists: dict[str, dict], names: list[str], info: dict, label: str) -> Refiner:
+    """Fit the refiner on validation lists; score validation out of fold, test with all.
+
+    Validation items' kept users feed the update's early stopping, so each half of them is
+    scored by a refiner fitted on the other half: no label chooses its own item's users.
+    """
+    val = lists["val"]
+    halves = np.arange(len(val["items"])) % 2
+    val["scores"] = np.zeros(val["labels"].shape, dtype=np.float64)
+    for half in (0, 1):
+        fit = halves != half
+        refiner = fit_refiner(val["features"][fit], val["labels"][fit], names)
+        val["scores"][halves == half] = refiner.logits(val["features"][halves == half])
+    refiner = fit_refiner(val["features"], val["labels"], names)
+    lists["test"]["scores"] = refiner.logits(lists["test"]["features"])
+    info[f"{label} weights"] = refiner.describe()
+    return refiner
+
+
+def _lm_sample(bench: Workbench, count: int, n_items: int, stage: str) -> np.ndarray:
+    rng = np.random.default_rng(bench.seed + (0 if stage == "val" else 1))
+    return np.sort(rng.choice(n_items, size=min(count, n_items), replace=False))
+
+
+def _measure_lm(
+    bench: Workbench,
+    config: LLMInSConfig,
+    lists: dict[str, dict],
+    names: list[str],
+    refiner: Refiner,
+    info: dict,
+) -> bool:
+    """Does the simulator's logit rank candidates better than the refiner without it?
+
+    On a sample of items per stage, within the refiner's best ``lm_candidates`` of each list,
+    compare per-item AUC and precision@keep of: the refiner without the LM, the LM alone, and
+    the refiner refitted with the LM as a feature (fitted on the validation sample,
+    out of fold there). Returns whether validation showed a gain beyond two standard errors.
+    """
+    training = config.simulator_training
+    measured: dict[str, dict] = {}
+    features_by_stage = {}
+    for stage, data in lists.items():
+        rows = _lm_sample(bench, config.lm_items, len(data["items"]), stage)
+        order = np.argsort(-data["scores"][rows], axis=1, kind="stable")[:, : config.lm_candidates]
+        candidates = np.take_along_axis(data["candidates"][rows], order, axis=1)
+        logits = bench.lm_logits(training, stage, rows, candidates)
+        features = np.take_along_axis(data["features"][rows], order[..., None], axis=1)
+        features_by_stage[stage] = (
+            np.concatenate([features, logits[..., None]], axis=-1),
+            np.take_along_axis(data["labels"][rows], order, axis=1),
+            np.take_along_axis(data["scores"][rows], order, axis=1),
+        )
+    val_features, val_labels, _ = features_by_stage["val"]
+    with_lm_names = [*names, "lm"]
+    halves = np.arange(len(val_labels)) % 2
+    for stage, (features, labels, without) in features_by_stage.items():
+        if stage == "val":
+            with_lm = np.zeros(labels.shape)
+            for half in (0, 1):
+                fitted = fit_refiner(
+                    val_features[halves != half], val_labels[halves != half], with_lm_names
+                )
+                with_lm[halves == half] = fitted.logits(val_features[halves == half])
+        else:
+            fitted = fit_refiner(val_features, val_labels, with_lm_names)
+            with_lm = fitted.logits(features)
+            info["refiner_with_lm_weights"] = fitted.describe()
+        lm_alone = features[..., -1]
+        keep = config.keep or 20
+        auc = {
+            "without_lm": per_item_auc(without, labels),
+            "with_lm": per_item_auc(with_lm, labels),
+            "lm_alone": per_item_auc(lm_alone, labels),
+        }
+        precision = {
+            name: _precision_at_keep(score, labels, keep)
+            for name, score in (
+                ("without_lm", without),
+                ("with_lm", with_lm),
+                ("lm_alone", lm_alone),
+            )
+        }
+        measured[stage] = {
+            "items": int(len(labels)),
+            "candidates_per_item": int(labels.shape[1]),
+            "auc": {name: float(np.nanmean(value)) for name, value in auc.items()},
+            f"precision@{keep}": {name: float(value.mean()) for name, value in precision.items()},
+            "auc_gain": paired_difference(auc["with_lm"], auc["without_lm"]),
+            "precision_gain": paired_difference(precision["with_lm"], precision["without_lm"]),
+        }
+    info["lm_measurement"] = measured
+    gain = measured["val"]["precision_gain"]
+    return bool(gain["mean"] > 2 * gain["se"])
+
+
+def _precision_at_keep(scores: np.ndarray, labels: np.ndarray, keep: int) -> np.ndarray:
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :keep]
+    return np.take_along_axis(labels, order, axis=1).mean(1).astype(np.float64)
+
+
+def _paper_refine(
+    bench: Workbench, config: LLMInSConfig, lists: dict[str, dict], info: dict
+) -> dict[str, np.ndarray]:
+    """The paper's refining: every candidate the simulator answers Yes for is kept."""
+    training = config.simulator_training
+    kept = {}
+    for stage, data in lists.items():
+        logits = bench.lm_logits(training, stage, np.arange(len(data["items"])), data["candidates"])
+        kept[stage] = select(logits.astype(np.float64), config.keep, config.threshold)
+        info[f"{stage}_simulator_auc"] = float(np.nanmean(per_item_auc(logits, data["labels"])))
+    info["simulator"] = getattr(bench.simulator(training), "training_info", {})
+    return kept
+
+
+@dataclass
+class Backbone:
+    """The trained backbone a full update starts from, and how to train it again."""
+
+    name: str
+    model: object
+    config: object
+    train_config: object
+
+
+def warm_up(bench: Workbench, config: LLMInSConfig, backbone: Backbone) -> ColdStartEmbeddings:
+    """Simulate interactions for every cold item, then update: embeddings for evaluation."""
+    before = dict(bench.seconds)
+    started = time.perf_counter()
+    simulation = simulate(bench, config)
+    simulate_seconds = time.perf_counter() - started
+    dataset = bench.dataset
+    started = time.perf_counter()
+    online, online_info = online_update(dataset, bench.users, bench.items, simulation.pairs)
+    info = {**simulation.info, "online_update": online_info}
+    seconds = {"simulate": simulate_seconds, "online update": time.perf_counter() - started}
+    users, items = bench.users, online
+    if config.update == "full":
+        started = time.perf_counter()
+        model, result = retrain_backbone(
+            dataset,
+            backbone.name,
+            backbone.model,
+            simulation.pairs,
+            online,
+            backbone.config,
+            replace(backbone.train_config, seed=bench.seed),
+            bench.progress,
+        )
+        users, items = model.export_embeddings()
+        items, scale = choose_cold_scale(dataset, users, items)
+        info["full_update_scale"] = scale
+        seconds["full update"] = time.perf_counter() - started
+        info["full_update"] = {
+            "best_epoch": result.best_epoch,
+            "best_val_overall_ndcg@20": result.best_score,
+            "epochs_run": result.epochs_run,
+        }
+    # Shared pieces this variant built first (subtowers, simulator) count towards it.
+    built = {k: v - before.get(k, 0.0) for k, v in bench.seconds.items()}
+    info["seconds"] = {**{k: v for k, v in built.items() if v > 0}, **seconds}
+    info["simulated_pairs"] = int(len(simulation.pairs))
+    return ColdStartEmbeddings(users, items, info)

@@ -1,0 +1,99 @@
+"""The simulator's prompts, in the paper's instruction / input / output form (TALLRec style).
+
+The same text is scored by the in-process simulator and sent to the refining service, so
+it is built in one place. A prompt lists some of the user's history titles; which ones is
+the ``history`` choice: ``similar`` (the user's items most similar to the target, most
+similar first: what the late-interaction similarity found informative) or ``random`` (the
+paper's random sample).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.llmins.history import UserHistories, unit_rows
+
+INSTRUCTION = (
+    "Given the user's interaction {kind} set, determine whether the user will like the "
+    "target {kind} by answering Yes or No."
+)
+TEMPLATE = "### Instruction:\n{instruction}\n### Input:\n{input}\n### Response:\n"
+ANSWERS = ("No", "Yes")
+
+
+def shorten(text: str, words: int) -> str:
+    """The first ``words`` words of a one-line version of ``text``."""
+    parts = text.split()
+    return " ".join(parts[:words]) + (" ..." if len(parts) > words else "")
+
+
+@dataclass
+class PromptBuilder:
+    """Prompts for (user, target item) pairs of one data set.
+
+    Args:
+        item_kind: the data set's word for an item ("paper", "movie").
+        texts: every item's content, indexed by item id.
+        histories: what each user interacted with (warm training interactions).
+        content: item content vectors, for choosing the most similar history items.
+        history_items: titles listed per prompt.
+        history: ``similar`` or ``random``.
+        words_per_title: each listed title is cut to this many words (prompt length is
+            the simulator's cost).
+    """
+
+    item_kind: str
+    texts: Sequence[str]
+    histories: UserHistories
+    content: np.ndarray
+    history_items: int = 5
+    history: str = "similar"
+    words_per_title: int = 12
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.history not in ("similar", "random"):
+            raise ValueError(f"history must be 'similar' or 'random', not {self.history!r}")
+        self.unit = unit_rows(self.content)
+        self.instruction = INSTRUCTION.format(kind=self.item_kind)
+        self.rng = np.random.default_rng(self.seed)
+
+    def listed_items(self, user: int, item: int) -> np.ndarray:
+        """The history items a prompt for (user, item) lists; never the item itself."""
+        if self.history == "similar":
+            return self.histories.most_similar(
+                user, self.unit[item], self.unit, self.history_items, exclude=item
+            )
+        history = self.histories.of(user)
+        history = history[history != item]
+        count = min(self.history_items, len(history))
+        return self.rng.choice(history, size=count, replace=False)
+
+    def prompt(self, user: int, item: int) -> str:
+        """The instruction and input for one pair; the answer is the next token."""
+        titles = ", ".join(
+            f'"{shorten(self.texts[i], self.words_per_title)}"'
+            for i in self.listed_items(user, item)
+        )
+        target = shorten(self.texts[item], 2 * self.words_per_title)
+        text = (
+            f"User preference: {titles}. Whether the user will like the target "
+            f'{self.item_kind}: "{target}"?'
+        )
+        return TEMPLATE.format(instruction=self.instruction, input=text)
+
+    def prompts(self, users: Sequence[int], items: Sequence[int]) -> list[str]:
+        return [self.prompt(int(u), int(i)) for u, i in zip(users, items, strict=True)]
+
+
+def training_record(prompt_text: str, label: int) -> dict[str, str]:
+    """One line of the paper's training file: instruction / input / output."""
+    instruction, rest = prompt_text.split("\n### Input:\n", 1)
+    return {
+        "instruction": instruction.removeprefix("### Instruction:\n"),
+        "input": rest.removesuffix("\n### Response:\n"),
+        "output": ANSWERS[label],
+    }

@@ -1,0 +1,207 @@
+"""The LM simulator: a language model tuned with LoRA to answer Yes/No for (user, item).
+
+One interface, :meth:`LMSimulator.score` (prompts -> P(Yes)), over two kinds of model:
+
+* ``encoder`` (BERT-like, the default MiniLM): a two-way classification head on the pooled
+  output; P(Yes) is its softmax. Trained with cross-entropy on the label.
+* ``causal`` (Llama-like): the autoregressive loss on the answer token; P(Yes) is
+  e^yes / (e^yes + e^no) from the next-token logits, which is also what the refining
+  service's client computes from vLLM's logprobs.
+
+Adapters are saved in peft's own format (``adapter_config.json`` + weights), which vLLM
+serves with ``--enable-lora`` for causal models (its default maximum rank is 16).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from models.encoders import default_model_path
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """LoRA and training settings of the simulator.
+
+    Attributes:
+        model_path: local Hugging Face folder (None: the packaged MiniLM).
+        lora_rank, lora_alpha, lora_dropout: the adapter (rank <= 16 keeps vLLM's default).
+        max_length: tokens per prompt; the cost of every training and scoring step.
+        lr, batch_size, epochs: AdamW over the training prompts.
+        score_batch_size: prompts per forward pass when scoring.
+    """
+
+    model_path: str | None = None
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    max_length: int = 128
+    lr: float = 5e-4
+    batch_size: int = 16
+    epochs: int = 1
+    score_batch_size: int = 64
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def model_kind(model_path: str | Path) -> str:
+    """``causal`` for decoder-only models (by their config), ``encoder`` otherwise."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_path, local_files_only=True)
+    architectures = " ".join(config.architectures or [])
+    causal = "CausalLM" in architectures or getattr(config, "is_decoder", False)
+    return "causal" if causal else "encoder"
+
+
+class LMSimulator:
+    """A base model with a LoRA adapter that scores prompts with P(Yes).
+
+    Args:
+        config: model folder and LoRA settings.
+        adapter_path: a saved adapter to load (None: a fresh, untrained adapter).
+    """
+
+    def __init__(self, config: SimulatorConfig = SimulatorConfig(), adapter_path=None) -> None:
+        from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+        from transformers import (
+            AutoModelForCausalLM,
+            AutoModelForSequenceClassification,
+            AutoTokenizer,
+        )
+
+        self.config = config
+        path = Path(config.model_path) if config.model_path else default_model_path()
+        self.kind = model_kind(path)
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        torch.manual_seed(config.seed)
+        if self.kind == "causal":
+            # Left padding puts every prompt's last token at position -1.
+            self.tokenizer.padding_side = "left"
+            base = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+            self.answer_ids = [self._first_token(" No"), self._first_token(" Yes")]
+            task = TaskType.CAUSAL_LM
+        else:
+            base = AutoModelForSequenceClassification.from_pretrained(
+                path, num_labels=2, local_files_only=True
+            )
+            task = TaskType.SEQ_CLS
+        if adapter_path is not None:
+            self.model = PeftModel.from_pretrained(base, adapter_path, is_trainable=True)
+        else:
+            lora = LoraConfig(
+                task_type=task,
+                r=config.lora_rank,
+                lora_alpha=config.lora_alpha,
+                lora_dropout=config.lora_dropout,
+            )
+            self.model = get_peft_model(base, lora)
+        self.model.eval()
+
+    def _first_token(self, text: str) -> int:
+        ids = self.tokenizer(text, add_special_tokens=False).input_ids
+        if not ids:
+            raise ValueError(f"the tokenizer has no token for {text!r}")
+        return int(ids[0])
+
+    def _batch(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return self.tokenizer(
+            list(prompts),
+            padding=True,
+            truncation=True,
+            max_length=self.config.max_length,
+            return_tensors="pt",
+        )
+
+    def _yes_no_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(batch, 2)`` logits of No and Yes."""
+        if self.kind == "causal":
+            logits = self.model(**batch).logits[:, -1, :]
+            return logits[:, self.answer_ids]
+        return self.model(**batch).logits
+
+    def loss(self, prompts: Sequence[str], labels: Sequence[int]) -> torch.Tensor:
+        """Training loss for prompts with 0/1 (No/Yes) labels."""
+        batch = self._batch(prompts)
+        target = torch.as_tensor(labels, dtype=torch.long)
+        if self.kind == "causal":
+            # The autoregressive loss on the answer token, over the whole vocabulary.
+            logits = self.model(**batch).logits[:, -1, :]
+            answer = torch.as_tensor(self.answer_ids)[target]
+            return F.cross_entropy(logits, answer)
+        return F.cross_entropy(self.model(**batch).logits, target)
+
+    @torch.inference_mode()
+    def logits(self, prompts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """``log P(Yes) - log P(No)`` per prompt (the refiner's feature)."""
+        self.model.eval()
+        order = np.argsort([len(p) for p in prompts], kind="stable")
+        out = np.zeros(len(prompts), dtype=np.float32)
+        size = self.config.score_batch_size
+        for start in tqdm(range(0, len(prompts), size), desc="simulate", disable=not progress):
+            index = order[start : start + size]
+            pair = self._yes_no_logits(self._batch([prompts[i] for i in index])).float()
+            out[index] = (pair[:, 1] - pair[:, 0]).numpy()
+        return out
+
+    def score(self, prompts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """P(Yes) per prompt, in the order given."""
+        return 1.0 / (1.0 + np.exp(-self.logits(prompts, progress)))
+
+    def train(
+        self, prompts: Sequence[str], labels: Sequence[int], progress: bool = True
+    ) -> dict[str, float]:
+        """Tune the adapter (and a classification head) on labelled prompts with AdamW."""
+        started = time.perf_counter()
+        rng = np.random.default_rng(self.config.seed)
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(parameters, lr=self.config.lr)
+        labels = np.asarray(labels)
+        size = self.config.batch_size
+        steps = self.config.epochs * ((len(prompts) + size - 1) // size)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / max(steps, 1))
+        self.model.train()
+        losses = []
+        bar = tqdm(total=steps, desc="tune simulator", disable=not progress)
+        for _ in range(self.config.epochs):
+            order = rng.permutation(len(prompts))
+            for start in range(0, len(order), size):
+                index = order[start : start + size]
+                loss = self.loss([prompts[i] for i in index], labels[index])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                losses.append(loss.item())
+                bar.update()
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        bar.close()
+        self.model.eval()
+        return {
+            "examples": len(prompts),
+            "steps": steps,
+            "final_loss": float(np.mean(losses[-50:])) if losses else float("nan"),
+            "seconds": time.perf_counter() - started,
+        }
+
+    def save(self, folder: str | Path) -> Path:
+        """The adapter (and head) in peft's format, plus the tokenizer, under ``folder``."""
+        folder = Path(folder)
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        return folder

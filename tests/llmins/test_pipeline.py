@@ -1,0 +1,99 @@
+"""LLM-InS end to end on the planted data set: filter, refine, simulate, update."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from models.baselines.generator import GeneratorConfig
+from models.evaluation import evaluate
+from models.llmins.pipeline import (
+    VARIANTS,
+    Backbone,
+    LLMInSConfig,
+    SimulatorTraining,
+    Workbench,
+    simulate,
+    warm_up,
+)
+from models.llmins.simulator import SimulatorConfig
+from models.llmins.towers import TowerConfig
+from tests.factories import bag_of_words, planted_dataset, trained_mf
+
+SMALL = dict(k_filter=30, keep=8, lm_items=6, lm_candidates=10)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    data = planted_dataset()
+    users, items = trained_mf()
+    small = GeneratorConfig(hidden=32, batch_size=128, max_epochs=15, patience=3)
+    return Workbench(
+        data,
+        bag_of_words(data.item_texts),
+        users,
+        items,
+        simulator=SimulatorConfig(batch_size=8, max_length=64, score_batch_size=32),
+        towers=TowerConfig(dim=16, training=small),
+        collaborative=small,
+        progress=False,
+    )
+
+
+def cold_recall(data, users, items) -> float:
+    return evaluate(data, users, items, stage="test", k=5, tasks=("cold",))["cold"]["recall@5"]
+
+
+def test_filter_candidates_beat_random_ones(bench) -> None:
+    config = replace(VARIANTS["no-refine"], **SMALL)
+    filtered = simulate(bench, config)
+    random = simulate(bench, replace(VARIANTS["random"], **SMALL))
+    assert filtered.info["test_precision"] > random.info["test_precision"] + 0.2
+    cold = np.union1d(bench.dataset.cold_val_items, bench.dataset.cold_test_items)
+    assert np.isin(filtered.pairs[:, 1], cold).all()
+    assert len(filtered.pairs) == len(cold) * 8
+    assert sum(filtered.info["filter_weights"].values()) > 0
+
+
+def test_online_warm_up_beats_the_untrained_cold_embeddings(bench) -> None:
+    result = warm_up(bench, replace(VARIANTS["llmins-online"], lm="never", **SMALL), None)
+    assert cold_recall(bench.dataset, result.users, result.items) > (
+        cold_recall(bench.dataset, bench.users, bench.items) + 0.3
+    )
+    assert result.info["refiner_weights"]
+    assert "simulate" in result.info["seconds"]
+
+
+def test_the_lm_path_is_measured_and_its_use_decided_on_validation(bench) -> None:
+    training = SimulatorTraining(examples=48, pseudo_cold_items=40)
+    config = LLMInSConfig(update="online", simulator_training=training, **SMALL)
+    simulation = simulate(bench, config)
+    measured = simulation.info["lm_measurement"]
+    for stage in ("val", "test"):
+        assert set(measured[stage]["auc"]) == {"without_lm", "with_lm", "lm_alone"}
+        assert measured[stage]["items"] == 6
+    assert isinstance(simulation.info["lm_used"], bool)
+    assert bench.simulator(training).training_info["examples"] == 48
+
+
+def test_full_update_retrains_the_backbone_on_simulated_interactions(bench) -> None:
+    from models.backbones import BackboneConfig, build_backbone
+    from models.training import TrainConfig
+
+    data = bench.dataset
+    config = BackboneConfig(dim=32)
+    model = build_backbone("mf", data.n_users, data.n_items, data.splits["warm_train"], config)
+    import torch
+
+    model.user_embedding.weight.data = torch.from_numpy(bench.users)
+    model.item_embedding.weight.data = torch.from_numpy(bench.items)
+    train = TrainConfig(lr=1e-2, batch_size=256, max_epochs=6, eval_every=2, patience=2)
+    result = warm_up(
+        bench, replace(VARIANTS["no-lm"], **SMALL), Backbone("mf", model, config, train)
+    )
+    assert result.info["full_update"]["epochs_run"] >= 2
+    assert cold_recall(data, result.users, result.items) > cold_recall(
+        data, bench.users, bench.items
+    )

@@ -1,0 +1,101 @@
+"""The LM simulator behind one interface: an encoder with a Yes/No head and a causal LM.
+
+The causal path runs on a tiny, randomly initialised Llama built from a config (no download),
+with the packaged MiniLM's tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from models.encoders import default_model_path
+from models.llmins.prompts import ANSWERS, PromptBuilder, training_record
+from models.llmins.simulator import LMSimulator, SimulatorConfig, model_kind
+from tests.factories import bag_of_words, planted_dataset
+
+LIKED = "User preference: apples, pears. Whether the user will like the target paper: plums?"
+DISLIKED = "User preference: engines, gears. Whether the user will like the target paper: plums?"
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = AutoTokenizer.from_pretrained(default_model_path())
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def fit_toy(simulator: LMSimulator) -> dict:
+    prompts = [LIKED, DISLIKED] * 24
+    labels = [1, 0] * 24
+    return simulator.train(prompts, labels, progress=False)
+
+
+@pytest.mark.parametrize("kind", ["encoder", "causal"])
+def test_simulator_learns_yes_and_no_and_reloads_its_adapter(kind, tiny_llama, tmp_path) -> None:
+    path = tiny_llama if kind == "causal" else None
+    # The random tiny Llama starts far from any answer, so it gets more steps.
+    epochs, lr = (12, 3e-2) if kind == "causal" else (3, 5e-3)
+    config = SimulatorConfig(model_path=path and str(path), lr=lr, batch_size=8, epochs=epochs)
+    simulator = LMSimulator(config)
+    assert simulator.kind == kind
+    before = simulator.score([LIKED, DISLIKED])
+    info = fit_toy(simulator)
+    after = simulator.score([LIKED, DISLIKED])
+    assert after[0] > after[1] + 0.2, (before, after, info)
+    saved = simulator.save(tmp_path / "adapter")
+    adapter = json.loads((saved / "adapter_config.json").read_text())
+    assert adapter["r"] <= 16
+    reloaded = LMSimulator(config, adapter_path=saved)
+    np.testing.assert_allclose(reloaded.score([LIKED, DISLIKED]), after, atol=1e-5)
+
+
+def test_causal_p_yes_is_the_softmax_of_the_yes_and_no_tokens(tiny_llama) -> None:
+    simulator = LMSimulator(SimulatorConfig(model_path=str(tiny_llama)))
+    batch = simulator.tokenizer([LIKED], return_tensors="pt")
+    with torch.no_grad():
+        logits = simulator.model(**batch).logits[0, -1]
+    yes, no = logits[simulator.answer_ids[1]], logits[simulator.answer_ids[0]]
+    expected = float(torch.exp(yes) / (torch.exp(yes) + torch.exp(no)))
+    assert simulator.score([LIKED])[0] == pytest.approx(expected, abs=1e-5)
+    assert model_kind(tiny_llama) == "causal"
+    assert model_kind(default_model_path()) == "encoder"
+
+
+def test_prompts_follow_the_paper_form_and_never_list_the_target() -> None:
+    from models.llmins.history import UserHistories
+
+    data = planted_dataset()
+    histories = UserHistories.from_pairs(data.splits["warm_train"], data.n_users)
+    content = bag_of_words(data.item_texts)
+    user = 3
+    target = int(histories.of(user)[0])
+    for history in ("similar", "random"):
+        builder = PromptBuilder("paper", data.item_texts, histories, content, history=history)
+        assert target not in builder.listed_items(user, target)
+        assert len(builder.listed_items(user, target)) == min(5, len(histories.of(user)) - 1)
+    text = builder.prompt(user, target)
+    assert "determine whether the user will like the target paper" in text
+    assert text.endswith("### Response:\n")
+    record = training_record(text, 1)
+    assert record["output"] == ANSWERS[1] == "Yes"
+    assert record["input"].startswith("User preference: ")
+    with pytest.raises(ValueError):
+        PromptBuilder("paper", data.item_texts, histories, content, history="popular")
