@@ -53,6 +53,7 @@ class BenchmarkConfig:
         backbone: ``mf``, ``lightgcn`` or ``ngcf``.
         backbone_config, train_config: None takes the backbone's tuned settings.
         simulator: the LM simulator's model and LoRA settings (LLM-InS methods).
+        simulator_examples: training prompts of the simulator (None: each variant's own).
         generator_config: None gives each baseline its own tuned settings
             (``models.baselines.TUNED``); a value applies to every baseline (for sweeps).
         methods: names from :data:`METHODS`, run in this order.
@@ -70,6 +71,7 @@ class BenchmarkConfig:
     generator_config: GeneratorConfig | None = None
     aldi_config: AldiConfig = AldiConfig()
     simulator: SimulatorConfig = SimulatorConfig()
+    simulator_examples: int | None = None
     encoder_path: str | None = None
     cache_dir: str | None = None
     export_embeddings: bool = False
@@ -225,7 +227,11 @@ def fit_method(
     """Embeddings of one method on top of the trained backbone's."""
     users, items = bench.users, bench.items
     if method in VARIANTS:
-        return warm_up(bench, VARIANTS[method], backbone)
+        variant = VARIANTS[method]
+        if config.simulator_examples:
+            training = replace(variant.simulator_training, examples=config.simulator_examples)
+            variant = replace(variant, simulator_training=training)
+        return warm_up(bench, variant, backbone)
     if method == "backbone":
         return ColdStartEmbeddings(users, items, {"note": "cold items keep untrained embeddings"})
     generator = replace(config.generator_config or TUNED_GENERATORS[method], seed=seed)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,31 +28,26 @@ SIGNALS: tuple[str, ...] = ("collaborative", "language", "history")
 WEIGHT_GRID: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
 
 
-@dataclass
-class SignalSources:
-    """What the signals are computed from.
+def signal_scores(
+    name: str,
+    items: np.ndarray,
+    tables: tuple[np.ndarray, np.ndarray] | None = None,
+    history: HistorySimilarity | None = None,
+    exclude_self: bool = False,
+) -> np.ndarray:
+    """``(len(items), n_users)`` scores of one signal, standardised over users per item.
 
-    ``collaborative`` and ``language`` are (user table, item table) pairs scored by inner
-    product; ``history`` is the late-interaction scorer.
+    ``collaborative`` and ``language`` need their subtower's (user, item) ``tables``, scored by
+    inner product; ``history`` needs the late-interaction scorer.
     """
-
-    collaborative: tuple[np.ndarray, np.ndarray]
-    language: tuple[np.ndarray, np.ndarray]
-    history: HistorySimilarity
-
-    def scores(
-        self, items: np.ndarray, names: Sequence[str] = SIGNALS, exclude_self: bool = False
-    ) -> dict[str, np.ndarray]:
-        """Per signal, ``(len(items), n_users)`` scores standardised over users per item."""
-        out = {}
-        for name in names:
-            if name == "history":
-                raw = self.history.scores(items, exclude_self=exclude_self)
-            else:
-                users, table = getattr(self, name)
-                raw = table[items] @ users.T
-            out[name] = standardize_rows(raw)
-        return out
+    if name == "history" and history is not None:
+        raw = history.scores(items, exclude_self=exclude_self)
+    elif name in ("collaborative", "language") and tables is not None:
+        users, table = tables
+        raw = table[items] @ users.T
+    else:
+        raise ValueError(f"signal {name!r} needs its source; signals: {', '.join(SIGNALS)}")
+    return standardize_rows(raw)
 
 
 def standardize_rows(scores: np.ndarray) -> np.ndarray:

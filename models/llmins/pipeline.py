@@ -23,9 +23,9 @@ from models.baselines.generator import GeneratorConfig
 from models.data.dataset import ColdStartDataset
 from models.llmins.filtering import (
     SIGNALS,
-    SignalSources,
     choose_weights,
     merge,
+    signal_scores,
     top_users,
 )
 from models.llmins.history import HistorySimilarity, UserHistories
@@ -173,9 +173,10 @@ class Workbench:
         self._simulators: dict[tuple, LMSimulator] = {}
         self._lm_logits: dict[tuple, dict[str, np.ndarray]] = {}
 
-    def timed(self, name: str, build: Callable):
+    def timed(self, name: str, build: Callable, *args):
+        """``build(*args)``, its wall time added to stage ``name``."""
         started = time.perf_counter()
-        value = build()
+        value = build(*args)
         self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
         return value
 
@@ -210,12 +211,10 @@ class Workbench:
     def history(self) -> HistorySimilarity:
         return HistorySimilarity(self.histories, self.content, self.history_top)
 
-    def sources(self) -> SignalSources:
-        return SignalSources(
-            collaborative=(self.collaborative.users, self.collaborative.items),
-            language=(self.language.users, self.language.items),
-            history=self.history,
-        )
+    def tables(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(user, item) tables of the ``collaborative`` or ``language`` subtower."""
+        subtower = self.collaborative if name == "collaborative" else self.language
+        return subtower.users, subtower.items
 
     # -- filtering ---------------------------------------------------------------------
 
@@ -235,13 +234,11 @@ class Workbench:
     def signals(self, stage: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
         cache = self._signals.setdefault(stage, {})
         missing = [name for name in names if name not in cache]
-        if missing:
-            sources = self.timed("subtowers", self.sources)
-            cache.update(
-                self.timed(
-                    "signals", lambda: sources.scores(self.stage_items(stage), tuple(missing))
-                )
-            )
+        for name in missing:
+            tables = self.tables(name) if name != "history" else None
+            history = self.history if name == "history" else None
+            items = self.stage_items(stage)
+            cache[name] = self.timed("signals", signal_scores, name, items, tables, history)
         return {name: cache[name] for name in names}
 
     def weights(self, names: tuple[str, ...], keep: int) -> tuple[dict, dict]:

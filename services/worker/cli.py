@@ -16,6 +16,7 @@ from pathlib import Path
 from models.backbones import BACKBONES, BackboneConfig
 from models.benchmark import DEFAULT_METHODS, METHODS, BenchmarkConfig, run_benchmark
 from models.data import DATASETS, DataFormatError, load_dataset
+from models.llmins.simulator import SimulatorConfig
 from models.training import TrainConfig, tuned_configs
 from services.settings import get_settings
 
@@ -68,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--max-epochs", type=int, help=f"backbone epochs cap (default {TrainConfig.max_epochs})"
     )
+    bench.add_argument(
+        "--simulator-model", type=Path, help="local HF folder of the LM simulator (default MiniLM)"
+    )
+    bench.add_argument("--simulator-lr", type=float, help="simulator LoRA learning rate")
+    bench.add_argument("--simulator-examples", type=int, help="simulator training prompts")
     bench.add_argument("--use-tags", action="store_true", help="CiteULike: append tags (leaks)")
     bench.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
@@ -95,6 +101,11 @@ def benchmark(args: argparse.Namespace) -> None:
         cache_dir=str(settings.cache_dir),
         export_embeddings=args.export_embeddings,
         progress=not args.no_progress,
+        simulator=SimulatorConfig(
+            model_path=str(args.simulator_model) if args.simulator_model else None,
+            **({"lr": args.simulator_lr} if args.simulator_lr else {}),
+        ),
+        simulator_examples=args.simulator_examples,
     )
     records = run_benchmark(
         lambda seed: load_dataset(args.dataset, args.data_dir, seed=seed, **options),

@@ -76,6 +76,11 @@ def test_the_lm_path_is_measured_and_its_use_decided_on_validation(bench) -> Non
         assert measured[stage]["items"] == 6
     assert isinstance(simulation.info["lm_used"], bool)
     assert bench.simulator(training).training_info["examples"] == 48
+    # Forced on, the simulator re-ranks each list's best lm_candidates (a cascade).
+    forced = simulate(bench, replace(config, lm="always"))
+    assert forced.info["lm_used"] and "lm" in forced.info["refiner_weights"]
+    assert forced.info["test_pairs_per_item"] == SMALL["keep"]
+    assert forced.info["test_adoption"] == SMALL["keep"] / SMALL["lm_candidates"]
 
 
 def test_full_update_retrains_the_backbone_on_simulated_interactions(bench) -> None:
