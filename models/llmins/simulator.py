@@ -84,6 +84,8 @@ class LMSimulator:
         )
 
         self.config = config
+        #: What the last :meth:`train` did (examples, steps, final loss, seconds).
+        self.training_info: dict = {}
         path = Path(config.model_path) if config.model_path else default_model_path()
         self.kind = model_kind(path)
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -199,12 +201,13 @@ class LMSimulator:
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         bar.close()
         self.model.eval()
-        return {
+        self.training_info = {
             "examples": len(prompts),
             "steps": steps,
             "final_loss": float(np.mean(losses[-50:])) if losses else float("nan"),
             "seconds": time.perf_counter() - started,
         }
+        return self.training_info
 
     def save(self, folder: str | Path) -> Path:
         """The adapter (and head) in peft's format, plus the tokenizer, under ``folder``."""

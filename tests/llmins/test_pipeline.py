@@ -96,7 +96,9 @@ def test_full_update_retrains_the_backbone_on_simulated_interactions(bench) -> N
     model.item_embedding.weight.data = torch.from_numpy(bench.items)
     train = TrainConfig(lr=1e-2, batch_size=256, max_epochs=6, eval_every=2, patience=2)
     result = warm_up(
-        bench, replace(VARIANTS["no-lm"], **SMALL), Backbone("mf", model, config, train)
+        bench,
+        replace(VARIANTS["no-lm"], update="full", **SMALL),
+        Backbone("mf", model, config, train),
     )
     assert result.info["full_update"]["epochs_run"] >= 2
     assert cold_recall(data, result.users, result.items) > cold_recall(

@@ -46,15 +46,15 @@ def test_benchmark_writes_results_report_and_exports(csv_dataset, tmp_path, monk
         [
             "benchmark", "--dataset", "csv", "--data-dir", str(csv_dataset),
             "--interactions", "interactions.csv", "--items", "items.csv",
-            "--backbone", "lightgcn", "--methods", "backbone,deepmusic,aldi,knn,no-refine",
-            "--seeds", "2",
+            "--backbone", "lightgcn", "--methods", "backbone,deepmusic,aldi,knn,llmins",
+            "--seeds", "2", "--simulator-examples", "32",
             "--dim", "16", "--max-epochs", "10", "--out", str(out), "--export-embeddings",
             "--no-progress",
         ]
     )  # fmt: skip
     records = json.loads((out / "results.json").read_text())
     assert [(r["method"], r["seed"]) for r in records] == [
-        (m, s) for s in (0, 1) for m in ("backbone", "deepmusic", "aldi", "knn", "no-refine")
+        (m, s) for s in (0, 1) for m in ("backbone", "deepmusic", "aldi", "knn", "llmins")
     ]
     for record in records:
         assert record["backbone"] == "lightgcn" and record["dataset"] == "csv"
@@ -67,14 +67,16 @@ def test_benchmark_writes_results_report_and_exports(csv_dataset, tmp_path, monk
     assert "| csv | lightgcn | aldi | 2 |" in report and "±" in report
     # LLM-InS rows carry their simulation measurements; the report links its figures.
     assert "## Simulated interactions" in report and "| knn |" in report
+    assert "## What the LM adds" in report
     full = records[-1]["method_info"]
     assert full["full_update"]["epochs_run"] >= 1 and full["test_pairs_per_item"] == 15
-    for figure in ("recall.png", "projection-aldi.png", "projection-no-refine.png"):
+    assert full["simulator"]["examples"] == 32 and full["lm_measurement"]["test"]["items"] > 0
+    for figure in ("recall.png", "projection-aldi.png", "projection-llmins.png"):
         assert (out / "plots" / figure).read_bytes()[:4] == b"\x89PNG"
         assert f"plots/{figure}" in report
 
-    users = np.load(out / "no-refine" / "seed1" / "users.npy")
-    items = np.load(out / "no-refine" / "seed1" / "items.npy")
+    users = np.load(out / "llmins" / "seed1" / "users.npy")
+    items = np.load(out / "llmins" / "seed1" / "items.npy")
     assert users.dtype == np.float32 and users.shape[1] == items.shape[1]
     split = out / "split" / "seed1"
     rows = len((split / "warm_train.csv").read_text().splitlines()) - 1
