@@ -91,6 +91,9 @@ class LMSimulator:
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        # A prompt ends with the target item; an over-long one loses its (constant)
+        # instruction, never the target the answer is about.
+        self.tokenizer.truncation_side = "left"
         torch.manual_seed(config.seed)
         if self.kind == "causal":
             # Left padding puts every prompt's last token at position -1.

@@ -99,3 +99,12 @@ def test_prompts_follow_the_paper_form_and_never_list_the_target() -> None:
     assert record["input"].startswith("User preference: ")
     with pytest.raises(ValueError):
         PromptBuilder("paper", data.item_texts, histories, content, history="popular")
+
+
+def test_an_over_long_prompt_keeps_its_target_and_loses_the_instruction() -> None:
+    simulator = LMSimulator(SimulatorConfig(max_length=24))
+    prompt = "### Instruction:\n" + "answer yes or no " * 20 + "\n" + LIKED
+    batch = simulator._batch([prompt])
+    assert batch["input_ids"].shape[1] == 24
+    kept = simulator.tokenizer.decode(batch["input_ids"][0])
+    assert "plums" in kept and "instruction" not in kept
