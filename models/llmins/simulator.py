@@ -2,13 +2,14 @@
 
 One interface, :meth:`LMSimulator.score` (prompts -> P(Yes)), over two kinds of model:
 
-* ``encoder`` (BERT-like, the default MiniLM): a two-way classification head on the pooled
-  output; P(Yes) is its softmax. Trained with cross-entropy on the label.
+* ``encoder`` (BERT-like, the default MiniLM): a two-way head on the mean of the last hidden
+  states; P(Yes) is its softmax. Trained with cross-entropy on the label.
 * ``causal`` (Llama-like): the autoregressive loss on the answer token; P(Yes) is
   e^yes / (e^yes + e^no) from the next-token logits, which is also what the refining
   service's client computes from vLLM's logprobs.
 
-Adapters are saved in peft's own format (``adapter_config.json`` + weights), which vLLM
+Adapters are saved in peft's own format (``adapter_config.json`` + weights; an encoder's
+head beside them), which vLLM
 serves with ``--enable-lora`` for causal models (its default maximum rank is 16).
 """
 
@@ -22,12 +23,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from models.encoders import default_model_path
 
 logger = logging.getLogger(__name__)
+
+#: The encoder's Yes/No head, saved beside the adapter.
+HEAD_FILE = "yes_no_head.pt"
 
 
 @dataclass(frozen=True)
@@ -78,8 +83,8 @@ class LMSimulator:
     def __init__(self, config: SimulatorConfig = SimulatorConfig(), adapter_path=None) -> None:
         from peft import LoraConfig, PeftModel, TaskType, get_peft_model
         from transformers import (
+            AutoModel,
             AutoModelForCausalLM,
-            AutoModelForSequenceClassification,
             AutoTokenizer,
         )
 
@@ -102,10 +107,8 @@ class LMSimulator:
             self.answer_ids = [self._first_token(" No"), self._first_token(" Yes")]
             task = TaskType.CAUSAL_LM
         else:
-            base = AutoModelForSequenceClassification.from_pretrained(
-                path, num_labels=2, local_files_only=True
-            )
-            task = TaskType.SEQ_CLS
+            base = AutoModel.from_pretrained(path, local_files_only=True)
+            task = TaskType.FEATURE_EXTRACTION
         if adapter_path is not None:
             self.model = PeftModel.from_pretrained(base, adapter_path, is_trainable=True)
         else:
@@ -116,6 +119,12 @@ class LMSimulator:
                 lora_dropout=config.lora_dropout,
             )
             self.model = get_peft_model(base, lora)
+        # Encoders: No/Yes logits from the attention-masked mean of the last hidden states,
+        # the pooling sentence encoders such as MiniLM are trained for (a head on the [CLS]
+        # pooler did not fit even its training prompts).
+        self.head = nn.Linear(base.config.hidden_size, 2) if self.kind == "encoder" else None
+        if self.head is not None and adapter_path is not None:
+            self.head.load_state_dict(torch.load(Path(adapter_path) / HEAD_FILE))
         self.model.eval()
 
     def _first_token(self, text: str) -> int:
@@ -138,7 +147,9 @@ class LMSimulator:
         if self.kind == "causal":
             logits = self.model(**batch).logits[:, -1, :]
             return logits[:, self.answer_ids]
-        return self.model(**batch).logits
+        hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return self.head((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0))
 
     def loss(self, prompts: Sequence[str], labels: Sequence[int]) -> torch.Tensor:
         """Training loss for prompts with 0/1 (No/Yes) labels."""
@@ -149,7 +160,7 @@ class LMSimulator:
             logits = self.model(**batch).logits[:, -1, :]
             answer = torch.as_tensor(self.answer_ids)[target]
             return F.cross_entropy(logits, answer)
-        return F.cross_entropy(self.model(**batch).logits, target)
+        return F.cross_entropy(self._yes_no_logits(batch), target)
 
     @torch.inference_mode()
     def logits(self, prompts: Sequence[str], progress: bool = False) -> np.ndarray:
@@ -182,6 +193,8 @@ class LMSimulator:
         started = time.perf_counter()
         rng = np.random.default_rng(self.config.seed)
         parameters = [p for p in self.model.parameters() if p.requires_grad]
+        if self.kind == "encoder":
+            parameters += list(self.head.parameters())
         optimizer = torch.optim.AdamW(parameters, lr=self.config.lr)
         labels = np.asarray(labels)
         size = self.config.batch_size
@@ -217,4 +230,6 @@ class LMSimulator:
         folder = Path(folder)
         self.model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
+        if self.kind == "encoder":
+            torch.save(self.head.state_dict(), folder / HEAD_FILE)
         return folder

@@ -52,7 +52,7 @@ def fit_toy(simulator: LMSimulator) -> dict:
 def test_simulator_learns_yes_and_no_and_reloads_its_adapter(kind, tiny_llama, tmp_path) -> None:
     path = tiny_llama if kind == "causal" else None
     # The random tiny Llama starts far from any answer, so it gets more steps.
-    epochs, lr = (12, 3e-2) if kind == "causal" else (3, 5e-3)
+    epochs, lr = (24, 3e-2) if kind == "causal" else (3, 5e-3)
     config = SimulatorConfig(model_path=path and str(path), lr=lr, batch_size=8, epochs=epochs)
     simulator = LMSimulator(config)
     assert simulator.kind == kind
