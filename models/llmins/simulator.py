@@ -55,7 +55,7 @@ class SimulatorConfig:
     lr: float = 5e-4
     batch_size: int = 16
     epochs: int = 1
-    score_batch_size: int = 64
+    score_batch_size: int = 16
     seed: int = 0
 
     def to_dict(self) -> dict:
