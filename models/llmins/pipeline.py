@@ -16,6 +16,8 @@ from functools import cached_property
 
 import numpy as np
 
+from models.backbones import BackboneConfig
+from models.backbones.base import Backbone as BackboneModel
 from models.baselines import TUNED as TUNED_GENERATORS
 from models.baselines.aldi import AldiConfig, fit_aldi
 from models.baselines.common import ColdStartEmbeddings, choose_cold_scale
@@ -34,6 +36,7 @@ from models.llmins.refine import Refiner, fit_refiner, paired_difference, per_it
 from models.llmins.simulator import LMSimulator, SimulatorConfig
 from models.llmins.towers import LanguageTowers, TowerConfig, fit_language_towers
 from models.llmins.update import online_update, retrain_backbone
+from models.training import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -595,13 +598,18 @@ class Backbone:
     """The trained backbone a full update starts from, and how to train it again."""
 
     name: str
-    model: object
-    config: object
-    train_config: object
+    model: BackboneModel
+    config: BackboneConfig
+    train_config: TrainConfig
 
 
-def warm_up(bench: Workbench, config: LLMInSConfig, backbone: Backbone) -> ColdStartEmbeddings:
-    """Simulate interactions for every cold item, then update: embeddings for evaluation."""
+def warm_up(
+    bench: Workbench, config: LLMInSConfig, backbone: Backbone | None
+) -> ColdStartEmbeddings:
+    """Simulate interactions for every cold item, then update: embeddings for evaluation.
+
+    ``backbone`` is needed by the full update only (None suits ``update="online"``).
+    """
     before = dict(bench.seconds)
     started = time.perf_counter()
     simulation = simulate(bench, config)
@@ -613,6 +621,8 @@ def warm_up(bench: Workbench, config: LLMInSConfig, backbone: Backbone) -> ColdS
     seconds = {"simulate": simulate_seconds, "online update": time.perf_counter() - started}
     users, items = bench.users, online
     if config.update == "full":
+        if backbone is None:
+            raise ValueError("the full update retrains a backbone: pass the trained one")
         started = time.perf_counter()
         model, result = retrain_backbone(
             dataset,
