@@ -286,8 +286,7 @@ def render_report(records: Sequence[dict]) -> str:
         "Recall@20 and NDCG@20, full ranking, test split; mean ± std over seeds. Recall divides"
         " hits by the number of ground-truth items.",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
+        *_table_head(header),
     ]
     groups: dict[tuple[str, str, str], list[dict]] = {}
     for record in records:
@@ -343,8 +342,7 @@ def simulation_lines(groups: dict[tuple[str, str, str], list[dict]]) -> list[str
         "Precision: share of users that are real held-out users of the item. AUC: per item,"
         " among its candidates.",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
+        *_table_head(header),
     ]
     lm_lines = []
     for (_, _, method), group in groups.items():
@@ -392,6 +390,11 @@ def _lm_lines(method: str, measured: dict) -> list[str]:
             + f"{m['precision_gain']['se']:.4f} |"
         )
     return lines
+
+
+def _table_head(header: Sequence[str]) -> list[str]:
+    """A markdown table's header row and separator."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
 
 def _mean_std(values: Sequence[float], digits: int = 4) -> str:
