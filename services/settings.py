@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,6 +32,51 @@ class Settings(BaseSettings):
         description="Local Hugging Face model folder for content vectors; None: packaged MiniLM.",
     )
     log_level: str = Field(default="INFO", description="Python logging level.")
+
+    # -- the online service ------------------------------------------------------------
+    mode: Literal["embedded", "distributed"] = Field(
+        default="embedded",
+        description="embedded: one process runs API, warm-up tasks, local Qdrant and the CPU "
+        "simulator; distributed: tasks go to Celery workers over Redis.",
+    )
+    state_dir: Path = Field(
+        default=Path("state"),
+        description="Where the embedded mode keeps its SQLite file, local Qdrant and models.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the relational store; None: SQLite in state_dir.",
+    )
+    qdrant_url: str | None = Field(
+        default=None, description="Qdrant server URL; None: local mode in state_dir/qdrant."
+    )
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0", description="Celery broker and result backend."
+    )
+    simulator_url: str | None = Field(
+        default=None,
+        description="Base URL of the refining service (vLLM or services/simulator, '/v1' "
+        "included); None: the simulator runs in process.",
+    )
+    simulator_model: str = Field(
+        default="simulator", description="The `model` name sent to the refining service."
+    )
+    simulator_timeout_s: float = Field(default=10.0, description="Per request to the simulator.")
+    dataset: str = Field(default="citeulike", description="Data set `bootstrap` loads.")
+    backbone: str = Field(default="mf", description="Backbone `train` fits (mf|lightgcn|ngcf).")
+    api_key: str | None = Field(
+        default=None, description="When set, writes and admin endpoints need `X-API-Key`."
+    )
+    host: str = Field(default="127.0.0.1", description="Address the API binds.")
+    port: int = Field(default=8000, description="Port the API binds.")
+    refresh_interval_s: float = Field(
+        default=6 * 3600.0, description="Celery beat period of the backbone refresh."
+    )
+
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.state_dir / 'llmins.sqlite'}"
 
 
 @lru_cache
