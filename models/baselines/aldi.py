@@ -34,6 +34,7 @@ from models.baselines.common import (
     cold_item_ids,
 )
 from models.baselines.generator import (
+    ContentMap,
     ContentMLP,
     GeneratorConfig,
     fit_with_early_stopping,
@@ -172,9 +173,12 @@ def fit_aldi(
     )
     users, items = tables()
     items, scale = choose_cold_scale(dataset, users, items)
-    return ColdStartEmbeddings(
-        users, items, {**training, **scale, "generator": config.to_dict(), "aldi": aldi.to_dict()}
+    info = {**training, **scale, "generator": config.to_dict(), "aldi": aldi.to_dict()}
+    # With mapped users a cold row is [0 | generated], which the map alone does not give.
+    content_map = (
+        None if aldi.map_users else ContentMap.fitted_on(generator, content, dataset.warm_items)
     )
+    return ColdStartEmbeddings(users, items, info, content_map)
 
 
 def _frequency_weights(train: np.ndarray, n_items: int, aldi: AldiConfig) -> torch.Tensor | None:

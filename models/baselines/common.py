@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.baselines.generator import rescale_to_norm
+from models.baselines.generator import ContentMap, rescale_to_norm
 from models.data.dataset import ColdStartDataset
 from models.evaluation import validation_ndcg
 
@@ -17,11 +17,14 @@ class ColdStartEmbeddings:
 
     ``users`` and ``items`` score by inner product; rows are user and item ids. ``info``
     holds what the method chose and measured (epochs, validation scores, scale mode).
+    ``content_map`` embeds items that did not exist at training time (before any length
+    choice), where the method has one.
     """
 
     users: np.ndarray
     items: np.ndarray
     info: dict = field(default_factory=dict)
+    content_map: ContentMap | None = None
 
 
 def cold_item_ids(dataset: ColdStartDataset) -> np.ndarray:

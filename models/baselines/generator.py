@@ -73,9 +73,54 @@ class ContentMLP(nn.Module):
 
 def standardize(content: np.ndarray, reference_items: np.ndarray) -> torch.Tensor:
     """Content z-scored with the statistics of ``reference_items`` (the warm items)."""
-    reference = content[reference_items]
-    mean, std = reference.mean(0), reference.std(0) + 1e-6
+    mean, std = standardization(content, reference_items)
     return torch.from_numpy(((content - mean) / std).astype(np.float32))
+
+
+def standardization(content: np.ndarray, reference_items: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(mean, std) of the reference items' content, kept to standardise new items alike."""
+    reference = content[reference_items]
+    return reference.mean(0), reference.std(0) + 1e-6
+
+
+@dataclass
+class ContentMap:
+    """A trained content -> vector network with the standardisation it was trained with.
+
+    What the online service needs to embed an item that did not exist at training time:
+    ``content`` in, one vector per row out, exactly as the network saw warm items.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    network: nn.Module
+
+    @classmethod
+    def fitted_on(
+        cls, network: nn.Module, content: np.ndarray, reference_items: np.ndarray
+    ) -> ContentMap:
+        mean, std = standardization(content, reference_items)
+        return cls(mean.astype(np.float32), std.astype(np.float32), network)
+
+    def state(self) -> dict:
+        """Plain tensors and arrays, for ``torch.save`` (no pickled classes)."""
+        return {"mean": self.mean, "std": self.std, "network": self.network.state_dict()}
+
+    @classmethod
+    def from_state(cls, state: dict) -> ContentMap:
+        """Rebuild a :class:`ContentMLP` map; its sizes are read off the saved weights."""
+        weights = state["network"]
+        hidden, in_dim = weights["net.1.weight"].shape
+        out_dim = weights["net.4.weight"].shape[0]
+        network = ContentMLP(in_dim, out_dim, hidden)
+        network.load_state_dict(weights)
+        return cls(np.asarray(state["mean"]), np.asarray(state["std"]), network)
+
+    @torch.inference_mode()
+    def __call__(self, content: np.ndarray) -> np.ndarray:
+        self.network.eval()
+        inputs = torch.from_numpy(((content - self.mean) / self.std).astype(np.float32))
+        return self.network(inputs).numpy()
 
 
 def rescale_to_norm(embeddings: np.ndarray, target_norm: float) -> np.ndarray:

@@ -120,17 +120,32 @@ class HistorySimilarity:
         out = np.full((len(targets), self.histories.n_users), -1.0, dtype=np.float32)
         for start in range(0, len(targets), chunk):
             batch = torch.from_numpy(targets[start : start + chunk])
-            # One extra column at -inf stands for the padding index -1.
             similarity = self.unit[batch] @ self.unit.T
             if exclude_self:
                 similarity[torch.arange(len(batch)), batch] = float("-inf")
-            similarity = F.pad(similarity, (0, 1), value=float("-inf"))
-            for users, padded in self.groups:
-                gathered = similarity[:, padded]  # (batch, users, width)
-                k = min(self.top, padded.shape[1])
-                best = gathered.topk(k, dim=2).values
-                valid = torch.isfinite(best)
-                mean = torch.where(valid, best, 0.0).sum(2) / valid.sum(2).clamp(min=1)
-                mean = torch.where(valid.any(2), mean, -1.0)
-                out[start : start + len(batch), users.numpy()] = mean.numpy()
+            out[start : start + len(batch)] = self._late_interaction(similarity)
+        return out
+
+    @torch.inference_mode()
+    def scores_of_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """The same similarities for content vectors of items unknown at construction.
+
+        What the online service calls for a new item: its vector is compared with the
+        histories exactly as a known item's row would be.
+        """
+        unit = torch.from_numpy(unit_rows(np.atleast_2d(vectors)))
+        return self._late_interaction(unit @ self.unit.T)
+
+    def _late_interaction(self, similarity: torch.Tensor) -> np.ndarray:
+        """Per user, the mean of the ``top`` best entries of ``similarity`` over the history."""
+        out = np.full((len(similarity), self.histories.n_users), -1.0, dtype=np.float32)
+        # One extra column at -inf stands for the padding index -1.
+        similarity = F.pad(similarity, (0, 1), value=float("-inf"))
+        for users, padded in self.groups:
+            gathered = similarity[:, padded]  # (batch, users, width)
+            k = min(self.top, padded.shape[1])
+            best = gathered.topk(k, dim=2).values
+            valid = torch.isfinite(best)
+            mean = torch.where(valid, best, 0.0).sum(2) / valid.sum(2).clamp(min=1)
+            out[:, users.numpy()] = torch.where(valid.any(2), mean, -1.0).numpy()
         return out

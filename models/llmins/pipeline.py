@@ -32,7 +32,15 @@ from models.llmins.filtering import (
 )
 from models.llmins.history import HistorySimilarity, UserHistories
 from models.llmins.prompts import PromptBuilder
-from models.llmins.refine import Refiner, fit_refiner, paired_difference, per_item_auc, select
+from models.llmins.refine import (
+    Refiner,
+    candidate_features,
+    feature_names,
+    fit_refiner,
+    paired_difference,
+    per_item_auc,
+    select,
+)
 from models.llmins.simulator import LMSimulator, SimulatorConfig
 from models.llmins.towers import LanguageTowers, TowerConfig, fit_language_towers
 from models.llmins.update import online_update, retrain_backbone
@@ -115,6 +123,17 @@ class LLMInSConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, record: dict) -> LLMInSConfig:
+        """The inverse of :meth:`to_dict` (JSON turns tuples into lists)."""
+        return cls(
+            **{
+                **record,
+                "signals": tuple(record["signals"]),
+                "simulator_training": SimulatorTraining(**record["simulator_training"]),
+            }
+        )
+
 
 #: The variants the benchmark runs, by method name. Each ablation differs from
 #: ``llmins-online`` in one setting: the online update makes a row cost seconds instead of a
@@ -148,6 +167,8 @@ class Simulation:
 
     pairs: np.ndarray
     info: dict = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+    refiner: Refiner | None = None
 
 
 class Workbench:
@@ -398,12 +419,8 @@ def simulate(bench: Workbench, config: LLMInSConfig) -> Simulation:
         else:
             merged = merge(signals, weights)
             candidates = top_users(merged, config.k_filter)
-        rows = np.arange(len(items))[:, None]
-        history_length = np.log1p(bench.histories.lengths())[candidates]
-        features = np.stack(
-            [signals[name][rows, candidates] for name in config.signals]
-            + [history_length, merged[rows, candidates]],
-            axis=-1,
+        features = candidate_features(
+            signals, config.signals, merged, candidates, np.log1p(bench.histories.lengths())
         )
         truth = bench.truth(stage)
         labels = np.array([[u in truth[r] for u in candidates[r]] for r in range(len(items))])
@@ -413,10 +430,10 @@ def simulate(bench: Workbench, config: LLMInSConfig) -> Simulation:
             "features": features,
             "labels": labels.astype(np.int8),
         }
-    names = [*config.signals, "history length", "merged"]
+    names = feature_names(config.signals)
     for stage in STAGES:
         info[f"{stage}_candidate_precision"] = float(lists[stage]["labels"].mean())
-    kept = _refine(bench, config, lists, names, info)
+    kept, refiner = _refine(bench, config, lists, names, info)
     pairs = []
     for stage in STAGES:
         mask, data = kept[stage], lists[stage]
@@ -426,7 +443,7 @@ def simulate(bench: Workbench, config: LLMInSConfig) -> Simulation:
         info[f"{stage}_precision"] = float(selected.mean()) if selected.size else 0.0
         info[f"{stage}_adoption"] = float(mask.mean())
         info[f"{stage}_pairs_per_item"] = float(mask.sum(1).mean())
-    return Simulation(np.concatenate(pairs).astype(np.int64), info)
+    return Simulation(np.concatenate(pairs).astype(np.int64), info, weights, refiner)
 
 
 def _refine(
@@ -435,17 +452,21 @@ def _refine(
     lists: dict[str, dict],
     names: list[str],
     info: dict,
-) -> dict[str, np.ndarray]:
-    """Kept-candidate masks per stage, with the refiner's measurements added to ``info``."""
+) -> tuple[dict[str, np.ndarray], Refiner | None]:
+    """Kept-candidate masks per stage and the refiner that chose them (None: no refiner).
+
+    The refiner's measurements are added to ``info``.
+    """
     if not config.refine:
         # The filter's own order: its first ``keep`` candidates.
-        return {
+        masks = {
             stage: np.arange(config.k_filter)[None, :].repeat(len(data["items"]), 0)
             < (config.keep or config.k_filter)
             for stage, data in lists.items()
         }
+        return masks, None
     if config.lm == "paper":
-        return _paper_refine(bench, config, lists, info)
+        return _paper_refine(bench, config, lists, info), None
     refiner = _cross_fitted(lists, names, info, "refiner (no LM)")
     use_lm = config.lm == "always"
     if config.lm in ("auto", "always"):
@@ -474,7 +495,8 @@ def _refine(
         merged = data["features"][..., len(config.signals) + 1]
         info[f"{stage}_filter_auc"] = float(np.nanmean(per_item_auc(merged, data["labels"])))
     info["refiner_weights"] = refiner.describe()
-    return {stage: select(scores[stage], config.keep, config.threshold) for stage in lists}
+    masks = {stage: select(scores[stage], config.keep, config.threshold) for stage in lists}
+    return masks, refiner
 
 
 def _cross_fitted(lists: dict[str, dict], names: list[str], info: dict, label: str) -> Refiner:

@@ -11,7 +11,7 @@ probability reaches ``threshold``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +36,31 @@ class Refiner:
     def describe(self) -> dict[str, float]:
         """Weight per feature on standardised inputs: comparable sizes, readable in reports."""
         return {name: float(w) for name, w in zip(self.names, self.weights, strict=True)}
+
+
+def candidate_features(
+    signals: Mapping[str, np.ndarray],
+    names: Sequence[str],
+    merged: np.ndarray,
+    candidates: np.ndarray,
+    log_history_length: np.ndarray,
+) -> np.ndarray:
+    """``(n_items, K, len(names) + 2)`` refiner inputs of each item's candidate users.
+
+    Per candidate: every standardised signal in ``names`` order, log(1 + history length)
+    and the merged filter score (the feature names :func:`feature_names` gives).
+    """
+    rows = np.arange(len(candidates))[:, None]
+    return np.stack(
+        [signals[name][rows, candidates] for name in names]
+        + [log_history_length[candidates], merged[rows, candidates]],
+        axis=-1,
+    )
+
+
+def feature_names(signals: Sequence[str]) -> list[str]:
+    """Names of :func:`candidate_features`' columns, for the refiner's readable weights."""
+    return [*signals, "history length", "merged"]
 
 
 def within_list(features: np.ndarray) -> np.ndarray:

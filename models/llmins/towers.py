@@ -16,6 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from models.baselines.generator import (
+    ContentMap,
     ContentMLP,
     GeneratorConfig,
     fit_with_early_stopping,
@@ -44,11 +45,15 @@ class TowerConfig:
 
 @dataclass
 class LanguageTowers:
-    """Trained towers' outputs: ``users`` ``(n_users, dim)`` and ``items`` ``(n_items, dim)``."""
+    """Trained towers' outputs: ``users`` ``(n_users, dim)`` and ``items`` ``(n_items, dim)``.
+
+    ``item_map`` is the item tower itself, for items that arrive after training.
+    """
 
     users: np.ndarray
     items: np.ndarray
     info: dict
+    item_map: ContentMap
 
 
 def fit_language_towers(
@@ -93,4 +98,5 @@ def fit_language_towers(
         progress=progress,
     )
     users, items = tables()
-    return LanguageTowers(users, items, {**info, "config": config.to_dict()})
+    item_map = ContentMap.fitted_on(item_tower, content, dataset.warm_items)
+    return LanguageTowers(users, items, {**info, "config": config.to_dict()}, item_map)

@@ -1,0 +1,95 @@
+"""The item warmer: one item at a time, it must give what the offline pipeline gives."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from models.baselines.generator import GeneratorConfig
+from models.llmins.online import ItemWarmer, fit_item_warmer
+from models.llmins.pipeline import VARIANTS, Workbench, simulate, warm_up
+from models.llmins.towers import TowerConfig
+from tests.factories import bag_of_words, planted_dataset, trained_mf
+
+SMALL = dict(k_filter=30, keep=8)
+
+
+@pytest.fixture(scope="module")
+def bench() -> Workbench:
+    data = planted_dataset()
+    users, items = trained_mf()
+    small = GeneratorConfig(hidden=32, batch_size=128, max_epochs=15, patience=3)
+    return Workbench(
+        data,
+        bag_of_words(data.item_texts),
+        users,
+        items,
+        towers=TowerConfig(dim=16, training=small),
+        collaborative=small,
+        progress=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def fitted(bench):
+    config = replace(VARIANTS["llmins-online"], lm="never", **SMALL)
+    warmer, info = fit_item_warmer(bench, config)
+    offline = warm_up(bench, config, backbone=None)
+    pairs = simulate(bench, config).pairs
+    return warmer, info, offline, config, pairs
+
+
+def test_one_item_at_a_time_matches_the_offline_run(bench, fitted) -> None:
+    warmer, _, offline, config, offline_pairs = fitted
+    items = bench.dataset.cold_test_items[:12]
+    for item in items:
+        warmed = warmer.warm(bench.content[item])
+        assert len(warmed.kept[0]) == config.keep
+        np.testing.assert_allclose(warmed.vectors[0], offline.items[item], rtol=1e-4, atol=1e-5)
+    # The simulated users themselves: the vector is their (ridge) sum, so equal vectors from
+    # different users would be a coincidence; check the users too, for a batch.
+    batch = warmer.warm(bench.content[items])
+    for row, item in enumerate(items):
+        expected = set(offline_pairs[offline_pairs[:, 1] == item, 0].tolist())
+        assert set(batch.kept[row].tolist()) == expected
+
+
+def test_probabilities_are_best_first_and_in_range(fitted, bench) -> None:
+    warmer = fitted[0]
+    warmed = warmer.warm(bench.content[bench.dataset.cold_val_items[:5]])
+    for probabilities in warmed.probabilities:
+        assert np.all((probabilities > 0) & (probabilities < 1))
+        assert np.all(np.diff(probabilities) <= 1e-12)
+
+
+def test_save_and_load_give_the_same_answers(fitted, bench, tmp_path) -> None:
+    warmer = fitted[0]
+    content = bench.content[bench.dataset.cold_test_items[:6]]
+    before = warmer.warm(content)
+    loaded = ItemWarmer.load(warmer.save(tmp_path / "warmer"))
+    after = loaded.warm(content)
+    assert loaded.config == warmer.config
+    for row in range(len(content)):
+        np.testing.assert_array_equal(before.kept[row], after.kept[row])
+    np.testing.assert_allclose(before.vectors, after.vectors, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        warmer.content_vectors(content), loaded.content_vectors(content), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_content_vectors_point_towards_the_items_users(fitted, bench) -> None:
+    """The fallback vector alone ranks an item's real users above the others."""
+    warmer = fitted[0]
+    data = bench.dataset
+    items = data.cold_test_items
+    scores = warmer.content_vectors(bench.content[items]) @ warmer.users.T
+    pairs = data.splits["cold_test"]
+    positive = scores[np.searchsorted(items, pairs[:, 1]), pairs[:, 0]].mean()
+    assert positive > scores.mean() + 0.5 * scores.std()
+
+
+def test_the_warmer_refuses_what_it_cannot_run_per_item(bench) -> None:
+    with pytest.raises(ValueError, match="online update"):
+        fit_item_warmer(bench, VARIANTS["llmins"])
