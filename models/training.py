@@ -88,7 +88,7 @@ class TrainResult:
 def train_bpr(
     model: Backbone,
     train_pairs: np.ndarray,
-    validate: Validator,
+    validate: Validator | None,
     config: TrainConfig,
     item_pool: np.ndarray | None = None,
     progress: bool = True,
@@ -100,7 +100,8 @@ def train_bpr(
     Args:
         model: any :class:`Backbone`; trained in place and left at its best state.
         train_pairs: ``(n, 2)`` (user, item) interactions.
-        validate: returns the score to maximise (e.g. warm or overall validation NDCG@20).
+        validate: returns the score to maximise (e.g. warm or overall validation NDCG@20);
+            None trains ``max_epochs`` epochs and keeps the last (nothing to choose with).
         item_pool: items negatives are drawn from (default: items in ``train_pairs``).
         validate_start: also validate the starting parameters (epoch 0), so a model that
             starts from a good state is never left worse than it started.
@@ -115,7 +116,7 @@ def train_bpr(
     stopping = EarlyStopping(model, config.patience)
     history: list[dict[str, float]] = []
     epoch = 0
-    if validate_start:
+    if validate_start and validate is not None:
         model.eval()
         stopping.update(validate(model), 0)
         history.append({"epoch": 0, "val": stopping.best_score})
@@ -139,7 +140,7 @@ def train_bpr(
             optimizer.step()
             total += loss.item() * len(users_all[batch])
         record = {"epoch": epoch, "loss": total / len(order)}
-        if epoch % config.eval_every == 0 or epoch == config.max_epochs:
+        if validate is not None and (epoch % config.eval_every == 0 or epoch == config.max_epochs):
             model.eval()
             score = validate(model)
             record["val"] = score
@@ -151,7 +152,10 @@ def train_bpr(
         history.append(record)
         if stopping.should_stop:
             break
-    stopping.restore_best()
+    if validate is None:
+        stopping.best_epoch = epoch
+    else:
+        stopping.restore_best()
     return TrainResult(
         best_epoch=stopping.best_epoch,
         best_score=stopping.best_score,

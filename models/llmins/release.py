@@ -1,0 +1,246 @@
+"""A model version for the online service: a trained backbone and an item warmer, in a folder.
+
+:func:`train_release` runs, on a data set, what the benchmark runs for ``llmins-online``:
+the backbone on the warm training interactions, then the subtowers, filter, refiner and
+update choices on the validation items, kept as an :class:`ItemWarmer`. The folder holds
+plain arrays and a readable ``manifest.json`` (data fingerprint, settings, validation
+choices, timings), so any process can load it and anyone can see what it is.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.backbones import BackboneConfig, build_backbone
+from models.baselines import TUNED as TUNED_GENERATORS
+from models.benchmark import BenchmarkConfig, library_versions, train_backbone
+from models.data.dataset import ColdStartDataset
+from models.evaluation import rank_metrics
+from models.llmins.online import ItemWarmer, fit_item_warmer
+from models.llmins.pipeline import VARIANTS, LLMInSConfig, Workbench
+from models.llmins.towers import TowerConfig
+from models.training import TrainConfig, train_bpr
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class ModelRelease:
+    """What the service serves with: backbone vectors and the warmer of new items.
+
+    Attributes:
+        version: a name unique per training run.
+        user_ids: the outside world's id of each user row.
+        users, items: the backbone's vectors (row = user or item index; score = inner
+            product). Rows of items the backbone never saw are meaningless.
+        backbone_state: the backbone's parameters (its ego embeddings: a graph backbone's
+            exported vectors are propagated ones), where a refresh starts from.
+        warmer: filter, refine and fit for new items.
+        manifest: provenance and measurements (JSON).
+    """
+
+    version: str
+    user_ids: list[str]
+    users: np.ndarray
+    items: np.ndarray
+    backbone_state: dict[str, torch.Tensor]
+    warmer: ItemWarmer
+    manifest: dict
+
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "user_ids.json").write_text(json.dumps(self.user_ids))
+        np.save(folder / "users.npy", self.users)
+        np.save(folder / "items.npy", self.items)
+        torch.save(self.backbone_state, folder / "backbone.pt")
+        self.warmer.save(folder / "warmer")
+        (folder / MANIFEST).write_text(json.dumps(self.manifest, indent=2, default=str))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ModelRelease:
+        folder = Path(folder)
+        manifest = json.loads((folder / MANIFEST).read_text())
+        return cls(
+            version=manifest["version"],
+            user_ids=json.loads((folder / "user_ids.json").read_text()),
+            users=np.load(folder / "users.npy"),
+            items=np.load(folder / "items.npy"),
+            backbone_state=torch.load(folder / "backbone.pt", weights_only=True),
+            warmer=ItemWarmer.load(folder / "warmer"),
+            manifest=manifest,
+        )
+
+
+def train_release(
+    dataset: ColdStartDataset,
+    content: np.ndarray,
+    version: str,
+    config: BenchmarkConfig,
+    warmer_config: LLMInSConfig = VARIANTS["llmins-online"],
+    seed: int = 0,
+    max_epochs: int | None = None,
+) -> ModelRelease:
+    """Train the backbone and fit the item warmer on ``dataset`` (its validation items).
+
+    ``max_epochs`` caps every training loop (backbone, subtowers) for quick trials; None
+    keeps the tuned settings. Users keep the data set's ids, as decimal strings.
+    """
+    towers, collaborative = TowerConfig(), TUNED_GENERATORS["aldi"]
+    if max_epochs is not None:
+        config = replace(config, train_config=replace(config.train_config, max_epochs=max_epochs))
+        towers = replace(towers, training=replace(towers.training, max_epochs=max_epochs))
+        collaborative = replace(collaborative, max_epochs=max_epochs)
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    backbone, training = train_backbone(dataset, config, seed)
+    seconds["backbone"] = time.perf_counter() - started
+    users, items = backbone.model.export_embeddings()
+    bench = Workbench(
+        dataset,
+        content,
+        users,
+        items,
+        seed,
+        config.simulator,
+        towers=towers,
+        collaborative=collaborative,
+        progress=config.progress,
+    )
+    started = time.perf_counter()
+    warmer, info = fit_item_warmer(bench, warmer_config)
+    seconds["warmer"] = time.perf_counter() - started
+    manifest = {
+        "version": version,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "data": {**dataset.summary(), "fingerprint": dataset.fingerprint},
+        "backbone": {
+            "name": config.backbone,
+            "config": config.backbone_config.to_dict(),
+            "train": config.train_config.to_dict(),
+            "training": training,
+        },
+        "encoder": config.encoder_path,
+        "warmer": {
+            "precision_val": info.get("val_precision"),
+            "precision_test": info.get("test_precision"),
+            "filter_weights": info.get("filter_weights"),
+            "refiner_weights": info.get("refiner_weights"),
+            "online_update": {
+                key: value
+                for key, value in info["online_update"].items()
+                if key in ("ridge", "cold_scale")
+            },
+        },
+        "seconds": seconds,
+        "versions": library_versions(),
+    }
+    user_ids = [str(user) for user in range(dataset.n_users)]
+    state = {key: value.detach().clone() for key, value in backbone.model.state_dict().items()}
+    return ModelRelease(version, user_ids, users, items, state, warmer, manifest)
+
+
+def refresh_release(
+    release: ModelRelease,
+    trained: np.ndarray,
+    new: np.ndarray,
+    simulated: np.ndarray,
+    item_vectors: np.ndarray,
+    fresh: np.ndarray,
+    version: str,
+    holdout: float = 0.1,
+    min_held_out: int = 20,
+    epochs_unvalidated: int = 5,
+    lr_factor: float = 1.0,
+    max_epochs: int = 100,
+    seed: int = 0,
+    progress: bool = True,
+) -> ModelRelease:
+    """The backbone retrained on real ∪ simulated (user, item) index pairs.
+
+    ``trained`` are the real interactions the release was trained on, ``new`` those that
+    arrived since. It starts from the current parameters; the rows of ``fresh`` items
+    (warmed since the backbone was trained) start from their served vectors in
+    ``item_vectors``, whose length gives the item count. The learning rate is the tuned
+    one times ``lr_factor``: items with only a handful of new interactions must move (at
+    1/30, the offline update's share, they barely did in 30 epochs), and the held-out
+    check below keeps the rest from drifting.
+
+    Early stopping needs interactions neither the release nor this training saw: a random
+    ``holdout`` share of the *new* real ones, whose NDCG@20 over all items picks the epoch,
+    the starting point included (old interactions would favour the start, which has fitted
+    them). With fewer than ``min_held_out`` of them, it trains ``epochs_unvalidated``
+    epochs and keeps the result. The warmer keeps its subtowers and choices and fits new
+    items against the new user vectors.
+    """
+    rng = np.random.default_rng(seed)
+    held_out = rng.random(len(new)) < holdout
+    if held_out.sum() < min_held_out:
+        held_out[:] = False
+    validation = new[held_out]
+    train = np.concatenate([trained, new[~held_out], simulated]).astype(np.int64)
+    n_users, n_items = len(release.users), len(item_vectors)
+    name = release.manifest["backbone"]["name"]
+    backbone_config = BackboneConfig(**release.manifest["backbone"]["config"])
+    tuned = TrainConfig(**release.manifest["backbone"]["train"])
+    train_config = replace(
+        tuned,
+        lr=tuned.lr * lr_factor,
+        max_epochs=max_epochs,
+        seed=seed,
+    )
+    model = build_backbone(name, n_users, n_items, train, backbone_config)
+    state = dict(release.backbone_state)
+    trained = state["item_embedding.weight"]
+    egos = torch.zeros((n_items, trained.shape[1]), dtype=trained.dtype)
+    egos[: min(len(trained), n_items)] = trained[:n_items]
+    egos[torch.from_numpy(fresh)] = torch.from_numpy(item_vectors[fresh]).to(trained.dtype)
+    state["item_embedding.weight"] = egos
+    model.load_state_dict(state, strict=False)
+    everything = np.arange(n_items)
+    held_out_ndcg = None
+    if len(validation):
+
+        def held_out_ndcg(model) -> float:
+            users, items = model.export_embeddings()
+            return rank_metrics(users, items, everything, validation, train)["ndcg@20"]
+
+    else:
+        train_config = replace(train_config, max_epochs=epochs_unvalidated)
+    result = train_bpr(
+        model,
+        train,
+        held_out_ndcg,
+        train_config,
+        item_pool=everything,
+        progress=progress,
+        description=f"refresh {name}",
+        validate_start=bool(len(validation)),
+    )
+    users, items = model.export_embeddings()
+    manifest = {
+        **release.manifest,
+        "version": version,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "refresh": {
+            "from": release.version,
+            "trained": int(len(trained)),
+            "new": int(len(new)),
+            "simulated": int(len(simulated)),
+            "held_out": int(held_out.sum()),
+            "best_epoch": result.best_epoch,
+            "best_held_out_ndcg@20": result.best_score,
+            "epochs_run": result.epochs_run,
+            "seconds": result.seconds,
+        },
+    }
+    state = {key: value.detach().clone() for key, value in model.state_dict().items()}
+    warmer = replace(release.warmer, users=users)
+    return ModelRelease(version, release.user_ids, users, items, state, warmer, manifest)
