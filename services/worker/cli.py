@@ -1,4 +1,4 @@
-"""Worker commands: ``python -m services.worker benchmark ...``.
+"""Worker commands: ``python -m services.worker benchmark|bootstrap|refresh ...``.
 
 Thin on purpose: it parses arguments, reads settings, and calls models/ functions.
 """
@@ -6,6 +6,7 @@ Thin on purpose: it parses arguments, reads settings, and calls models/ function
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -76,7 +77,37 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--simulator-examples", type=int, help="simulator training prompts")
     bench.add_argument("--use-tags", action="store_true", help="CiteULike: append tags (leaks)")
     bench.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    boot = commands.add_parser(
+        "bootstrap",
+        help="train a model version on the configured data set and load the stores "
+        "(does nothing when a version is active)",
+    )
+    boot.add_argument("--max-epochs", type=int, help="cap every training loop (quick trials)")
+    boot.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    again = commands.add_parser(
+        "refresh", help="retrain the backbone on real and simulated interactions, swap indexes"
+    )
+    again.add_argument("--max-epochs", type=int, default=100, help="epochs cap")
+    again.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
+
+
+def service_command(args: argparse.Namespace) -> None:
+    """``bootstrap`` and ``refresh``: the same functions the service runs, from a shell."""
+    from services.bootstrap import bootstrap
+    from services.refresh import refresh
+    from services.runtime import Runtime
+
+    runtime = Runtime(get_settings())
+    try:
+        if args.command == "bootstrap":
+            version = bootstrap(runtime, args.max_epochs, progress=not args.no_progress)
+            print(f"active model version: {version}")
+        else:
+            record = refresh(runtime, args.max_epochs, progress=not args.no_progress)
+            print(json.dumps(record, indent=2))
+    finally:
+        runtime.close()
 
 
 def benchmark(args: argparse.Namespace) -> None:
@@ -127,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         if args.command == "benchmark":
             benchmark(args)
+        else:
+            service_command(args)
     except DataFormatError as error:
         # Bad data is the user's to fix: say which file and line, without a traceback.
         parser.exit(2, f"error: {error}\n")

@@ -1,0 +1,53 @@
+"""``python -m services.api``: serve the API.
+
+Embedded mode (the default): bootstraps the configured data set on first run (trains a
+model version and loads the stores; minutes), then serves, warming posted items in a
+background thread of this process. Distributed mode: serves only; warm-ups go to Celery.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import uvicorn
+
+from services.api.app import create_app
+from services.bootstrap import bootstrap
+from services.queues import CeleryQueue, InProcessQueue, requeue_pending
+from services.runtime import Runtime
+from services.settings import get_settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = get_settings()
+    parser = argparse.ArgumentParser(prog="python -m services.api")
+    parser.add_argument("--host", default=settings.host)
+    parser.add_argument("--port", type=int, default=settings.port)
+    parser.add_argument(
+        "--max-epochs", type=int, help="cap training epochs of the first bootstrap (quick trials)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    runtime = Runtime(settings)
+    if settings.mode == "embedded":
+        bootstrap(runtime, max_epochs=args.max_epochs)
+        queue = InProcessQueue(runtime)
+    else:
+        queue = CeleryQueue()
+    requeue_pending(runtime, queue)
+    app = create_app(runtime, queue)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower())
+    finally:
+        queue.close()
+        runtime.close()
+
+
+if __name__ == "__main__":
+    main()

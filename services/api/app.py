@@ -1,0 +1,232 @@
+"""The REST API: post items, read their warm-up, send interactions, get recommendations.
+
+Thin by design: requests are validated by the pydantic models of ``schemas``, work goes to
+the store, the vector index and the warm-up queue. Every refusal is a 4xx whose body says
+why; writes need the API key when one is configured.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Annotated, Literal
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+from services.api.schemas import (
+    InteractionsAccepted,
+    InteractionsIn,
+    ItemAccepted,
+    ItemIn,
+    ItemOut,
+    JobOut,
+    Problem,
+    Recommendation,
+    Recommendations,
+    SimulatedUser,
+)
+from services.queues import TaskQueue
+from services.runtime import Runtime
+from services.store import ItemConflict, UnknownIds
+
+logger = logging.getLogger(__name__)
+
+ERRORS = {
+    400: {"model": Problem},
+    401: {"model": Problem},
+    404: {"model": Problem},
+    409: {"model": Problem},
+    422: {"model": Problem},
+}
+
+
+def create_app(runtime: Runtime, queue: TaskQueue) -> FastAPI:
+    """The API over ``runtime``'s stores, sending warm-ups to ``queue``."""
+    app = FastAPI(
+        title="llmins",
+        version="0.1.0",
+        description="Cold-item warm-up with LLM-InS: post new items, get recommendations.",
+    )
+    app.state.runtime = runtime
+    app.state.queue = queue
+    metrics = _Metrics()
+    app.state.metrics = metrics
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = route.path if route is not None else "unmatched"
+        metrics.requests.labels(request.method, path, str(response.status_code)).inc()
+        metrics.latency.labels(request.method, path).observe(time.perf_counter() - started)
+        return response
+
+    def require_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
+        expected = runtime.settings.api_key
+        if expected is None:
+            return
+        # Constant time: a comparison that stops at the first difference leaks the key.
+        if x_api_key is None or not secrets.compare_digest(x_api_key.encode(), expected.encode()):
+            raise HTTPException(401, "a valid X-API-Key header is required for this endpoint")
+
+    writes = [Depends(require_key)]
+
+    @app.post(
+        "/v1/items",
+        status_code=202,
+        response_model=ItemAccepted,
+        responses={**ERRORS, 200: {"model": ItemAccepted}},
+        dependencies=writes,
+    )
+    def post_item(item: ItemIn, response: Response) -> ItemAccepted:
+        """Store the item (queued) and enqueue its warm-up.
+
+        Idempotent on the id: the same text again answers 200 with the first job; another
+        text under a known id is a 409.
+        """
+        try:
+            record, job, created = runtime.store.submit_item(item.id, item.text)
+        except ItemConflict as error:
+            raise HTTPException(409, str(error)) from None
+        if created:
+            queue.enqueue(record.id, job.id)
+        else:
+            response.status_code = 200
+        return ItemAccepted(item_id=record.id, job_id=job.id, status=record.status)
+
+    @app.get("/v1/items/{item_id}", response_model=ItemOut, responses=ERRORS)
+    def get_item(item_id: str) -> ItemOut:
+        record = runtime.store.get_item(item_id)
+        if record is None:
+            raise HTTPException(404, f"item {item_id!r} is unknown")
+        users = runtime.store.simulated_for(item_id)
+        return ItemOut(
+            id=record.id,
+            status=record.status,
+            origin=record.origin,
+            model_version=record.model_version,
+            simulated_users=[SimulatedUser(user_id=u, p_yes=p) for u, p in users],
+            timings=record.timings,
+            error=record.error,
+            created_at=record.created_at,
+            warmed_at=record.warmed_at,
+        )
+
+    @app.post(
+        "/v1/interactions",
+        response_model=InteractionsAccepted,
+        responses=ERRORS,
+        dependencies=writes,
+    )
+    def post_interactions(body: InteractionsIn) -> InteractionsAccepted:
+        """Record real interactions (repeats are no-ops); all or nothing."""
+        pairs = [(i.user_id, i.item_id) for i in body.interactions]
+        try:
+            new = runtime.store.add_interactions(pairs)
+        except UnknownIds as error:
+            raise HTTPException(404, str(error)) from None
+        return InteractionsAccepted(received=len(pairs), new=new)
+
+    @app.get(
+        "/v1/users/{user_id}/recommendations", response_model=Recommendations, responses=ERRORS
+    )
+    def recommendations(
+        user_id: str,
+        k: Annotated[int, Query(ge=1, le=100)] = 20,
+        pool: Literal["all", "warm", "cold"] = "all",
+    ) -> Recommendations:
+        """The user's top-k items by the backbone's score, items they interacted with left out."""
+        store = runtime.store
+        user_index = store.user_index(user_id)
+        if user_index is None:
+            raise HTTPException(404, f"user {user_id!r} is unknown")
+        vector = runtime.index.vectors("users", [user_index])[0]
+        seen = store.seen_item_indices(user_id)
+        cold = {"all": None, "warm": False, "cold": True}[pool]
+        hits = runtime.index.top("items", vector, k, exclude=seen, cold=cold)
+        ids = store.item_ids([index for index, _ in hits])
+        return Recommendations(
+            user_id=user_id,
+            pool=pool,
+            model_version=runtime.index.active_version("items"),
+            items=[Recommendation(item_id=ids[i], score=s) for i, s in hits if i in ids],
+        )
+
+    @app.get("/v1/jobs/{job_id}", response_model=JobOut, responses=ERRORS)
+    def get_job(job_id: str) -> JobOut:
+        job = runtime.store.get_job(job_id)
+        if job is None:
+            raise HTTPException(404, f"job {job_id!r} is unknown")
+        return JobOut(**vars(job))
+
+    @app.post(
+        "/v1/admin/refresh",
+        status_code=202,
+        response_model=JobOut,
+        responses=ERRORS,
+        dependencies=writes,
+    )
+    def post_refresh() -> JobOut:
+        """Retrain the backbone on real and simulated interactions now (a job)."""
+        job = runtime.store.create_job("refresh")
+        queue.enqueue_refresh(job.id)
+        return JobOut(**vars(job))
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: {"model": Problem}})
+    def readyz() -> JSONResponse:
+        """Readiness: the store answers and a model version is active and indexed."""
+        problems = []
+        try:
+            if runtime.store.active_version() is None:
+                problems.append("no model version is active (bootstrap has not run)")
+        except Exception as error:  # the store itself is down
+            problems.append(f"store: {type(error).__name__}")
+        try:
+            if runtime.index.active_version("items") is None:
+                problems.append("the items index has no active collection")
+        except Exception as error:
+            problems.append(f"vector index: {type(error).__name__}")
+        if problems:
+            return JSONResponse({"detail": "; ".join(problems)}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+class _Metrics:
+    """The API's Prometheus series, in a registry of their own (one per app)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "llmins_http_requests",
+            "HTTP requests by method, route and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "llmins_http_request_seconds",
+            "HTTP request latency by method and route.",
+            ["method", "route"],
+            buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )

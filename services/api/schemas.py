@@ -1,0 +1,90 @@
+"""Request and response bodies of the REST API: the limits here are the API's contract."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Ids: printable, no surrounding whitespace, short enough to index.
+Identifier = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+-]+$")
+
+
+class ItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Identifier
+    text: str = Field(min_length=1, max_length=10_000, description="Title or description.")
+
+
+class ItemAccepted(BaseModel):
+    item_id: str
+    job_id: str
+    status: str
+
+
+class SimulatedUser(BaseModel):
+    user_id: str
+    p_yes: float = Field(description="Probability the simulation gave this user (best first).")
+
+
+class ItemOut(BaseModel):
+    id: str
+    status: Literal["queued", "warming", "warm", "degraded", "failed"]
+    origin: str
+    model_version: str | None
+    simulated_users: list[SimulatedUser]
+    timings: dict[str, float] | None
+    error: str | None
+    created_at: datetime
+    warmed_at: datetime | None
+
+
+class Interaction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str = Identifier
+    item_id: str = Identifier
+
+
+class InteractionsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    interactions: list[Interaction] = Field(min_length=1, max_length=10_000)
+
+
+class InteractionsAccepted(BaseModel):
+    received: int
+    new: int
+
+
+class Recommendation(BaseModel):
+    item_id: str
+    score: float
+
+
+class Recommendations(BaseModel):
+    user_id: str
+    pool: str
+    model_version: str | None
+    items: list[Recommendation]
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    item_id: str | None
+    status: str
+    attempts: int
+    error: str | None
+    result: dict | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class Problem(BaseModel):
+    """Every 4xx/5xx body: what went wrong, in words."""
+
+    detail: str | list

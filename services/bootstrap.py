@@ -1,0 +1,91 @@
+"""First start: train a model version on a data set's warm part and load it into the stores.
+
+After it, the service knows the data set's users, its warm items and their real
+interactions (training and validation parts), serves recommendations, and warms whatever
+is posted; the data set's cold items are what users post. Running it again on a store that
+already has an active model version does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from models.benchmark import BenchmarkConfig
+from models.data import load_dataset
+from models.data.dataset import ColdStartDataset
+from models.encoders import encode_cached
+from models.llmins.release import ModelRelease, train_release
+from services.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+def bootstrap(runtime: Runtime, max_epochs: int | None = None, progress: bool = True) -> str:
+    """Train, load and index the configured data set; returns the active version."""
+    active = runtime.store.active_version()
+    if active is not None:
+        logger.info("model version %s is active: nothing to bootstrap", active.id)
+        return active.id
+    settings = runtime.settings
+    dataset = load_dataset(settings.dataset, settings.data_dir)
+    logger.info("bootstrapping from %s", dataset.summary())
+    content = encode_cached(runtime.encoder, dataset.item_texts, settings.cache_dir, progress)
+    return install(runtime, dataset, content, max_epochs, progress)
+
+
+def install(
+    runtime: Runtime,
+    dataset: ColdStartDataset,
+    content: np.ndarray,
+    max_epochs: int | None = None,
+    progress: bool = True,
+) -> str:
+    """Train a version on ``dataset`` (content vectors ``content``), load it, activate it."""
+    settings = runtime.settings
+    version = time.strftime("v%Y%m%d-%H%M%S", time.gmtime()) + f"-{settings.backbone}"
+    config = BenchmarkConfig(
+        backbone=settings.backbone,
+        methods=("backbone",),
+        encoder_path=str(settings.encoder_path) if settings.encoder_path else None,
+        progress=progress,
+    )
+    release = train_release(dataset, content, version, config, max_epochs=max_epochs)
+    folder = release.save(runtime.models_dir / version)
+    load_catalogue(runtime, dataset)
+    index_release(runtime, release, dataset.warm_items)
+    runtime.store.register_version(version, str(folder), release.manifest["warmer"])
+    runtime.store.activate(version)
+    logger.info("model version %s active (%s)", version, folder)
+    return version
+
+
+def load_catalogue(runtime: Runtime, dataset: ColdStartDataset) -> None:
+    """Users, warm items and their real interactions; ids are the data set's, as strings.
+
+    Real interactions are the warm training and validation parts: what the service has
+    seen. The test parts stay unseen, for the replay benchmark to score against.
+    """
+    store = runtime.store
+    store.load_users([(str(user), user) for user in range(dataset.n_users)])
+    store.load_items(
+        [(str(item), dataset.item_texts[item], int(item), "warm") for item in dataset.warm_items]
+    )
+    seen = np.concatenate([dataset.splits["warm_train"], dataset.splits["warm_val"]])
+    store.load_interactions([(str(user), str(item)) for user, item in seen.tolist()])
+
+
+def index_release(runtime: Runtime, release: ModelRelease, items: np.ndarray) -> None:
+    """Build the version's collections (warm items, all users) and switch the aliases."""
+    index = runtime.index
+    index.build(
+        release.version,
+        "items",
+        items,
+        release.items[items],
+        [{"cold": False}] * len(items),
+    )
+    index.build(release.version, "users", np.arange(len(release.users)), release.users)
+    index.activate(release.version, kinds=("items", "users"))

@@ -1,0 +1,72 @@
+"""The periodic refresh: retrain the backbone on real ∪ simulated interactions, swap indexes.
+
+A new model version is trained from the active one (:func:`refresh_release`), written to
+its own folder, indexed into new collections, and only then made active by one alias
+switch, so queries never see a half-built index. If anything fails before the switch,
+the old version keeps serving. Items warmed while the refresh ran are warmed again under
+the new version afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from models.llmins.release import refresh_release
+from services.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+def refresh(runtime: Runtime, max_epochs: int = 100, progress: bool = False) -> dict:
+    """Train, index and activate a new model version; returns its refresh record.
+
+    ``rewarm`` in the record lists the ids of items warmed while it ran: the caller
+    warms them again (their vectors live only in the old collections).
+    """
+    store, index = runtime.store, runtime.index
+    release = runtime.release()
+    active = store.active_version()
+    trained, new = store.real_interaction_indices(since=active.created_at)
+    simulated = store.simulated_interaction_indices()
+    catalogue = store.indexed_items()
+    fresh = np.array(
+        [index for index, (_, origin) in catalogue.items() if origin == "api"], dtype=np.int64
+    )
+    n_items = max(len(release.items), max(catalogue, default=-1) + 1)
+    item_vectors = np.zeros((n_items, release.items.shape[1]), dtype=np.float32)
+    item_vectors[: len(release.items)] = release.items
+    if len(fresh):
+        item_vectors[fresh] = index.vectors("items", fresh.tolist())
+    version = time.strftime("v%Y%m%d-%H%M%S", time.gmtime()) + "-refresh"
+    refreshed = refresh_release(
+        release,
+        trained,
+        new,
+        simulated,
+        item_vectors,
+        fresh,
+        version,
+        max_epochs=max_epochs,
+        progress=progress,
+    )
+    folder = refreshed.save(runtime.models_dir / version)
+    ids = np.array(sorted(catalogue), dtype=np.int64)
+    index.build(
+        version,
+        "items",
+        ids,
+        refreshed.items[ids],
+        [{"cold": catalogue[int(i)][1] == "api"} for i in ids],
+    )
+    index.build(version, "users", np.arange(len(refreshed.users)), refreshed.users)
+    index.activate(version, kinds=("items", "users"))
+    store.register_version(version, str(folder), refreshed.manifest["refresh"])
+    store.activate(version)
+    logger.info("model version %s active: %s", version, refreshed.manifest["refresh"])
+    # Warmed during the refresh: their vectors are only in the old collection.
+    now = store.indexed_items()
+    missed = sorted(now[index][0] for index in set(now) - set(catalogue))
+    return {"version": version, **refreshed.manifest["refresh"], "rewarm": missed}

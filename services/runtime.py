@@ -1,0 +1,85 @@
+"""What one service process shares: the stores, the active model, the encoder, the simulator.
+
+The API (embedded mode) and every Celery worker process build one :class:`Runtime` from
+the settings. Heavy pieces load on first use, and the active model follows the store: when
+a refresh activates a new version, the next call here loads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from models.encoders import MeanPoolEncoder
+from models.llmins.release import ModelRelease
+from services.index import VectorIndex
+from services.settings import Settings
+from services.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Stores, model and encoder of one process, built from ``settings``.
+
+    ``embedder`` replaces the language model's content vectors (tests with synthetic data
+    use word counts); None uses the configured encoder.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Callable[[list[str]], np.ndarray] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(settings.resolved_database_url)
+        self.store.create_all()
+        self.index = (
+            VectorIndex(url=settings.qdrant_url)
+            if settings.qdrant_url
+            else VectorIndex(path=settings.state_dir / "qdrant")
+        )
+        self._release: ModelRelease | None = None
+        self._release_lock = threading.Lock()
+
+    @property
+    def models_dir(self) -> Path:
+        return self.settings.state_dir / "models"
+
+    @cached_property
+    def encoder(self) -> MeanPoolEncoder:
+        return MeanPoolEncoder(self.settings.encoder_path)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Content vectors, as the model was trained on (the same encoder, mean pooling)."""
+        if self.embedder is not None:
+            return self.embedder(texts)
+        return self.encoder.encode(texts, progress=False)
+
+    def release(self) -> ModelRelease:
+        """The active model version, loaded once per version.
+
+        Raises:
+            LookupError: no model version is active yet (run ``bootstrap`` first).
+        """
+        active = self.store.active_version()
+        if active is None:
+            raise LookupError(
+                "no model version is active: run `python -m services.worker bootstrap`"
+            )
+        with self._release_lock:
+            if self._release is None or self._release.version != active.id:
+                logger.info("loading model version %s from %s", active.id, active.path)
+                self._release = ModelRelease.load(active.path)
+            return self._release
+
+    def close(self) -> None:
+        self.index.close()
+        self.store.dispose()

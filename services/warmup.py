@@ -1,0 +1,83 @@
+"""The warm-up of one posted item: embed, filter, refine, fit, store, index.
+
+The same function runs in the embedded mode's background thread and in a Celery worker. It
+is idempotent: an item already warm under the active model is left alone, and the simulated
+interactions of an item are replaced as a whole, so a redelivered task adds no duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from models.benchmark import StageTimer
+from services.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+def warm_up_item(runtime: Runtime, item_id: str, job_id: str | None = None) -> dict:
+    """Make ``item_id`` warm; returns what its job records (users, timings, version).
+
+    On failure the item keeps its content vector in the index (it stays recommendable),
+    is marked ``degraded`` with the error, and the exception propagates so the caller can
+    retry.
+    """
+    store = runtime.store
+    item = store.get_item(item_id)
+    if item is None:
+        raise LookupError(f"item {item_id!r} is not in the store")
+    release = runtime.release()
+    if item.status == "warm" and item.model_version == release.version:
+        result = {"item_id": item_id, "status": "warm", "skipped": "already warm"}
+        if job_id:
+            store.finish_job(job_id, "succeeded", result=result)
+        return result
+    if job_id:
+        store.start_job(job_id)
+    timer = StageTimer()
+    clock = timer.stage
+    timings = timer.seconds
+    try:
+        with clock("embed"):
+            content = runtime.embed([item.text])
+        index = item.index if item.index is not None else store.assign_index(item_id)
+        with clock("content vector"):
+            # Recommendable from this moment on, by content alone.
+            fallback = release.warmer.content_vectors(content)
+            runtime.index.upsert("items", [index], fallback, [{"cold": True}])
+        store.set_item_status(item_id, "warming", index=index)
+        with clock("filter and refine"):
+            warmed = release.warmer.warm(content)
+        users = [
+            (release.user_ids[user], float(p))
+            for user, p in zip(warmed.kept[0], warmed.probabilities[0], strict=True)
+        ]
+        with clock("store"):
+            store.replace_simulated(item_id, users, release.version)
+            runtime.index.upsert("items", [index], warmed.vectors, [{"cold": True}])
+    except Exception as error:
+        message = f"{type(error).__name__}: {error}"
+        logger.exception("warm-up of item %s failed", item_id)
+        store.set_item_status(item_id, "degraded", error=message)
+        if job_id:
+            store.finish_job(job_id, "failed", error=message)
+        raise
+    store.set_item_status(
+        item_id, "warm", model_version=release.version, timings=timings, error=None
+    )
+    result = {
+        "item_id": item_id,
+        "status": "warm",
+        "model_version": release.version,
+        "simulated_users": len(users),
+        "timings": timings,
+    }
+    if job_id:
+        store.finish_job(job_id, "succeeded", result=result)
+    logger.info(
+        "item %s warm: %d simulated users in %.3f s",
+        item_id,
+        len(users),
+        sum(timings.values()),
+    )
+    return result

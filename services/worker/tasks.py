@@ -1,0 +1,75 @@
+"""The Celery app and its tasks (distributed mode).
+
+``celery -A services.worker.tasks worker`` runs them; the broker and result backend are
+the configured Redis. Tasks are acknowledged after they finish (``acks_late``) and
+re-queued when a worker dies mid-task, so each one must be idempotent: warming an item
+twice replaces its simulated interactions, never adds to them.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+
+from celery import Celery
+
+from services.queues import run_refresh
+from services.runtime import Runtime
+from services.settings import get_settings
+from services.warmup import warm_up_item
+
+logger = logging.getLogger(__name__)
+
+
+def make_celery() -> Celery:
+    settings = get_settings()
+    celery = Celery("llmins", broker=settings.redis_url, backend=settings.redis_url)
+    celery.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_expires=24 * 3600,
+        broker_connection_retry_on_startup=True,
+        beat_schedule={
+            "refresh": {"task": "llmins.refresh", "schedule": settings.refresh_interval_s}
+        },
+    )
+    return celery
+
+
+app = make_celery()
+
+
+@cache
+def runtime() -> Runtime:
+    """One runtime per worker process, built on its first task."""
+    return Runtime(get_settings())
+
+
+@app.task(
+    name="llmins.warm_up",
+    autoretry_for=(Exception,),
+    dont_autoretry_for=(LookupError,),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=8,
+)
+def warm_up(item_id: str, job_id: str | None = None) -> dict:
+    """Warm one posted item (see :func:`services.warmup.warm_up_item`)."""
+    return warm_up_item(runtime(), item_id, job_id)
+
+
+@app.task(name="llmins.refresh")
+def refresh_model(job_id: str | None = None) -> list[tuple[str, str]]:
+    """Retrain and swap the model (see :mod:`services.refresh`), then re-warm what it missed.
+
+    Not retried: a failed refresh leaves the previous version serving, and the next
+    scheduled one starts afresh.
+    """
+    warm_ups = run_refresh(runtime(), job_id)
+    for item_id, warm_up_job in warm_ups:
+        warm_up.delay(item_id, warm_up_job)
+    return warm_ups

@@ -1,0 +1,197 @@
+"""The REST API over a real store and index, with a model trained on the planted data set.
+
+The API runs in process (FastAPI's TestClient) with the embedded mode's background thread;
+content vectors are word counts, so no language model is loaded.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from services.api.app import create_app
+from services.bootstrap import install
+from services.queues import InProcessQueue, requeue_pending
+from services.runtime import Runtime
+from services.settings import Settings
+from tests.factories import bag_of_words, planted_dataset
+
+
+def wait_until_idle(queue: InProcessQueue, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not queue.idle():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the warm-up queue did not drain")
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    """(client, runtime, queue) over a fresh state folder with an installed model."""
+    state = tmp_path_factory.mktemp("state")
+    runtime = Runtime(Settings(state_dir=state), embedder=bag_of_words)
+    data = planted_dataset()
+    install(runtime, data, bag_of_words(data.item_texts), max_epochs=20, progress=False)
+    queue = InProcessQueue(runtime)
+    with TestClient(create_app(runtime, queue)) as client:
+        yield client, runtime, queue
+    queue.close()
+    runtime.close()
+
+
+def post_cold_item(client, queue, item: int, suffix: str = "") -> dict:
+    data = planted_dataset()
+    response = client.post(
+        "/v1/items", json={"id": f"new-{item}{suffix}", "text": data.item_texts[item]}
+    )
+    assert response.status_code == 202, response.text
+    wait_until_idle(queue)
+    return response.json()
+
+
+def test_a_posted_item_warms_and_is_recommended_to_its_simulated_users(service) -> None:
+    client, _, queue = service
+    data = planted_dataset()
+    item = int(data.cold_test_items[0])
+    accepted = post_cold_item(client, queue, item)
+    assert accepted["status"] == "queued" and accepted["job_id"]
+    body = client.get(f"/v1/items/new-{item}").json()
+    assert body["status"] == "warm", body
+    users = body["simulated_users"]
+    assert len(users) == 15
+    assert [u["p_yes"] for u in users] == sorted((u["p_yes"] for u in users), reverse=True)
+    assert set(body["timings"]) >= {"embed", "filter and refine"}
+    # The simulated users are mostly real ones of the planted topic (held out from training).
+    truth = {str(u) for u, i in data.splits["cold_test"].tolist() if i == item}
+    assert len(truth & {u["user_id"] for u in users}) >= 5
+    job = client.get(f"/v1/jobs/{accepted['job_id']}").json()
+    assert job["status"] == "succeeded" and job["attempts"] == 1
+    recommended = client.get(
+        f"/v1/users/{users[0]['user_id']}/recommendations", params={"pool": "cold", "k": 5}
+    ).json()
+    assert f"new-{item}" in [r["item_id"] for r in recommended["items"]]
+    warm_only = client.get(
+        f"/v1/users/{users[0]['user_id']}/recommendations", params={"pool": "warm", "k": 100}
+    ).json()
+    assert f"new-{item}" not in [r["item_id"] for r in warm_only["items"]]
+
+
+def test_posting_is_idempotent_on_the_id(service) -> None:
+    client, _, queue = service
+    data = planted_dataset()
+    item = int(data.cold_test_items[1])
+    first = post_cold_item(client, queue, item)
+    again = client.post("/v1/items", json={"id": f"new-{item}", "text": data.item_texts[item]})
+    assert again.status_code == 200 and again.json()["job_id"] == first["job_id"]
+    other = client.post("/v1/items", json={"id": f"new-{item}", "text": "something else"})
+    assert other.status_code == 409 and "new-" in other.json()["detail"]
+
+
+def test_recommendations_leave_out_what_the_user_interacted_with(service) -> None:
+    client, _, queue = service
+    data = planted_dataset()
+    item = int(data.cold_test_items[2])
+    post_cold_item(client, queue, item)
+    user = client.get(f"/v1/items/new-{item}").json()["simulated_users"][0]["user_id"]
+    before = client.get(f"/v1/users/{user}/recommendations", params={"pool": "cold"}).json()
+    assert f"new-{item}" in [r["item_id"] for r in before["items"]]
+    sent = {"interactions": [{"user_id": user, "item_id": f"new-{item}"}]}
+    assert client.post("/v1/interactions", json=sent).json() == {"received": 1, "new": 1}
+    assert client.post("/v1/interactions", json=sent).json() == {"received": 1, "new": 0}
+    after = client.get(f"/v1/users/{user}/recommendations", params={"pool": "cold"}).json()
+    assert f"new-{item}" not in [r["item_id"] for r in after["items"]]
+    scores = [r["score"] for r in after["items"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_unknown_ids_are_404s_and_change_nothing(service) -> None:
+    client, runtime, _ = service
+    before = runtime.store.counts()
+    response = client.post(
+        "/v1/interactions",
+        json={
+            "interactions": [{"user_id": "0", "item_id": "1"}, {"user_id": "0", "item_id": "nope"}]
+        },
+    )
+    assert response.status_code == 404 and "nope" in response.json()["detail"]
+    assert runtime.store.counts() == before
+    assert client.get("/v1/items/nope").status_code == 404
+    assert client.get("/v1/jobs/nope").status_code == 404
+    assert client.get("/v1/users/nobody/recommendations").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "payload"),
+    [
+        ("post", "/v1/items", {"id": "a b", "text": "spaces are not allowed in ids"}),
+        ("post", "/v1/items", {"id": "x", "text": ""}),
+        ("post", "/v1/items", {"id": "x", "text": "t" * 10_001}),
+        ("post", "/v1/items", {"id": "x", "text": "t", "extra": 1}),
+        ("post", "/v1/items", {"text": "no id"}),
+        ("post", "/v1/interactions", {"interactions": []}),
+        ("get", "/v1/users/0/recommendations?k=0", None),
+        ("get", "/v1/users/0/recommendations?k=101", None),
+        ("get", "/v1/users/0/recommendations?pool=hot", None),
+    ],
+)
+def test_bad_input_is_a_422_with_a_reason(service, method, path, payload) -> None:
+    client = service[0]
+    response = client.request(method, path, json=payload)
+    assert response.status_code == 422
+    assert response.json()["detail"]
+
+
+def test_health_readiness_and_metrics(service) -> None:
+    client = service[0]
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+    client.get("/v1/users/0/recommendations")
+    metrics = client.get("/metrics").text
+    assert (
+        'llmins_http_requests_total{method="GET",route="/v1/users/{user_id}/recommendations"'
+        in metrics
+    )
+
+
+def test_a_refresh_swaps_the_model_and_keeps_serving(service) -> None:
+    client, runtime, queue = service
+    data = planted_dataset()
+    item = int(data.cold_test_items[3])
+    post_cold_item(client, queue, item)
+    before = runtime.store.active_version().id
+    job = client.post("/v1/admin/refresh")
+    assert job.status_code == 202
+    wait_until_idle(queue, 120)
+    done = client.get(f"/v1/jobs/{job.json()['id']}").json()
+    assert done["status"] == "succeeded", done
+    assert runtime.store.active_version().id != before
+    assert runtime.index.active_version("items") == runtime.store.active_version().id
+    user = client.get(f"/v1/items/new-{item}").json()["simulated_users"][0]["user_id"]
+    items = client.get(f"/v1/users/{user}/recommendations", params={"pool": "cold"}).json()
+    assert f"new-{item}" in [r["item_id"] for r in items["items"]]
+
+
+def test_items_accepted_but_never_enqueued_are_warmed_at_start(service) -> None:
+    """A crash between the 202 and the enqueue: the store has the item, the queue not."""
+    client, runtime, queue = service
+    data = planted_dataset()
+    item = int(data.cold_test_items[4])
+    runtime.store.submit_item(f"new-{item}", data.item_texts[item])
+    assert client.get(f"/v1/items/new-{item}").json()["status"] == "queued"
+    assert requeue_pending(runtime, queue) == 1
+    wait_until_idle(queue)
+    assert client.get(f"/v1/items/new-{item}").json()["status"] == "warm"
+
+
+def test_writes_need_the_key_when_one_is_set(service, monkeypatch) -> None:
+    client, runtime, _ = service
+    monkeypatch.setattr(runtime.settings, "api_key", "s3cret")
+    body = {"id": "keyed", "text": "alpha beta"}
+    assert client.post("/v1/items", json=body).status_code == 401
+    assert client.post("/v1/items", json=body, headers={"X-API-Key": "wrong"}).status_code == 401
+    assert client.post("/v1/admin/refresh").status_code == 401
+    assert client.get("/v1/users/0/recommendations").status_code == 200
+    ok = client.post("/v1/items", json=body, headers={"X-API-Key": "s3cret"})
+    assert ok.status_code == 202
