@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The README's main command. Until the online service lands, the main job is the offline
-# benchmark on CiteULike (published split, titles only, MF backbone): the backbone, the two
-# embedding-simulation baselines, the zero-shot kNN baseline and LLM-InS.
+# The README's main command: the service in embedded mode on http://127.0.0.1:8000.
+# The first run bootstraps CiteULike's warm part (trains a model version, fills the stores in
+# ./state; minutes on 2 cores); later runs start in seconds. Arguments go to the server
+# (e.g. --port 8080). The offline benchmark is `python -m services.worker benchmark ...`.
 set -euo pipefail
 source "$(dirname "$0")/bootstrap.sh"
-exec .venv/bin/python -m services.worker benchmark --dataset citeulike --backbone mf \
-  --methods backbone,deepmusic,aldi,knn,llmins --seeds 1 --out runs/citeulike-mf "$@"
+exec .venv/bin/python -m services.api "$@"

@@ -9,7 +9,6 @@ already has an active model version does nothing.
 from __future__ import annotations
 
 import logging
-import time
 
 import numpy as np
 
@@ -18,7 +17,7 @@ from models.data import load_dataset
 from models.data.dataset import ColdStartDataset
 from models.encoders import encode_cached
 from models.llmins.release import ModelRelease, train_release
-from services.runtime import Runtime
+from services.runtime import Runtime, new_version_name
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ def install(
 ) -> str:
     """Train a version on ``dataset`` (content vectors ``content``), load it, activate it."""
     settings = runtime.settings
-    version = time.strftime("v%Y%m%d-%H%M%S", time.gmtime()) + f"-{settings.backbone}"
+    version = new_version_name(settings.backbone)
     config = BenchmarkConfig(
         backbone=settings.backbone,
         methods=("backbone",),

@@ -40,6 +40,18 @@ class InProcessQueue:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm-up")
         self._pending: set[Future] = set()
         self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._timer: threading.Thread | None = None
+
+    def refresh_every(self, seconds: float) -> None:
+        """Enqueue a refresh every ``seconds`` (what Celery beat does in distributed mode)."""
+
+        def loop() -> None:
+            while not self._stopped.wait(seconds):
+                self.enqueue_refresh(self.runtime.store.create_job("refresh").id)
+
+        self._timer = threading.Thread(target=loop, name="refresh-timer", daemon=True)
+        self._timer.start()
 
     def enqueue(self, item_id: str, job_id: str) -> None:
         self._submit(self._warm_up, item_id, job_id)
@@ -75,6 +87,7 @@ class InProcessQueue:
             return not self._pending
 
     def close(self) -> None:
+        self._stopped.set()
         self.executor.shutdown(wait=True, cancel_futures=False)
 
 

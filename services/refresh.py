@@ -10,12 +10,11 @@ the new version afterwards.
 from __future__ import annotations
 
 import logging
-import time
 
 import numpy as np
 
 from models.llmins.release import refresh_release
-from services.runtime import Runtime
+from services.runtime import Runtime, new_version_name
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ def refresh(runtime: Runtime, max_epochs: int = 100, progress: bool = False) -> 
     item_vectors[: len(release.items)] = release.items
     if len(fresh):
         item_vectors[fresh] = index.vectors("items", fresh.tolist())
-    version = time.strftime("v%Y%m%d-%H%M%S", time.gmtime()) + "-refresh"
+    version = new_version_name("refresh")
     refreshed = refresh_release(
         release,
         trained,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +24,11 @@ from services.settings import Settings
 from services.store import Store
 
 logger = logging.getLogger(__name__)
+
+
+def new_version_name(label: str) -> str:
+    """A model version name: readable time, what made it, and a suffix that never repeats."""
+    return time.strftime("v%Y%m%d-%H%M%S", time.gmtime()) + f"-{label}-{uuid.uuid4().hex[:6]}"
 
 
 class Runtime:

@@ -36,8 +36,8 @@ class Settings(BaseSettings):
     # -- the online service ------------------------------------------------------------
     mode: Literal["embedded", "distributed"] = Field(
         default="embedded",
-        description="embedded: one process runs API, warm-up tasks, local Qdrant and the CPU "
-        "simulator; distributed: tasks go to Celery workers over Redis.",
+        description="embedded: one process runs the API, warm-ups and refreshes, with local "
+        "Qdrant and SQLite; distributed: the work goes to Celery workers over Redis.",
     )
     state_dir: Path = Field(
         default=Path("state"),
@@ -53,24 +53,19 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0", description="Celery broker and result backend."
     )
-    simulator_url: str | None = Field(
-        default=None,
-        description="Base URL of the refining service (vLLM or services/simulator, '/v1' "
-        "included); None: the simulator runs in process.",
-    )
-    simulator_model: str = Field(
-        default="simulator", description="The `model` name sent to the refining service."
-    )
-    simulator_timeout_s: float = Field(default=10.0, description="Per request to the simulator.")
     dataset: str = Field(default="citeulike", description="Data set `bootstrap` loads.")
-    backbone: str = Field(default="mf", description="Backbone `train` fits (mf|lightgcn|ngcf).")
+    backbone: str = Field(
+        default="mf", description="Backbone `bootstrap` trains (mf|lightgcn|ngcf)."
+    )
     api_key: str | None = Field(
         default=None, description="When set, writes and admin endpoints need `X-API-Key`."
     )
     host: str = Field(default="127.0.0.1", description="Address the API binds.")
     port: int = Field(default=8000, description="Port the API binds.")
     refresh_interval_s: float = Field(
-        default=6 * 3600.0, description="Celery beat period of the backbone refresh."
+        default=6 * 3600.0,
+        description="Period of the backbone refresh (Celery beat, or the embedded server's "
+        "timer); 0 turns the embedded timer off.",
     )
 
 

@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     if settings.mode == "embedded":
         bootstrap(runtime, max_epochs=args.max_epochs)
         queue = InProcessQueue(runtime)
+        if settings.refresh_interval_s > 0:
+            queue.refresh_every(settings.refresh_interval_s)
     else:
         queue = CeleryQueue()
     requeue_pending(runtime, queue)

@@ -173,6 +173,18 @@ def test_a_refresh_swaps_the_model_and_keeps_serving(service) -> None:
     assert f"new-{item}" in [r["item_id"] for r in items["items"]]
 
 
+def test_the_embedded_timer_refreshes_on_its_own(service) -> None:
+    _, runtime, _ = service
+    before = runtime.store.active_version().id
+    timed = InProcessQueue(runtime)
+    timed.refresh_every(0.2)
+    deadline = time.monotonic() + 60
+    while runtime.store.active_version().id == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    timed.close()
+    assert runtime.store.active_version().id != before
+
+
 def test_items_accepted_but_never_enqueued_are_warmed_at_start(service) -> None:
     """A crash between the 202 and the enqueue: the store has the item, the queue not."""
     client, runtime, queue = service

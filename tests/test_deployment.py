@@ -1,4 +1,4 @@
-"""The distributed deployment's compose file: valid, complete, and only real settings."""
+"""How the service is deployed: the compose file (valid, complete, real settings), the README."""
 
 from __future__ import annotations
 
@@ -56,3 +56,11 @@ def test_docker_compose_validates_the_file() -> None:
             check=False,
         )
         assert result.returncode == 0, result.stderr
+
+
+def test_the_readme_documents_every_setting() -> None:
+    readme = (COMPOSE.parent / "README.md").read_text()
+    missing = [
+        name for name in Settings.model_fields if f"`LLMINS_{name.upper()}`" not in readme
+    ]
+    assert not missing
