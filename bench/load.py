@@ -1,0 +1,128 @@
+"""Load on the running service: concurrent recommendation queries, optionally item posts.
+
+``--clients`` asyncio clients each send GET /v1/users/{random user}/recommendations (k=20,
+pool all) back to back for ``--seconds``; with ``--post-every S`` one more client posts a
+new item every S seconds and checks at the end that each one is stored and warm. Reports
+requests per second, latency percentiles, error counts and items lost. The load generator
+shares the machine with the server (2 cores here), so both are in the numbers.
+
+    python bench/load.py --state-dir runs/replay/state --out runs/load.json --clients 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serving import EmbeddedServer, git_commit  # noqa: E402
+
+
+async def query_loop(
+    client: httpx.AsyncClient, users: np.ndarray, deadline: float, seed: int
+) -> tuple[list[float], dict[str, int]]:
+    rng = np.random.default_rng(seed)
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    while time.perf_counter() < deadline:
+        user = int(rng.choice(users))
+        started = time.perf_counter()
+        try:
+            response = await client.get(f"/v1/users/{user}/recommendations", params={"k": 20})
+            outcome = None if response.status_code == 200 else str(response.status_code)
+        except httpx.HTTPError as error:
+            outcome = type(error).__name__
+        latencies.append(time.perf_counter() - started)
+        if outcome:
+            errors[outcome] = errors.get(outcome, 0) + 1
+    return latencies, errors
+
+
+async def post_loop(client: httpx.AsyncClient, every: float, deadline: float) -> list[str]:
+    posted = []
+    while time.perf_counter() < deadline:
+        item_id = f"load-{len(posted)}-{time.time_ns()}"
+        response = await client.post(
+            "/v1/items", json={"id": item_id, "text": f"load test paper {len(posted)} on ranking"}
+        )
+        if response.status_code == 202:
+            posted.append(item_id)
+        await asyncio.sleep(every)
+    return posted
+
+
+async def drive(base: str, clients: int, seconds: float, post_every: float | None) -> dict:
+    limits = httpx.Limits(max_connections=clients + 1, max_keepalive_connections=clients + 1)
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+        users = np.arange(5551)
+        deadline = time.perf_counter() + seconds
+        started = time.perf_counter()
+        loops = [query_loop(client, users, deadline, seed) for seed in range(clients)]
+        if post_every:
+            loops.append(post_loop(client, post_every, deadline))
+        results = await asyncio.gather(*loops)
+        elapsed = time.perf_counter() - started
+        latencies = np.concatenate([r[0] for r in results[:clients]]) * 1000
+        errors: dict[str, int] = {}
+        for _, counts in results[:clients]:
+            for key, value in counts.items():
+                errors[key] = errors.get(key, 0) + value
+        record = {
+            "clients": clients,
+            "seconds": elapsed,
+            "requests": int(len(latencies)),
+            "requests_per_s": len(latencies) / elapsed,
+            "latency_ms": {f"p{q}": float(np.percentile(latencies, q)) for q in (50, 90, 95, 99)},
+            "errors": errors,
+        }
+        if post_every:
+            record["items"] = await check_items(client, results[-1])
+    return record
+
+
+async def check_items(client: httpx.AsyncClient, posted: list[str], wait: float = 120) -> dict:
+    """Every accepted item must be stored and, after the queue drains, warm."""
+    deadline = time.perf_counter() + wait
+    statuses: dict[str, str] = {}
+    while time.perf_counter() < deadline:
+        for item_id in posted:
+            response = await client.get(f"/v1/items/{item_id}")
+            statuses[item_id] = response.json()["status"] if response.status_code == 200 else "lost"
+        if all(s in ("warm", "lost", "failed") for s in statuses.values()):
+            break
+        await asyncio.sleep(1)
+    values = list(statuses.values())
+    return {
+        "posted": len(posted),
+        "warm": values.count("warm"),
+        "lost": values.count("lost"),
+        "not_warm": len(values) - values.count("warm") - values.count("lost"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--state-dir", type=Path, required=True, help="a bootstrapped state")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--post-every", type=float, help="also post an item every S seconds")
+    args = parser.parse_args()
+    server = EmbeddedServer(args.state_dir, args.out.with_suffix(".server.log"))
+    with server as base:
+        record = asyncio.run(drive(base, args.clients, args.seconds, args.post_every))
+    record["commit"] = git_commit()
+    print(json.dumps(record, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""The embedded server as a child process, for the benchmarks that drive it over HTTP."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def git_commit() -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+
+
+class EmbeddedServer:
+    """``with EmbeddedServer(state_dir, log) as base_url:`` runs ``python -m services.api``.
+
+    Bootstraps the state folder on first use (minutes), waits until ``/readyz`` answers,
+    and stops the server on exit. Periodic refreshes are off: a benchmark measures one
+    model version.
+    """
+
+    def __init__(self, state_dir: Path, log: Path, env: dict[str, str] | None = None) -> None:
+        self.state_dir, self.log, self.env = state_dir, log, env or {}
+        self.ready_seconds = 0.0
+
+    def __enter__(self) -> str:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        env = {
+            **os.environ,
+            "LLMINS_STATE_DIR": str(self.state_dir),
+            "LLMINS_REFRESH_INTERVAL_S": "0",
+            **self.env,
+        }
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.api", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        while True:
+            if self.process.poll() is not None:
+                raise SystemExit(f"the server exited:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{base}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(1)
+        self.ready_seconds = time.perf_counter() - started
+        return base
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=60)
