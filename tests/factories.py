@@ -46,3 +46,24 @@ def trained_mf(seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
         progress=False,
     )
     return model.export_embeddings()
+
+
+def small_workbench(**options):
+    """A LLM-InS workbench on :func:`planted_dataset` with small, fast subtowers."""
+    from models.baselines.generator import GeneratorConfig
+    from models.llmins.pipeline import Workbench
+    from models.llmins.towers import TowerConfig
+
+    data = planted_dataset()
+    users, items = trained_mf()
+    small = GeneratorConfig(hidden=32, batch_size=128, max_epochs=15, patience=3)
+    return Workbench(
+        data,
+        bag_of_words(data.item_texts),
+        users,
+        items,
+        towers=TowerConfig(dim=16, training=small),
+        collaborative=small,
+        progress=False,
+        **options,
+    )

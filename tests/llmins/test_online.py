@@ -7,29 +7,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from models.baselines.generator import GeneratorConfig
 from models.llmins.online import ItemWarmer, fit_item_warmer
 from models.llmins.pipeline import VARIANTS, Workbench, simulate, warm_up
-from models.llmins.towers import TowerConfig
-from tests.factories import bag_of_words, planted_dataset, trained_mf
+from tests.factories import small_workbench
 
 SMALL = dict(k_filter=30, keep=8)
 
 
 @pytest.fixture(scope="module")
 def bench() -> Workbench:
-    data = planted_dataset()
-    users, items = trained_mf()
-    small = GeneratorConfig(hidden=32, batch_size=128, max_epochs=15, patience=3)
-    return Workbench(
-        data,
-        bag_of_words(data.item_texts),
-        users,
-        items,
-        towers=TowerConfig(dim=16, training=small),
-        collaborative=small,
-        progress=False,
-    )
+    return small_workbench()
 
 
 @pytest.fixture(scope="module")

@@ -7,38 +7,25 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from models.baselines.generator import GeneratorConfig
 from models.evaluation import evaluate
 from models.llmins.pipeline import (
     VARIANTS,
     Backbone,
     LLMInSConfig,
     SimulatorTraining,
-    Workbench,
     simulate,
     warm_up,
 )
 from models.llmins.simulator import SimulatorConfig
-from models.llmins.towers import TowerConfig
-from tests.factories import bag_of_words, planted_dataset, trained_mf
+from tests.factories import small_workbench
 
 SMALL = dict(k_filter=30, keep=8, lm_items=6, lm_candidates=10)
 
 
 @pytest.fixture(scope="module")
 def bench():
-    data = planted_dataset()
-    users, items = trained_mf()
-    small = GeneratorConfig(hidden=32, batch_size=128, max_epochs=15, patience=3)
-    return Workbench(
-        data,
-        bag_of_words(data.item_texts),
-        users,
-        items,
-        simulator=SimulatorConfig(batch_size=8, max_length=64, score_batch_size=32),
-        towers=TowerConfig(dim=16, training=small),
-        collaborative=small,
-        progress=False,
+    return small_workbench(
+        simulator=SimulatorConfig(batch_size=8, max_length=64, score_batch_size=32)
     )
 
 
