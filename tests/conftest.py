@@ -26,3 +26,27 @@ def data_dir() -> Path:
     if not path.is_dir():
         pytest.fail(f"data folder {path} not found; set LLMINS_DATA_DIR to the shared data")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    """A randomly initialised two-layer Llama with MiniLM's tokenizer: a causal LM, no download."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from models.encoders import default_model_path
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = AutoTokenizer.from_pretrained(default_model_path())
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

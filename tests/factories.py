@@ -67,3 +67,12 @@ def small_workbench(**options):
         progress=False,
         **options,
     )
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, for a server a test starts."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -28,6 +28,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from models.encoders import default_model_path
+from models.llmins.prompts import ANSWERS
 
 logger = logging.getLogger(__name__)
 
@@ -162,13 +163,50 @@ class LMSimulator:
             return F.cross_entropy(logits, answer)
         return F.cross_entropy(self._yes_no_logits(batch), target)
 
-    @torch.inference_mode()
     def logits(self, prompts: Sequence[str], progress: bool = False) -> np.ndarray:
         """``log P(Yes) - log P(No)`` per prompt (the refiner's feature)."""
+
+        def yes_minus_no(batch: dict[str, torch.Tensor]) -> list[float]:
+            pair = self._yes_no_logits(batch).float()
+            return (pair[:, 1] - pair[:, 0]).tolist()
+
+        return np.array(self._in_batches(prompts, yes_minus_no, progress), dtype=np.float32)
+
+    def first_token_logprobs(
+        self, prompts: Sequence[str], top: int = 20, progress: bool = False
+    ) -> list[dict[str, float]]:
+        """Per prompt, log-probabilities of the likeliest first answer tokens, by token text.
+
+        What an OpenAI-compatible server returns as ``top_logprobs[0]``. A causal model
+        answers over its whole vocabulary (the ``top`` best; texts that several tokens
+        decode to are combined); an encoder's head knows two answers, " Yes" and " No".
+        P(Yes) = e^yes / (e^yes + e^no) from these equals :meth:`score`.
+        """
+
+        def best_tokens(batch: dict[str, torch.Tensor]) -> list[dict[str, float]]:
+            if self.kind == "encoder":
+                pair = F.log_softmax(self._yes_no_logits(batch).float(), dim=1)
+                return [{f" {ANSWERS[1]}": yes, f" {ANSWERS[0]}": no} for no, yes in pair.tolist()]
+            logprobs = F.log_softmax(self.model(**batch).logits[:, -1, :].float(), dim=1)
+            values, ids = logprobs.topk(min(top, logprobs.shape[1]), dim=1)
+            rows = []
+            for row_values, row_ids in zip(values.tolist(), ids.tolist(), strict=True):
+                row: dict[str, float] = {}
+                for value, token in zip(row_values, row_ids, strict=True):
+                    text = self.tokenizer.decode([token])
+                    row[text] = float(np.logaddexp(row[text], value)) if text in row else value
+                rows.append(row)
+            return rows
+
+        return self._in_batches(prompts, best_tokens, progress)
+
+    @torch.inference_mode()
+    def _in_batches(self, prompts: Sequence[str], per_batch, progress: bool) -> list:
+        """``per_batch`` over batches of ``prompts``; one result per prompt, in their order."""
         self.model.eval()
         # Prompts of similar length share a batch, so little compute goes to padding.
         order = np.argsort([len(p) for p in prompts], kind="stable")
-        out = np.zeros(len(prompts), dtype=np.float32)
+        out: list = [None] * len(prompts)
         size = self.config.score_batch_size
         # Folding the adapter into the base weights saves the extra LoRA matmuls per layer.
         self.model.merge_adapter()
@@ -176,8 +214,9 @@ class LMSimulator:
             starts = range(0, len(prompts), size)
             for start in tqdm(starts, desc="simulate", disable=not progress):
                 index = order[start : start + size]
-                pair = self._yes_no_logits(self._batch([prompts[i] for i in index])).float()
-                out[index] = (pair[:, 1] - pair[:, 0]).numpy()
+                results = per_batch(self._batch([prompts[i] for i in index]))
+                for position, result in zip(index, results, strict=True):
+                    out[position] = result
         finally:
             self.model.unmerge_adapter()
         return out

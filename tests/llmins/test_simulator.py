@@ -21,27 +21,6 @@ LIKED = "User preference: apples, pears. Whether the user will like the target p
 DISLIKED = "User preference: engines, gears. Whether the user will like the target paper: plums?"
 
 
-@pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory):
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = AutoTokenizer.from_pretrained(default_model_path())
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 def fit_toy(simulator: LMSimulator) -> dict:
     prompts = [LIKED, DISLIKED] * 24
     labels = [1, 0] * 24
@@ -77,6 +56,26 @@ def test_causal_p_yes_is_the_softmax_of_the_yes_and_no_tokens(tiny_llama) -> Non
     assert simulator.score([LIKED])[0] == pytest.approx(expected, abs=1e-5)
     assert model_kind(tiny_llama) == "causal"
     assert model_kind(default_model_path()) == "encoder"
+
+
+@pytest.mark.parametrize("kind", ["encoder", "causal"])
+def test_first_token_logprobs_give_the_same_p_yes_as_score(kind, tiny_llama) -> None:
+    """What the refining service returns is enough for its client to recompute score()."""
+    from services.simulator.client import p_yes_from_top_logprobs
+
+    path = str(tiny_llama) if kind == "causal" else None
+    simulator = LMSimulator(SimulatorConfig(model_path=path))
+    prompts = [LIKED, DISLIKED, LIKED + " and pears"]
+    if kind == "causal":
+        best = simulator.first_token_logprobs(prompts, top=20)
+        assert all(len(top) <= 20 and max(top.values()) <= 0 for top in best)
+        # The random model need not rank Yes/No among its best 20: ask for every token.
+        tops = simulator.first_token_logprobs(prompts, top=len(simulator.tokenizer))
+    else:
+        tops = simulator.first_token_logprobs(prompts, top=20)
+        assert all(set(top) == {" Yes", " No"} for top in tops)
+    recomputed = [p_yes_from_top_logprobs(top) for top in tops]
+    np.testing.assert_allclose(recomputed, simulator.score(prompts), atol=1e-5)
 
 
 def test_prompts_follow_the_paper_form_and_never_list_the_target() -> None:

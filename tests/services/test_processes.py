@@ -8,7 +8,6 @@ vectors, the embedded server bootstraps CiteULike itself (epochs capped).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,16 +25,10 @@ from services.runtime import Runtime
 from services.settings import Settings
 from services.store import Store
 from tests.conftest import REPO_ROOT
-from tests.factories import planted_dataset
+from tests.factories import free_port, planted_dataset
 
 #: A Redis database of its own, so the tests never meet another app's messages.
 REDIS_URL = "redis://127.0.0.1:6379/13"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:

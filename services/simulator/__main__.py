@@ -1,0 +1,38 @@
+"""``python -m services.simulator --adapter FOLDER``: serve the simulator on vLLM's protocol."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import uvicorn
+
+from models.llmins.simulator import LMSimulator, SimulatorConfig
+from services.settings import get_settings
+from services.simulator.app import create_app
+
+logger = logging.getLogger("services.simulator")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m services.simulator")
+    parser.add_argument("--adapter", help="a saved LoRA adapter folder (peft format)")
+    parser.add_argument("--base", help="local Hugging Face model folder (default: MiniLM)")
+    parser.add_argument("--model-name", default="simulator", help="the `model` clients send")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    args = parser.parse_args(argv)
+    level = get_settings().log_level
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    if args.adapter is None:
+        logger.warning("no --adapter: serving an untrained adapter (answers are noise)")
+    simulator = LMSimulator(SimulatorConfig(model_path=args.base), adapter_path=args.adapter)
+    app = create_app(simulator, args.model_name, args.base or "all-MiniLM-L6-v2")
+    uvicorn.run(app, host=args.host, port=args.port, log_level=level.lower())
+
+
+if __name__ == "__main__":
+    main()
