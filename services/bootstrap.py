@@ -9,6 +9,7 @@ already has an active model version does nothing.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 
@@ -16,7 +17,9 @@ from models.benchmark import BenchmarkConfig
 from models.data import load_dataset
 from models.data.dataset import ColdStartDataset
 from models.encoders import encode_cached
-from models.llmins.release import ModelRelease, train_release
+from models.llmins.pipeline import LLMInSConfig
+from models.llmins.release import NO_LM, ModelRelease, train_release
+from models.llmins.simulator import SimulatorConfig
 from services.runtime import Runtime, new_version_name
 
 logger = logging.getLogger(__name__)
@@ -41,17 +44,28 @@ def install(
     content: np.ndarray,
     max_epochs: int | None = None,
     progress: bool = True,
+    warmer: LLMInSConfig | None = None,
+    simulator: SimulatorConfig | None = None,
 ) -> str:
-    """Train a version on ``dataset`` (content vectors ``content``), load it, activate it."""
+    """Train a version on ``dataset`` (content vectors ``content``), load it, activate it.
+
+    ``warmer`` and ``simulator`` default to what the settings say: no LM, or, with
+    ``simulator_base``, that model tuned and kept where validation measures a gain.
+    """
     settings = runtime.settings
     version = new_version_name(settings.backbone)
+    base = str(settings.simulator_base) if settings.simulator_base else None
+    simulator = simulator or SimulatorConfig(model_path=base)
+    if warmer is None:
+        warmer = replace(NO_LM, lm="auto") if base else NO_LM
     config = BenchmarkConfig(
         backbone=settings.backbone,
         methods=("backbone",),
         encoder_path=str(settings.encoder_path) if settings.encoder_path else None,
+        simulator=simulator,
         progress=progress,
     )
-    release = train_release(dataset, content, version, config, max_epochs=max_epochs)
+    release = train_release(dataset, content, version, config, warmer, max_epochs=max_epochs)
     folder = release.save(runtime.models_dir / version)
     load_catalogue(runtime, dataset)
     index_release(runtime, release, dataset.warm_items)

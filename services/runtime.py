@@ -19,8 +19,10 @@ import numpy as np
 
 from models.encoders import MeanPoolEncoder
 from models.llmins.release import ModelRelease
+from models.llmins.simulator import LMSimulator, SimulatorConfig
 from services.index import VectorIndex
 from services.settings import Settings
+from services.simulator.client import LocalSimulator, SimulatorClient
 from services.store import Store
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class Runtime:
         )
         self._release: ModelRelease | None = None
         self._release_lock = threading.Lock()
+        self._simulators: dict[str, SimulatorClient | LocalSimulator] = {}
 
     @property
     def models_dir(self) -> Path:
@@ -86,6 +89,27 @@ class Runtime:
                 logger.info("loading model version %s from %s", active.id, active.path)
                 self._release = ModelRelease.load(active.path)
             return self._release
+
+    def simulator_for(self, release: ModelRelease) -> Callable[[list[str]], np.ndarray] | None:
+        """P(Yes) of prompts for ``release``'s warmer: the refining service or in process.
+
+        None for versions whose warmer does not ask the LM (the default).
+        """
+        if not release.warmer.uses_lm:
+            return None
+        if release.version not in self._simulators:
+            if self.settings.simulator_url:
+                client = SimulatorClient(
+                    self.settings.simulator_url,
+                    self.settings.simulator_model,
+                    self.settings.simulator_timeout_s,
+                )
+            else:
+                config = SimulatorConfig(**release.manifest["warmer"]["simulator"])
+                adapter = release.manifest["simulator_path"]
+                client = LocalSimulator(LMSimulator(config, adapter_path=adapter))
+            self._simulators[release.version] = client
+        return self._simulators[release.version].p_yes
 
     def close(self) -> None:
         self.index.close()

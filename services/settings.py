@@ -53,6 +53,20 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0", description="Celery broker and result backend."
     )
+    simulator_base: Path | None = Field(
+        default=None,
+        description="Local HF model folder of the LM simulator `bootstrap` tunes and keeps "
+        "where validation measures a gain; None: the warm-up uses no LM (MiniLM measured none).",
+    )
+    simulator_url: str | None = Field(
+        default=None,
+        description="Base URL ('/v1' included) of the refining service (vLLM or "
+        "services/simulator) for model versions that use the LM; None: in process.",
+    )
+    simulator_model: str = Field(
+        default="simulator", description="The `model` name sent to the refining service."
+    )
+    simulator_timeout_s: float = Field(default=10.0, description="Per refining request.")
     dataset: str = Field(default="citeulike", description="Data set `bootstrap` loads.")
     backbone: str = Field(
         default="mf", description="Backbone `bootstrap` trains (mf|lightgcn|ngcf)."
@@ -67,7 +81,6 @@ class Settings(BaseSettings):
         description="Period of the backbone refresh (Celery beat, or the embedded server's "
         "timer); 0 turns the embedded timer off.",
     )
-
 
     @property
     def resolved_database_url(self) -> str:

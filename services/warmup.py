@@ -47,7 +47,7 @@ def warm_up_item(runtime: Runtime, item_id: str, job_id: str | None = None) -> d
             runtime.index.upsert("items", [index], fallback, [{"cold": True}])
         store.set_item_status(item_id, "warming", index=index)
         with clock("filter and refine"):
-            warmed = release.warmer.warm(content)
+            warmed = release.warmer.warm(content, [item.text], runtime.simulator_for(release))
         users = [
             (release.user_ids[user], float(p))
             for user, p in zip(warmed.kept[0], warmed.probabilities[0], strict=True)

@@ -93,6 +93,7 @@ class HistorySimilarity:
     def __init__(self, histories: UserHistories, content: np.ndarray, top: int = 3) -> None:
         self.histories = histories
         self.top = top
+        self.content = content  # kept as given: a saved copy rebuilds exactly this scorer
         self.unit = torch.from_numpy(unit_rows(content))
         lengths = histories.lengths()
         self.groups: list[tuple[torch.Tensor, torch.Tensor]] = []

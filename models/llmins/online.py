@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +26,16 @@ from models.baselines.generator import ContentMap, rescale_to_norm
 from models.llmins.filtering import merge, standardize_rows, top_users
 from models.llmins.history import HistorySimilarity, UserHistories
 from models.llmins.pipeline import VARIANTS, LLMInSConfig, Workbench, simulate
+from models.llmins.prompts import PromptBuilder
 from models.llmins.refine import Refiner, candidate_features, select
+from models.llmins.simulator import LMSimulator
 from models.llmins.update import fit_item_vectors, online_update, ridge_inverse
 
 logger = logging.getLogger(__name__)
 
 WARMER_FILE = "warmer.pt"
 MANIFEST_FILE = "warmer.json"
+TEXTS_FILE = "texts.json"
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,10 @@ class ItemWarmer:
         ridge: the update's ridge strength (validation's choice).
         scale: the length of fitted rows (validation's choice).
         content_scale: the length of rows generated from content alone (the fallback).
+        screen: where validation measured a gain from the LM simulator, the refiner
+            without it, which picks the ``lm_candidates`` per item the LM scores; the
+            ``refiner`` then ranks those with the LM's answer as one more feature.
+        prompts: the simulator's prompts (with ``screen``).
     """
 
     config: LLMInSConfig
@@ -106,6 +114,8 @@ class ItemWarmer:
     ridge: float
     scale: ColdScale
     content_scale: ColdScale
+    screen: Refiner | None = None
+    prompts: PromptBuilder | None = None
 
     def __post_init__(self) -> None:
         self.inverse = ridge_inverse(self.users, self.ridge)
@@ -115,8 +125,21 @@ class ItemWarmer:
     def n_users(self) -> int:
         return len(self.users)
 
-    def warm(self, content: np.ndarray) -> WarmedItems:
-        """Simulated users and fitted vectors for items with content vectors ``content``."""
+    @property
+    def uses_lm(self) -> bool:
+        return self.screen is not None
+
+    def warm(
+        self,
+        content: np.ndarray,
+        texts: Sequence[str] | None = None,
+        lm: Callable[[list[str]], np.ndarray] | None = None,
+    ) -> WarmedItems:
+        """Simulated users and fitted vectors for items with content vectors ``content``.
+
+        A warmer that :attr:`uses_lm` also needs the items' ``texts`` and ``lm``, a function
+        from prompts to P(Yes) (the refining service's client, or the simulator in process).
+        """
         content = np.atleast_2d(content).astype(np.float32)
         signals = {name: standardize_rows(self._raw_scores(name, content)) for name in self.signals}
         merged = merge(signals, self.weights)
@@ -131,6 +154,10 @@ class ItemWarmer:
             features = candidate_features(
                 signals, self.signals, merged, candidates, self.log_history_length
             )
+            if self.uses_lm:
+                if texts is None or lm is None:
+                    raise ValueError("this warmer asks the LM simulator: pass texts and lm")
+                candidates, features = self._with_lm(content, texts, candidates, features, lm)
             order_scores = self.refiner.logits(features)
             mask = select(order_scores, self.config.keep, self.config.threshold)
         kept, probabilities = [], []
@@ -144,6 +171,32 @@ class ItemWarmer:
         ).reshape(-1, 2)
         fitted = fit_item_vectors(self.users, pairs, np.arange(len(content)), self.inverse)
         return WarmedItems(candidates, kept, probabilities, self.scale.apply(fitted))
+
+    def _with_lm(
+        self,
+        content: np.ndarray,
+        texts: Sequence[str],
+        candidates: np.ndarray,
+        features: np.ndarray,
+        lm: Callable[[list[str]], np.ndarray],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The screen's best ``lm_candidates`` per item, their features + the LM's logit.
+
+        The offline cascade, item by item: the LM's cost is per prompt, so it only sees
+        the candidates the refiner without it ranks highest.
+        """
+        screened = self.screen.logits(features)
+        order = np.argsort(-screened, axis=1, kind="stable")[:, : self.config.lm_candidates]
+        candidates = np.take_along_axis(candidates, order, axis=1)
+        features = np.take_along_axis(features, order[..., None], axis=1)
+        prompts = [
+            self.prompts.prompt_for_new(int(user), texts[row], content[row])
+            for row in range(len(candidates))
+            for user in candidates[row]
+        ]
+        p_yes = np.clip(np.asarray(lm(prompts), dtype=np.float64), 1e-7, 1 - 1e-7)
+        logits = (np.log(p_yes) - np.log1p(-p_yes)).reshape(candidates.shape)
+        return candidates, np.concatenate([features, logits[..., None]], axis=-1)
 
     def content_vectors(self, content: np.ndarray) -> np.ndarray:
         """Behavioural vectors from content alone (the collaborative subtower's).
@@ -173,9 +226,10 @@ class ItemWarmer:
             "signal_users": {name: torch.from_numpy(t) for name, t in self.signal_users.items()},
             "history_indptr": torch.from_numpy(self.history.histories.indptr),
             "history_items": torch.from_numpy(self.history.histories.items),
-            "content": self.history.unit.clone(),
+            "content": torch.from_numpy(np.ascontiguousarray(self.history.content)),
             "users": torch.from_numpy(self.users),
             "refiner": None if self.refiner is None else _tensors(vars(self.refiner)),
+            "screen": None if self.screen is None else _tensors(vars(self.screen)),
         }
         torch.save(tensors, folder / WARMER_FILE)
         manifest = {
@@ -187,8 +241,12 @@ class ItemWarmer:
             "scale": vars(self.scale),
             "content_scale": vars(self.content_scale),
             "refiner_names": None if self.refiner is None else list(self.refiner.names),
+            "screen_names": None if self.screen is None else list(self.screen.names),
+            "prompts": None if self.prompts is None else _prompt_settings(self.prompts),
         }
         (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+        if self.prompts is not None:
+            (folder / TEXTS_FILE).write_text(json.dumps(list(self.prompts.texts)))
         return folder
 
     @classmethod
@@ -200,10 +258,15 @@ class ItemWarmer:
             indptr=tensors["history_indptr"].numpy(), items=tensors["history_items"].numpy()
         )
         config = LLMInSConfig.from_dict(manifest["config"])
-        refiner = None
-        if tensors["refiner"] is not None:
-            state = {key: _numpy(value) for key, value in tensors["refiner"].items()}
-            refiner = Refiner(**{**state, "names": tuple(manifest["refiner_names"])})
+        refiner = _refiner(tensors["refiner"], manifest["refiner_names"])
+        screen = _refiner(tensors.get("screen"), manifest.get("screen_names"))
+        content = tensors["content"].numpy()
+        prompts = None
+        if manifest.get("prompts"):
+            texts = json.loads((folder / TEXTS_FILE).read_text())
+            prompts = PromptBuilder(
+                texts=texts, histories=histories, content=content, **manifest["prompts"]
+            )
         return cls(
             config=config,
             signals=tuple(manifest["signals"]),
@@ -212,29 +275,30 @@ class ItemWarmer:
                 for name, state in tensors["content_maps"].items()
             },
             signal_users={name: t.numpy() for name, t in tensors["signal_users"].items()},
-            history=HistorySimilarity(
-                histories, tensors["content"].numpy(), manifest["history_top"]
-            ),
+            history=HistorySimilarity(histories, content, manifest["history_top"]),
             weights=manifest["weights"],
             refiner=refiner,
             users=tensors["users"].numpy(),
             ridge=manifest["ridge"],
             scale=ColdScale(**manifest["scale"]),
             content_scale=ColdScale(**manifest["content_scale"]),
+            screen=screen,
+            prompts=prompts,
         )
 
 
 def fit_item_warmer(
     bench: Workbench, config: LLMInSConfig = VARIANTS["llmins-online"]
-) -> tuple[ItemWarmer, dict]:
+) -> tuple[ItemWarmer, dict, LMSimulator | None]:
     """Run ``config`` on the bench's cold items and keep what it chose, for new items.
 
-    The validation items choose the merge weights, the refiner, the ridge and the length,
-    as in the benchmark; the returned info is the variant's record (precision, choices).
+    The validation items choose the merge weights, the refiner (with the LM simulator's
+    answer as a feature where ``lm`` is ``always``, or ``auto`` and validation measured a
+    gain), the ridge and the length, as in the benchmark. Returns the warmer, the variant's
+    record (precision, choices) and the simulator where the warmer asks it (None else).
     """
-    if config.lm not in ("never", "auto") or config.update != "online":
-        raise ValueError("the item warmer runs the online update without the LM simulator")
-    config = replace(config, lm="never")
+    if config.lm == "paper" or config.update != "online" or not config.refine:
+        raise ValueError("the item warmer runs the refiner and the online update, per item")
     simulation = simulate(bench, config)
     _, update_info = online_update(bench.dataset, bench.users, bench.items, simulation.pairs)
     # The collaborative map is kept even when its signal is not: it is the fallback vector.
@@ -258,7 +322,24 @@ def fit_item_warmer(
         scale=ColdScale.from_info(update_info),
         content_scale=ColdScale.from_info(bench.collaborative.info),
     )
-    return warmer, {**simulation.info, "online_update": update_info}
+    simulator = None
+    if simulation.screen is not None:
+        warmer.screen = simulation.screen
+        warmer.prompts = bench.prompt_builder(config.simulator_training.history)
+        simulator = bench.simulator(config.simulator_training)
+    return warmer, {**simulation.info, "online_update": update_info}, simulator
+
+
+def _refiner(state: dict | None, names: list[str] | None) -> Refiner | None:
+    if state is None:
+        return None
+    return Refiner(**{key: _numpy(value) for key, value in state.items()}, names=tuple(names))
+
+
+def _prompt_settings(builder: PromptBuilder) -> dict:
+    """What rebuilds the prompt builder besides its texts, histories and content."""
+    keep = ("item_kind", "history_items", "history", "words_per_title", "seed")
+    return {name: getattr(builder, name) for name in keep}
 
 
 def _tensors(state: dict) -> dict:

@@ -169,6 +169,8 @@ class Simulation:
     info: dict = field(default_factory=dict)
     weights: dict[str, float] = field(default_factory=dict)
     refiner: Refiner | None = None
+    #: When the simulator was used: the refiner without it, which picks what it scores.
+    screen: Refiner | None = None
 
 
 class Workbench:
@@ -433,7 +435,7 @@ def simulate(bench: Workbench, config: LLMInSConfig) -> Simulation:
     names = feature_names(config.signals)
     for stage in STAGES:
         info[f"{stage}_candidate_precision"] = float(lists[stage]["labels"].mean())
-    kept, refiner = _refine(bench, config, lists, names, info)
+    kept, refiner, screen = _refine(bench, config, lists, names, info)
     pairs = []
     for stage in STAGES:
         mask, data = kept[stage], lists[stage]
@@ -443,7 +445,7 @@ def simulate(bench: Workbench, config: LLMInSConfig) -> Simulation:
         info[f"{stage}_precision"] = float(selected.mean()) if selected.size else 0.0
         info[f"{stage}_adoption"] = float(mask.mean())
         info[f"{stage}_pairs_per_item"] = float(mask.sum(1).mean())
-    return Simulation(np.concatenate(pairs).astype(np.int64), info, weights, refiner)
+    return Simulation(np.concatenate(pairs).astype(np.int64), info, weights, refiner, screen)
 
 
 def _refine(
@@ -452,8 +454,9 @@ def _refine(
     lists: dict[str, dict],
     names: list[str],
     info: dict,
-) -> tuple[dict[str, np.ndarray], Refiner | None]:
-    """Kept-candidate masks per stage and the refiner that chose them (None: no refiner).
+) -> tuple[dict[str, np.ndarray], Refiner | None, Refiner | None]:
+    """Kept-candidate masks per stage, the refiner that chose them (None: no refiner) and,
+    when the simulator was used, the refiner without it that chose what it scored.
 
     The refiner's measurements are added to ``info``.
     """
@@ -464,15 +467,17 @@ def _refine(
             < (config.keep or config.k_filter)
             for stage, data in lists.items()
         }
-        return masks, None
+        return masks, None, None
     if config.lm == "paper":
-        return _paper_refine(bench, config, lists, info), None
+        return _paper_refine(bench, config, lists, info), None, None
     refiner = _cross_fitted(lists, names, info, "refiner (no LM)")
     use_lm = config.lm == "always"
     if config.lm in ("auto", "always"):
         use_lm = _measure_lm(bench, config, lists, names, refiner, info) or use_lm
     info["lm_used"] = use_lm
+    screen = None
     if use_lm:
+        screen = refiner
         # A cascade: the simulator scores each list's best lm_candidates by the refiner
         # without it (its cost is per prompt), and the refiner with it re-ranks those.
         training = config.simulator_training
@@ -496,7 +501,7 @@ def _refine(
         info[f"{stage}_filter_auc"] = float(np.nanmean(per_item_auc(merged, data["labels"])))
     info["refiner_weights"] = refiner.describe()
     masks = {stage: select(scores[stage], config.keep, config.threshold) for stage in lists}
-    return masks, refiner
+    return masks, refiner, screen
 
 
 def _cross_fitted(lists: dict[str, dict], names: list[str], info: dict, label: str) -> Refiner:

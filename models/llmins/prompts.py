@@ -74,11 +74,25 @@ class PromptBuilder:
 
     def prompt(self, user: int, item: int) -> str:
         """The instruction and input for one pair; the answer is the next token."""
-        titles = ", ".join(
-            f'"{shorten(self.texts[i], self.words_per_title)}"'
-            for i in self.listed_items(user, item)
-        )
-        target = shorten(self.texts[item], 2 * self.words_per_title)
+        return self._compose(self.listed_items(user, item), self.texts[item])
+
+    def prompt_for_new(self, user: int, text: str, vector: np.ndarray) -> str:
+        """The prompt for an item that arrived after the builder was made (a posted item).
+
+        ``vector`` is its content vector, which picks the similar history titles.
+        """
+        if self.history == "similar":
+            target = unit_rows(np.atleast_2d(vector))[0]
+            listed = self.histories.most_similar(user, target, self.unit, self.history_items)
+        else:
+            history = self.histories.of(user)
+            count = min(self.history_items, len(history))
+            listed = self.rng.choice(history, size=count, replace=False)
+        return self._compose(listed, text)
+
+    def _compose(self, listed: np.ndarray, target_text: str) -> str:
+        titles = ", ".join(f'"{shorten(self.texts[i], self.words_per_title)}"' for i in listed)
+        target = shorten(target_text, 2 * self.words_per_title)
         text = (
             f"User preference: {titles}. Whether the user will like the target "
             f'{self.item_kind}: "{target}"?'

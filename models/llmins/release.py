@@ -24,10 +24,15 @@ from models.data.dataset import ColdStartDataset
 from models.evaluation import rank_metrics
 from models.llmins.online import ItemWarmer, fit_item_warmer
 from models.llmins.pipeline import VARIANTS, LLMInSConfig, Workbench
+from models.llmins.simulator import LMSimulator
 from models.llmins.towers import TowerConfig
 from models.training import TrainConfig, train_bpr
 
 MANIFEST = "manifest.json"
+SIMULATOR_DIR = "simulator"
+
+#: The service's default warm-up: llmins-online without the LM simulator.
+NO_LM = replace(VARIANTS["llmins-online"], lm="never")
 
 
 @dataclass
@@ -43,6 +48,9 @@ class ModelRelease:
             exported vectors are propagated ones), where a refresh starts from.
         warmer: filter, refine and fit for new items.
         manifest: provenance and measurements (JSON).
+        simulator: the tuned LM simulator where the warmer asks it (saved as a peft
+            adapter in ``simulator/``, which ``python -m services.simulator`` or vLLM
+            serves); not loaded by :meth:`load`, which only needs its folder.
     """
 
     version: str
@@ -52,6 +60,7 @@ class ModelRelease:
     backbone_state: dict[str, torch.Tensor]
     warmer: ItemWarmer
     manifest: dict
+    simulator: LMSimulator | None = None
 
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
@@ -61,6 +70,10 @@ class ModelRelease:
         np.save(folder / "items.npy", self.items)
         torch.save(self.backbone_state, folder / "backbone.pt")
         self.warmer.save(folder / "warmer")
+        if self.simulator is not None:
+            self.simulator.save(folder / SIMULATOR_DIR)
+            # A refreshed version keeps asking the same adapter: the path travels on.
+            self.manifest["simulator_path"] = str((folder / SIMULATOR_DIR).resolve())
         (folder / MANIFEST).write_text(json.dumps(self.manifest, indent=2, default=str))
         return folder
 
@@ -84,14 +97,17 @@ def train_release(
     content: np.ndarray,
     version: str,
     config: BenchmarkConfig,
-    warmer_config: LLMInSConfig = VARIANTS["llmins-online"],
+    warmer_config: LLMInSConfig = NO_LM,
     seed: int = 0,
     max_epochs: int | None = None,
 ) -> ModelRelease:
     """Train the backbone and fit the item warmer on ``dataset`` (its validation items).
 
-    ``max_epochs`` caps every training loop (backbone, subtowers) for quick trials; None
-    keeps the tuned settings. Users keep the data set's ids, as decimal strings.
+    ``warmer_config`` is ``llmins-online`` without the LM simulator by default (MiniLM
+    measured no gain on CiteULike); with ``lm="auto"`` the simulator (``config.simulator``)
+    is tuned, measured, and kept where validation says it helps. ``max_epochs`` caps
+    every training loop (backbone, subtowers) for quick trials; None keeps the tuned
+    settings. Users keep the data set's ids, as decimal strings.
     """
     towers, collaborative = TowerConfig(), TUNED_GENERATORS["aldi"]
     if max_epochs is not None:
@@ -115,7 +131,7 @@ def train_release(
         progress=config.progress,
     )
     started = time.perf_counter()
-    warmer, info = fit_item_warmer(bench, warmer_config)
+    warmer, info, simulator = fit_item_warmer(bench, warmer_config)
     seconds["warmer"] = time.perf_counter() - started
     manifest = {
         "version": version,
@@ -129,6 +145,8 @@ def train_release(
         },
         "encoder": config.encoder_path,
         "warmer": {
+            "lm_used": simulator is not None,
+            "simulator": None if simulator is None else simulator.config.to_dict(),
             "precision_val": info.get("val_precision"),
             "precision_test": info.get("test_precision"),
             "filter_weights": info.get("filter_weights"),
@@ -144,7 +162,7 @@ def train_release(
     }
     user_ids = [str(user) for user in range(dataset.n_users)]
     state = {key: value.detach().clone() for key, value in backbone.model.state_dict().items()}
-    return ModelRelease(version, user_ids, users, items, state, warmer, manifest)
+    return ModelRelease(version, user_ids, users, items, state, warmer, manifest, simulator)
 
 
 def refresh_release(

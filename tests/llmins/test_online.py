@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from models.llmins.online import ItemWarmer, fit_item_warmer
-from models.llmins.pipeline import VARIANTS, Workbench, simulate, warm_up
+from models.llmins.pipeline import VARIANTS, SimulatorTraining, Workbench, simulate, warm_up
+from models.llmins.simulator import SimulatorConfig
+from services.simulator.client import LocalSimulator
 from tests.factories import small_workbench
 
 SMALL = dict(k_filter=30, keep=8)
@@ -22,7 +24,8 @@ def bench() -> Workbench:
 @pytest.fixture(scope="module")
 def fitted(bench):
     config = replace(VARIANTS["llmins-online"], lm="never", **SMALL)
-    warmer, info = fit_item_warmer(bench, config)
+    warmer, info, simulator = fit_item_warmer(bench, config)
+    assert simulator is None
     offline = warm_up(bench, config, backbone=None)
     pairs = simulate(bench, config).pairs
     return warmer, info, offline, config, pairs
@@ -78,5 +81,35 @@ def test_content_vectors_point_towards_the_items_users(fitted, bench) -> None:
 
 
 def test_the_warmer_refuses_what_it_cannot_run_per_item(bench) -> None:
-    with pytest.raises(ValueError, match="online update"):
+    with pytest.raises(ValueError, match="per item"):
         fit_item_warmer(bench, VARIANTS["llmins"])
+
+
+def test_a_warmer_that_asks_the_lm_matches_the_offline_cascade(tmp_path) -> None:
+    """lm=always: the screen picks what the simulator scores, the refiner uses its answer."""
+    bench = small_workbench(
+        simulator=SimulatorConfig(batch_size=8, max_length=64, score_batch_size=32)
+    )
+    config = replace(
+        VARIANTS["llmins-online"],
+        lm="always",
+        lm_items=6,
+        lm_candidates=10,
+        simulator_training=SimulatorTraining(examples=32),
+        **SMALL,
+    )
+    warmer, info, simulator = fit_item_warmer(bench, config)
+    assert warmer.uses_lm and simulator is not None and info["lm_used"]
+    assert "lm" in warmer.refiner.names and "lm" not in warmer.screen.names
+    items = bench.dataset.cold_test_items[:5]
+    texts = [bench.dataset.item_texts[i] for i in items]
+    warmed = warmer.warm(bench.content[items], texts, LocalSimulator(simulator).p_yes)
+    offline = simulate(bench, config).pairs
+    for row, item in enumerate(items):
+        assert set(warmed.kept[row].tolist()) == set(offline[offline[:, 1] == item, 0].tolist())
+    with pytest.raises(ValueError, match="pass texts and lm"):
+        warmer.warm(bench.content[items])
+    loaded = ItemWarmer.load(warmer.save(tmp_path / "warmer"))
+    again = loaded.warm(bench.content[items], texts, LocalSimulator(simulator).p_yes)
+    for row in range(len(items)):
+        np.testing.assert_array_equal(again.kept[row], warmed.kept[row])
