@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 import uvicorn
 
@@ -15,22 +16,40 @@ from services.simulator.app import create_app
 logger = logging.getLogger("services.simulator")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m services.simulator")
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m services.simulator", description=__doc__)
     parser.add_argument("--adapter", help="a saved LoRA adapter folder (peft format)")
     parser.add_argument("--base", help="local Hugging Face model folder (default: MiniLM)")
     parser.add_argument("--model-name", default="simulator", help="the `model` clients send")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     args = parser.parse_args(argv)
+    # Refused here, in one line, rather than as a peft traceback after the model loads.
+    if args.adapter and not (Path(args.adapter) / "adapter_config.json").is_file():
+        parser.error(f"--adapter {args.adapter}: no adapter_config.json there")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     level = get_settings().log_level
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     if args.adapter is None:
-        logger.warning("no --adapter: serving an untrained adapter (answers are noise)")
+        logger.warning("no --adapter: serving a fresh, untrained adapter (its answers are noise)")
     simulator = LMSimulator(SimulatorConfig(model_path=args.base), adapter_path=args.adapter)
-    app = create_app(simulator, args.model_name, args.base or "all-MiniLM-L6-v2")
+    base_name = args.base or "all-MiniLM-L6-v2"
+    logger.info(
+        "serving %s (%s model %s, adapter %s) on http://%s:%d/v1",
+        args.model_name,
+        simulator.kind,
+        base_name,
+        args.adapter,
+        args.host,
+        args.port,
+    )
+    app = create_app(simulator, args.model_name, base_name)
     uvicorn.run(app, host=args.host, port=args.port, log_level=level.lower())
 
 

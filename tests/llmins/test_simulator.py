@@ -74,6 +74,9 @@ def test_first_token_logprobs_give_the_same_p_yes_as_score(kind, tiny_llama) -> 
     else:
         tops = simulator.first_token_logprobs(prompts, top=20)
         assert all(set(top) == {" Yes", " No"} for top in tops)
+    # Log-probabilities of a whole distribution: every answer (every token, for causal).
+    for top in tops:
+        assert np.logaddexp.reduce(list(top.values())) == pytest.approx(0.0, abs=1e-4)
     recomputed = [p_yes_from_top_logprobs(top) for top in tops]
     np.testing.assert_allclose(recomputed, simulator.score(prompts), atol=1e-5)
 
