@@ -1,13 +1,14 @@
-"""The vector index: Qdrant collections of item and user vectors, versioned behind aliases.
+"""The vector index: Qdrant collections of item, user and content vectors behind aliases.
 
-Each model version writes its own collections (``<prefix>-items-<version>``,
-``<prefix>-users-<version>``); queries go through aliases (``<prefix>-items``...), and one
-alias update switches all of them at once, so a query never sees a half-built index nor
-item vectors of one version with user vectors of another.
+Each model version writes its own collections (``<prefix>-<kind>-<version>``); queries and
+online upserts go through one alias per kind (``<prefix>-<kind>``), and one alias update
+switches all of them at once, so a query never sees a half-built index nor item vectors of
+one version with user vectors of another. The collection served before a switch is kept
+for rollback; older ones are dropped.
 
 The same client code runs against a Qdrant server (``url``, compose) and qdrant-client's
 local mode (``path``, embedded). Local mode allows one client per folder and is not
-thread-safe, so every call holds one lock: the API serves requests from a thread pool.
+thread-safe, so every client call holds one lock: the API serves requests from a thread pool.
 """
 
 from __future__ import annotations
@@ -20,27 +21,48 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 from tqdm.auto import tqdm
 
-#: Score of a user for an item is an inner product; items and users are compared so.
-DISTANCES = {"items": models.Distance.DOT, "users": models.Distance.DOT}
+#: How each kind is compared. A user's score for an item is an inner product, so items and
+#: users are dot-product collections; content vectors are compared by angle.
+DISTANCES = {
+    "items": models.Distance.DOT,
+    "users": models.Distance.DOT,
+    "content": models.Distance.COSINE,
+}
+
+#: A build shows a progress bar only beyond this many batches (short builds stay quiet).
+QUIET_BATCHES = 4
 
 
 class VectorIndex:
-    """Versioned ``items`` and ``users`` collections in Qdrant (server or local folder)."""
+    """Versioned ``items``, ``users`` and ``content`` collections in Qdrant.
+
+    Point ids are the row indices of the model version (non-negative ints); ``items``
+    points carry the payload ``{"cold": bool}`` (True: posted through the API).
+    """
 
     def __init__(
         self, url: str | None = None, path: Path | None = None, prefix: str = "llmins"
     ) -> None:
         if (url is None) == (path is None):
             raise ValueError("give a Qdrant server url or a local path, not both")
-        self.client = QdrantClient(url=url) if url else QdrantClient(path=str(path))
+        self._server = url is not None
+        self._client = QdrantClient(url=url) if url else QdrantClient(path=str(path))
         self.prefix = prefix
         self._lock = threading.Lock()
 
     def collection(self, kind: str, version: str) -> str:
+        """Name of ``kind``'s collection of ``version``."""
         return f"{self.prefix}-{kind}-{version}"
 
     def alias(self, kind: str) -> str:
+        """Name of the alias that serves ``kind``."""
         return f"{self.prefix}-{kind}"
+
+    def collections(self) -> set[str]:
+        """Names of this prefix's collections, served or not (to audit the clean-up)."""
+        with self._lock:
+            names = [c.name for c in self._client.get_collections().collections]
+        return {name for name in names if self._kind_of(name) is not None}
 
     def build(
         self,
@@ -52,28 +74,50 @@ class VectorIndex:
         batch: int = 2048,
         progress: bool = False,
     ) -> None:
-        """Create ``kind``'s collection of ``version`` and fill it (not yet served)."""
-        name = self.collection(kind, version)
-        with self._lock:
-            if self.client.collection_exists(name):
-                self.client.delete_collection(name)
-            self.client.create_collection(
-                name,
-                vectors_config=models.VectorParams(size=vectors.shape[1], distance=DISTANCES[kind]),
-            )
-        starts = range(0, len(ids), batch)
-        for start in tqdm(starts, desc=f"index {kind}", disable=not progress):
-            chunk = slice(start, start + batch)
-            self._upsert(name, ids[chunk], vectors[chunk], payloads[chunk] if payloads else None)
+        """Create ``kind``'s collection of ``version`` and fill it; nothing serves it yet.
 
-    def activate(self, version: str, kinds: Sequence[str] = ("items", "users")) -> None:
-        """Point every alias at ``version`` in one update; drop all but the previous version."""
+        A collection left by a failed build of the same version is replaced, but the one
+        being served never is: rebuilding it would empty the live index.
+        """
+        name, distance = self.collection(kind, version), DISTANCES[kind]
         with self._lock:
-            previous = self._aliased()
+            if name in self._served().values():
+                raise ValueError(f"{name} is being served; build a new version instead")
+            if self._client.collection_exists(name):
+                self._client.delete_collection(name)
+            self._client.create_collection(
+                name,
+                vectors_config=models.VectorParams(size=vectors.shape[1], distance=distance),
+            )
+            if kind == "items" and self._server:
+                # The cold pool is small: without an index on the flag, the server's filtered
+                # HNSW search cannot plan for it (local mode has no payload indexes).
+                self._client.create_payload_index(name, "cold", models.PayloadSchemaType.BOOL)
+        starts = range(0, len(ids), batch)
+        quiet = not progress or len(starts) <= QUIET_BATCHES
+        for start in tqdm(starts, desc=f"index {kind}", disable=quiet):
+            chunk = slice(start, start + batch)
+            points = _batch(ids[chunk], vectors[chunk], payloads[chunk] if payloads else None)
+            with self._lock:
+                self._client.upsert(name, points=points, wait=True)
+
+    def activate(self, version: str, kinds: Sequence[str] = tuple(DISTANCES)) -> None:
+        """Point the aliases of ``kinds`` at ``version`` in one update, then drop old versions.
+
+        The switch is one ``update_collection_aliases`` call (delete and recreate each
+        alias), which the server applies atomically. Per kind, the collection served until
+        now is kept for rollback and every other older one is deleted.
+        """
+        targets = {kind: self.collection(kind, version) for kind in kinds}
+        with self._lock:
+            missing = [n for n in targets.values() if not self._client.collection_exists(n)]
+            if missing:
+                raise ValueError(f"build {missing} before activating version {version}")
+            served = self._served()
             operations = []
-            for kind in kinds:
+            for kind, target in targets.items():
                 alias = self.alias(kind)
-                if alias in previous:
+                if alias in served:
                     operations.append(
                         models.DeleteAliasOperation(
                             delete_alias=models.DeleteAlias(alias_name=alias)
@@ -81,22 +125,16 @@ class VectorIndex:
                     )
                 operations.append(
                     models.CreateAliasOperation(
-                        create_alias=models.CreateAlias(
-                            collection_name=self.collection(kind, version), alias_name=alias
-                        )
+                        create_alias=models.CreateAlias(collection_name=target, alias_name=alias)
                     )
                 )
-            self.client.update_collection_aliases(change_aliases_operations=operations)
-            keep = {self.collection(k, version) for k in kinds} | set(previous.values())
-            for collection in self.client.get_collections().collections:
-                name = collection.name
-                if name.startswith(f"{self.prefix}-") and name not in keep:
-                    self.client.delete_collection(name)
+            self._client.update_collection_aliases(change_aliases_operations=operations)
+            self._drop_older(targets, served)
 
     def active_version(self, kind: str) -> str | None:
         """The version the ``kind`` alias serves, or None before the first activation."""
         with self._lock:
-            collection = self._aliased().get(self.alias(kind))
+            collection = self._served().get(self.alias(kind))
         return None if collection is None else collection.removeprefix(f"{self.prefix}-{kind}-")
 
     def upsert(
@@ -106,24 +144,28 @@ class VectorIndex:
         vectors: np.ndarray,
         payloads: list[dict] | None = None,
     ) -> None:
-        """Write points into the served (aliased) collection, visible on return."""
-        self._upsert(self.alias(kind), ids, vectors, payloads)
+        """Write points into the served (aliased) collection; visible to queries on return."""
+        points = _batch(ids, vectors, payloads)
+        with self._lock:
+            self._client.upsert(self.alias(kind), points=points, wait=True)
 
     def vectors(self, kind: str, ids: Sequence[int]) -> np.ndarray:
-        """Stored vectors of ``ids``, in that order.
+        """Stored vectors of ``ids``, in that order (``content`` ones come back unit-length:
+        Qdrant normalises the vectors of cosine collections on write).
 
         Raises:
             KeyError: some ids have no point (they are named).
         """
+        wanted = [int(i) for i in ids]
         with self._lock:
-            points = self.client.retrieve(
-                self.alias(kind), [int(i) for i in ids], with_vectors=True, with_payload=False
+            points = self._client.retrieve(
+                self.alias(kind), wanted, with_vectors=True, with_payload=False
             )
         found = {int(point.id): point.vector for point in points}
-        missing = [int(i) for i in ids if int(i) not in found]
+        missing = [i for i in wanted if i not in found]
         if missing:
             raise KeyError(f"no {kind} vectors for ids {missing[:20]}")
-        return np.array([found[int(i)] for i in ids], dtype=np.float32)
+        return np.array([found[i] for i in wanted], dtype=np.float32)
 
     def top(
         self,
@@ -133,21 +175,25 @@ class VectorIndex:
         exclude: Sequence[int] = (),
         cold: bool | None = None,
     ) -> list[tuple[int, float]]:
-        """The ``k`` best (id, score) by inner product, ``exclude`` left out, best first.
+        """The ``k`` best (id, score) of ``kind`` for ``query``, ``exclude`` left out, best first.
 
-        ``cold`` restricts items to those posted (True) or those of the data set (False).
+        Scores are the kind's measure (inner product, or cosine for ``content``). ``cold``
+        restricts items to those posted (True) or those of the data set (False).
         """
+        if cold is not None and kind != "items":
+            raise ValueError(f"only items have a cold pool, not {kind}")
         conditions = {}
-        if exclude:
+        if len(exclude):
             conditions["must_not"] = [models.HasIdCondition(has_id=[int(i) for i in exclude])]
         if cold is not None:
             conditions["must"] = [
                 models.FieldCondition(key="cold", match=models.MatchValue(value=cold))
             ]
+        vector = np.asarray(query, dtype=np.float32).tolist()
         with self._lock:
-            hits = self.client.query_points(
+            hits = self._client.query_points(
                 self.alias(kind),
-                query=np.asarray(query, dtype=np.float32).tolist(),
+                query=vector,
                 limit=k,
                 query_filter=models.Filter(**conditions) if conditions else None,
                 with_payload=False,
@@ -155,25 +201,49 @@ class VectorIndex:
         return [(int(hit.id), float(hit.score)) for hit in hits]
 
     def count(self, kind: str) -> int:
+        """Exact number of points ``kind``'s alias serves."""
         with self._lock:
-            return self.client.count(self.alias(kind), exact=True).count
+            return self._client.count(self.alias(kind), exact=True).count
 
     def close(self) -> None:
+        """Release the client (in local mode: the folder's lock, so it can be reopened)."""
         with self._lock:
-            self.client.close()
+            self._client.close()
 
-    def _upsert(self, collection: str, ids, vectors: np.ndarray, payloads) -> None:
-        points = models.Batch(
-            ids=[int(i) for i in ids],
-            vectors=np.asarray(vectors, dtype=np.float32).tolist(),
-            payloads=payloads,
-        )
-        with self._lock:
-            self.client.upsert(collection, points=points, wait=True)
+    def _served(self) -> dict[str, str]:
+        """alias -> collection, for this prefix's aliases (caller holds the lock)."""
+        mine = {self.alias(kind) for kind in DISTANCES}
+        aliases = self._client.get_aliases().aliases
+        return {a.alias_name: a.collection_name for a in aliases if a.alias_name in mine}
 
-    def _aliased(self) -> dict[str, str]:
-        """alias -> collection, for this prefix's aliases."""
-        aliases = self.client.get_aliases().aliases
-        return {
-            a.alias_name: a.collection_name for a in aliases if a.alias_name.startswith(self.prefix)
-        }
+    def _kind_of(self, name: str) -> str | None:
+        """The kind of one of this prefix's versioned collections, else None."""
+        return next((k for k in DISTANCES if name.startswith(f"{self.prefix}-{k}-")), None)
+
+    def _drop_older(self, targets: dict[str, str], served: dict[str, str]) -> None:
+        """Delete each switched kind's collections but the new and the previously served one.
+
+        Re-activating the served version leaves the kind alone: its previous is unknown.
+        """
+        names = [c.name for c in self._client.get_collections().collections]
+        for kind, target in targets.items():
+            previous = served.get(self.alias(kind))
+            if previous == target:
+                continue
+            for name in names:
+                if self._kind_of(name) == kind and name not in (target, previous):
+                    self._client.delete_collection(name)
+
+
+def _batch(ids: Sequence[int], vectors: np.ndarray, payloads: list[dict] | None) -> models.Batch:
+    """Points as plain ints and floats (what both transports accept).
+
+    Non-finite values are refused here: a server rejects them in JSON, local mode would
+    store them and rank with NaN scores.
+    """
+    array = np.asarray(vectors, dtype=np.float32)
+    if len(array) != len(ids) or (payloads is not None and len(payloads) != len(ids)):
+        raise ValueError(f"{len(ids)} ids for {len(array)} vectors")
+    if not np.isfinite(array).all():
+        raise ValueError("vectors must be finite")
+    return models.Batch(ids=[int(i) for i in ids], vectors=array.tolist(), payloads=payloads)

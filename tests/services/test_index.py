@@ -1,13 +1,20 @@
-"""The vector index in qdrant-client's local mode (the code a Qdrant server runs too)."""
+"""The vector index in qdrant-client's local mode (the code a Qdrant server runs too).
+
+Data are small and random, so every expected answer is computed exactly with numpy.
+"""
 
 from __future__ import annotations
 
+import sys
 import threading
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from services.index import VectorIndex
+
+N_ITEMS, N_USERS, DIM = 60, 10, 8
 
 
 @pytest.fixture
@@ -17,97 +24,254 @@ def index(tmp_path):
     index.close()
 
 
-def random_version(index: VectorIndex, version: str, seed: int) -> tuple[np.ndarray, ...]:
+def build_version(index: VectorIndex, version: str, seed: int) -> dict[str, np.ndarray]:
+    """Build all three kinds of ``version``; every third item is cold."""
     rng = np.random.default_rng(seed)
-    items, users = rng.normal(size=(60, 8)), rng.normal(size=(10, 8))
-    cold = [{"cold": bool(i % 3 == 0)} for i in range(60)]
-    index.build(version, "items", np.arange(60), items, cold)
-    index.build(version, "users", np.arange(10), users)
-    return items.astype(np.float32), users.astype(np.float32)
+    data = {
+        "items": rng.normal(size=(N_ITEMS, DIM)).astype(np.float32),
+        "users": rng.normal(size=(N_USERS, DIM)).astype(np.float32),
+        "content": rng.normal(size=(N_ITEMS, DIM)).astype(np.float32),
+    }
+    cold = [{"cold": is_cold(i)} for i in range(N_ITEMS)]
+    index.build(version, "items", np.arange(N_ITEMS), data["items"], cold)
+    index.build(version, "users", np.arange(N_USERS), data["users"])
+    index.build(version, "content", np.arange(N_ITEMS), data["content"])
+    return data
 
 
-def test_top_is_numpys_ranking_with_exclusions_and_pools(index) -> None:
-    items, users = random_version(index, "a", 0)
+def is_cold(item: int) -> bool:
+    return item % 3 == 0
+
+
+def best(scores: np.ndarray, k: int, keep: Callable[[int], bool] = lambda i: True) -> list[int]:
+    """numpy's answer: the ``k`` best ids by score among those ``keep`` accepts."""
+    return [int(i) for i in np.argsort(-scores, kind="stable") if keep(int(i))][:k]
+
+
+def ids_and_scores(hits: list[tuple[int, float]]) -> tuple[list[int], list[float]]:
+    return [i for i, _ in hits], [s for _, s in hits]
+
+
+def test_top_is_numpys_inner_product_ranking(index) -> None:
+    data = build_version(index, "a", 0)
     index.activate("a")
-    scores = items @ users[0]
-    exclude = [int(i) for i in np.argsort(-scores)[:3]]
-    hits = index.top("items", users[0], 5, exclude=exclude)
-    expected = [int(i) for i in np.argsort(-scores) if int(i) not in exclude][:5]
-    assert [i for i, _ in hits] == expected
-    np.testing.assert_allclose([s for _, s in hits], scores[expected], rtol=1e-5)
-    cold = index.top("items", users[0], 5, cold=True)
-    assert all(i % 3 == 0 for i, _ in cold)
-    assert all(i % 3 != 0 for i, _ in index.top("items", users[0], 5, cold=False))
+    scores = data["items"] @ data["users"][0]
+    ids, found = ids_and_scores(index.top("items", data["users"][0], 7))
+    assert ids == best(scores, 7)
+    np.testing.assert_allclose(found, scores[ids], rtol=1e-5)
 
 
-def test_the_alias_switch_serves_the_new_version_and_drops_old_ones(index) -> None:
-    _, users_a = random_version(index, "a", 0)
+def test_top_leaves_out_excluded_ids(index) -> None:
+    data = build_version(index, "a", 0)
     index.activate("a")
-    _, users_b = random_version(index, "b", 1)
-    # Built but not active: queries still see version a.
-    np.testing.assert_allclose(index.vectors("users", [3])[0], users_a[3], rtol=1e-6)
+    scores = data["items"] @ data["users"][0]
+    exclude = np.array(best(scores, 4))  # the four best: a real change of the answer
+    ids, found = ids_and_scores(index.top("items", data["users"][0], 5, exclude=exclude))
+    assert ids == best(scores, 5, lambda i: i not in exclude)
+    np.testing.assert_allclose(found, scores[ids], rtol=1e-5)
+
+
+@pytest.mark.parametrize("cold", [True, False])
+def test_top_ranks_within_the_cold_or_warm_pool(index, cold: bool) -> None:
+    data = build_version(index, "a", 0)
+    index.activate("a")
+    scores = data["items"] @ data["users"][2]
+    exclude = best(scores, 2, lambda i: is_cold(i) == cold)
+    hits = index.top("items", data["users"][2], 6, exclude=exclude, cold=cold)
+    expected = best(scores, 6, lambda i: is_cold(i) == cold and i not in exclude)
+    assert ids_and_scores(hits)[0] == expected
+
+
+def test_content_is_ranked_by_cosine_and_stored_unit_length(index) -> None:
+    data = build_version(index, "a", 0)
+    index.activate("a")
+    unit = data["content"] / np.linalg.norm(data["content"], axis=1, keepdims=True)
+    query = 5 * data["content"][4]  # scale must not matter under cosine
+    cosines = unit @ (query / np.linalg.norm(query))
+    ids, found = ids_and_scores(index.top("content", query, 5, exclude=[4]))
+    assert ids == best(cosines, 5, lambda i: i != 4)
+    np.testing.assert_allclose(found, cosines[ids], rtol=1e-5)
+    np.testing.assert_allclose(index.vectors("content", [4, 9]), unit[[4, 9]], rtol=1e-5)
+
+
+def test_only_items_have_a_cold_pool(index) -> None:
+    data = build_version(index, "a", 0)
+    index.activate("a")
+    with pytest.raises(ValueError, match="cold pool"):
+        index.top("users", data["users"][0], 3, cold=True)
+
+
+def test_upserts_go_to_the_served_collection_only(index) -> None:
+    data = build_version(index, "a", 0)
+    index.activate("a")
+    build_version(index, "b", 1)  # built, not yet served
+    winner = 10 * data["users"][:1]
+    index.upsert("items", [100], winner, [{"cold": True}])
+    assert index.top("items", data["users"][0], 1)[0][0] == 100
+    assert index.top("items", data["users"][0], 1, cold=False)[0][0] != 100
+    assert index.count("items") == N_ITEMS + 1
     index.activate("b")
-    assert index.active_version("users") == "b"
-    np.testing.assert_allclose(index.vectors("users", [3])[0], users_b[3], rtol=1e-6)
-    random_version(index, "c", 2)
-    index.activate("c")
-    names = {c.name for c in index.client.get_collections().collections}
-    assert names == {f"llmins-{k}-{v}" for k in ("items", "users") for v in ("b", "c")}
+    assert index.count("items") == N_ITEMS  # b was built without it: the refresh rewarms
 
 
-def test_upserts_go_to_the_served_collection(index) -> None:
-    _, users = random_version(index, "a", 0)
+def test_upserts_replace_a_point_with_the_same_id(index) -> None:
+    data = build_version(index, "a", 0)
     index.activate("a")
-    index.upsert("items", [100], 10 * users[:1], [{"cold": True}])
-    assert index.top("items", users[0], 1)[0][0] == 100
-    assert index.count("items") == 61
+    index.upsert("items", [7], data["items"][:1] + 1, [{"cold": True}])
+    np.testing.assert_allclose(index.vectors("items", [7])[0], data["items"][0] + 1, rtol=1e-6)
+    assert index.count("items") == N_ITEMS
+
+
+def test_the_alias_switch_serves_the_new_version_and_keeps_the_previous_one(index) -> None:
+    assert index.active_version("users") is None
+    a = build_version(index, "a", 0)
+    index.activate("a")
+    b = build_version(index, "b", 1)
+    # Built but not active: queries still see version a.
+    assert index.active_version("users") == "a"
+    np.testing.assert_allclose(index.vectors("users", [3])[0], a["users"][3], rtol=1e-6)
+    assert index.top("items", a["users"][0], 1)[0][0] == best(a["items"] @ a["users"][0], 1)[0]
+    index.activate("b")
+    assert {index.active_version(kind) for kind in ("items", "users", "content")} == {"b"}
+    np.testing.assert_allclose(index.vectors("users", [3])[0], b["users"][3], rtol=1e-6)
+    assert index.top("items", b["users"][0], 1)[0][0] == best(b["items"] @ b["users"][0], 1)[0]
+    build_version(index, "c", 2)
+    index.activate("c")
+    kinds = ("items", "users", "content")
+    assert index.collections() == {f"llmins-{k}-{v}" for k in kinds for v in ("b", "c")}
+
+
+def test_switching_some_kinds_leaves_the_others_alone(index) -> None:
+    build_version(index, "a", 0)
+    index.activate("a")
+    for version, seed in (("b", 1), ("c", 2)):
+        build_version(index, version, seed)
+        index.activate(version, kinds=("items", "users"))
+    assert index.active_version("items") == "c"
+    assert index.active_version("content") == "a"
+    # content-a is served, content-b/-c were never switched to: none of them is dropped.
+    assert {f"llmins-content-{v}" for v in "abc"} <= index.collections()
+    assert "llmins-items-a" not in index.collections()
+
+
+def test_reactivating_the_served_version_keeps_the_rollback(index) -> None:
+    build_version(index, "a", 0)
+    index.activate("a")
+    build_version(index, "b", 1)
+    index.activate("b")
+    index.activate("b")
+    assert "llmins-items-a" in index.collections()
+
+
+def test_activating_an_unbuilt_version_changes_nothing(index) -> None:
+    build_version(index, "a", 0)
+    index.activate("a")
+    index.build("b", "items", np.arange(3), np.ones((3, DIM)), [{"cold": False}] * 3)
+    with pytest.raises(ValueError, match="build .*llmins-users-b"):
+        index.activate("b")
+    assert index.active_version("items") == "a"
+    assert index.count("items") == N_ITEMS
+
+
+def test_the_served_collection_is_never_rebuilt(index) -> None:
+    build_version(index, "a", 0)
+    index.activate("a")
+    with pytest.raises(ValueError, match="served"):
+        index.build("a", "users", np.arange(2), np.ones((2, DIM)))
+    assert index.count("users") == N_USERS
+
+
+def test_a_failed_build_of_a_version_can_be_redone(index) -> None:
+    index.build("a", "users", np.arange(4), np.ones((4, DIM)))
+    index.build("a", "users", np.arange(2), np.zeros((2, DIM)))
+    index.activate("a", kinds=("users",))
+    assert index.count("users") == 2
+
+
+def test_builds_upload_in_batches(index) -> None:
+    vectors = np.random.default_rng(3).normal(size=(25, DIM))
+    index.build("a", "users", np.arange(25), vectors, batch=4, progress=True)
+    index.activate("a", kinds=("users",))
+    assert index.count("users") == 25
+    np.testing.assert_allclose(index.vectors("users", [24, 0]), vectors[[24, 0]], rtol=1e-6)
 
 
 def test_vectors_come_in_the_order_asked_and_name_missing_ids(index) -> None:
-    items, _ = random_version(index, "a", 0)
+    data = build_version(index, "a", 0)
     index.activate("a")
-    np.testing.assert_allclose(index.vectors("items", [5, 1]), items[[5, 1]], rtol=1e-6)
+    order = [5, 1, 42, 5]
+    np.testing.assert_allclose(index.vectors("items", order), data["items"][order], rtol=1e-6)
     with pytest.raises(KeyError, match="999"):
         index.vectors("items", [1, 999])
 
 
-def test_concurrent_queries_and_writes_do_not_fail(index) -> None:
-    _, users = random_version(index, "a", 0)
+def test_malformed_points_are_refused_before_writing(index) -> None:
+    build_version(index, "a", 0)
+    index.activate("a")
+    with pytest.raises(ValueError, match="finite"):
+        index.upsert("items", [100], np.full((1, DIM), np.nan), [{"cold": True}])
+    with pytest.raises(ValueError, match="2 ids for 1 vectors"):
+        index.upsert("items", [100, 101], np.ones((1, DIM)), [{"cold": True}] * 2)
+    assert index.count("items") == N_ITEMS
+
+
+@pytest.fixture
+def frequent_thread_switches():
+    """Switch threads every 10 µs instead of 5 ms, so races show up in a short test."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    yield
+    sys.setswitchinterval(interval)
+
+
+def test_concurrent_queries_and_writes_do_not_fail(index, frequent_thread_switches) -> None:
+    # Without the lock, local mode's searches read arrays that an upsert is growing and
+    # fail (numpy broadcast and index errors): this test catches that.
+    data = build_version(index, "a", 0)
     index.activate("a")
     errors: list[Exception] = []
+    writes = 40
+
+    def collect(work: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                work()
+            except Exception as error:  # collected and asserted in the test's thread
+                errors.append(error)
+
+        return run
 
     def query() -> None:
-        try:
-            for _ in range(30):
-                index.top("items", users[1], 10, exclude=[1, 2])
-        except Exception as error:  # collected and asserted below
-            errors.append(error)
+        for _ in range(40):
+            hits = index.top("items", data["users"][1], 10, exclude=[1, 2], cold=False)
+            assert len(hits) == 10
 
     def write() -> None:
-        try:
-            for step in range(30):
-                index.upsert("items", [200 + step], users[:1], [{"cold": True}])
-        except Exception as error:
-            errors.append(error)
+        for step in range(writes):
+            index.upsert("items", [200 + step], data["users"][:1], [{"cold": True}])
 
-    threads = [threading.Thread(target=query) for _ in range(8)] + [threading.Thread(target=write)]
+    threads = [threading.Thread(target=collect(query)) for _ in range(8)]
+    threads.append(threading.Thread(target=collect(write)))
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert not errors
-    assert index.count("items") == 90
+    assert errors == []
+    assert index.count("items") == N_ITEMS + writes
 
 
 def test_a_reopened_folder_keeps_the_data(tmp_path) -> None:
     index = VectorIndex(path=tmp_path / "qdrant")
-    items, _ = random_version(index, "a", 0)
+    data = build_version(index, "a", 0)
     index.activate("a")
+    index.upsert("items", [100], data["users"][:1], [{"cold": True}])
     index.close()
     reopened = VectorIndex(path=tmp_path / "qdrant")
     try:
         assert reopened.active_version("items") == "a"
-        np.testing.assert_allclose(reopened.vectors("items", [7])[0], items[7], rtol=1e-6)
+        np.testing.assert_allclose(reopened.vectors("items", [7])[0], data["items"][7], rtol=1e-6)
+        np.testing.assert_allclose(reopened.vectors("items", [100])[0], data["users"][0])
+        assert reopened.count("items") == N_ITEMS + 1
     finally:
         reopened.close()
 
