@@ -9,6 +9,12 @@ for rollback; older ones are dropped.
 The same client code runs against a Qdrant server (``url``, compose) and qdrant-client's
 local mode (``path``, embedded). Local mode allows one client per folder and is not
 thread-safe, so every client call holds one lock: the API serves requests from a thread pool.
+
+Local mode also checks every filter point by point in Python: a recommendation query, which
+always leaves out the user's seen items, took 120-230 ms over 17,000 items (numpy: 5 ms).
+Since one process owns a local folder, every write goes through this object, so it keeps an
+exact in-memory copy of each served collection and answers ``top`` and ``vectors`` from it;
+Qdrant's files stay the persistent store. A server answers every query itself.
 """
 
 from __future__ import annotations
@@ -38,10 +44,15 @@ class VectorIndex:
 
     Point ids are the row indices of the model version (non-negative ints); ``items``
     points carry the payload ``{"cold": bool}`` (True: posted through the API).
+    ``in_memory`` (local mode only) answers queries from exact in-memory copies.
     """
 
     def __init__(
-        self, url: str | None = None, path: Path | None = None, prefix: str = "llmins"
+        self,
+        url: str | None = None,
+        path: Path | None = None,
+        prefix: str = "llmins",
+        in_memory: bool = True,
     ) -> None:
         if (url is None) == (path is None):
             raise ValueError("give a Qdrant server url or a local path, not both")
@@ -49,6 +60,16 @@ class VectorIndex:
         self._client = QdrantClient(url=url) if url else QdrantClient(path=str(path))
         self.prefix = prefix
         self._lock = threading.Lock()
+        #: Local mode with ``in_memory``: exact copies of the served collections, by kind.
+        self._mirrors: dict[str, _Mirror] = {}
+        self._mirrored = in_memory and not self._server
+        #: What ``build`` wrote, until ``activate`` serves it (mirrored mode).
+        self._built: dict[str, tuple] = {}
+        if self._mirrored:
+            with self._lock:
+                for alias, collection in self._served().items():
+                    kind = self._kind_of(collection)
+                    self._mirrors[kind] = self._load_mirror(kind, alias)
 
     def collection(self, kind: str, version: str) -> str:
         """Name of ``kind``'s collection of ``version``."""
@@ -93,6 +114,8 @@ class VectorIndex:
                 # The cold pool is small: without an index on the flag, the server's filtered
                 # HNSW search cannot plan for it (local mode has no payload indexes).
                 self._client.create_payload_index(name, "cold", models.PayloadSchemaType.BOOL)
+        if self._mirrored:
+            self._built[name] = (kind, ids, vectors, payloads)
         starts = range(0, len(ids), batch)
         quiet = not progress or len(starts) <= QUIET_BATCHES
         for start in tqdm(starts, desc=f"index {kind}", disable=quiet):
@@ -130,6 +153,9 @@ class VectorIndex:
                 )
             self._client.update_collection_aliases(change_aliases_operations=operations)
             self._drop_older(targets, served)
+            if self._mirrored:
+                for kind, target in targets.items():
+                    self._mirrors[kind] = self._mirror_of(kind, target)
 
     def active_version(self, kind: str) -> str | None:
         """The version the ``kind`` alias serves, or None before the first activation."""
@@ -148,6 +174,8 @@ class VectorIndex:
         points = _batch(ids, vectors, payloads)
         with self._lock:
             self._client.upsert(self.alias(kind), points=points, wait=True)
+            if kind in self._mirrors:
+                self._mirrors[kind].put(ids, vectors, payloads)
 
     def vectors(self, kind: str, ids: Sequence[int]) -> np.ndarray:
         """Stored vectors of ``ids``, in that order (``content`` ones come back unit-length:
@@ -158,6 +186,8 @@ class VectorIndex:
         """
         wanted = [int(i) for i in ids]
         with self._lock:
+            if kind in self._mirrors:
+                return self._mirrors[kind].get(wanted)
             points = self._client.retrieve(
                 self.alias(kind), wanted, with_vectors=True, with_payload=False
             )
@@ -182,6 +212,9 @@ class VectorIndex:
         """
         if cold is not None and kind != "items":
             raise ValueError(f"only items have a cold pool, not {kind}")
+        with self._lock:
+            if kind in self._mirrors:
+                return self._mirrors[kind].top(query, k, exclude, cold)
         conditions = {}
         if len(exclude):
             conditions["must_not"] = [models.HasIdCondition(has_id=[int(i) for i in exclude])]
@@ -209,6 +242,32 @@ class VectorIndex:
         """Release the client (in local mode: the folder's lock, so it can be reopened)."""
         with self._lock:
             self._client.close()
+
+    def _mirror_of(self, kind: str, collection: str) -> _Mirror:
+        """The copy of a collection just activated: from what ``build`` wrote, else read."""
+        built = self._built.pop(collection, None)
+        if built is None:
+            return self._load_mirror(kind, collection)
+        mirror = _Mirror(cosine=DISTANCES[kind] == models.Distance.COSINE)
+        mirror.put(*built[1:])
+        return mirror
+
+    def _load_mirror(self, kind: str, collection: str) -> _Mirror:
+        """Every point of ``collection`` (e.g. after a restart), read in pages."""
+        mirror = _Mirror(cosine=DISTANCES[kind] == models.Distance.COSINE)
+        offset = None
+        while True:
+            points, offset = self._client.scroll(
+                collection, limit=4096, offset=offset, with_vectors=True, with_payload=True
+            )
+            if points:
+                mirror.put(
+                    [p.id for p in points],
+                    np.array([p.vector for p in points], dtype=np.float32),
+                    [p.payload or {} for p in points],
+                )
+            if offset is None:
+                return mirror
 
     def _served(self) -> dict[str, str]:
         """alias -> collection, for this prefix's aliases (caller holds the lock)."""
@@ -247,3 +306,73 @@ def _batch(ids: Sequence[int], vectors: np.ndarray, payloads: list[dict] | None)
     if not np.isfinite(array).all():
         raise ValueError("vectors must be finite")
     return models.Batch(ids=[int(i) for i in ids], vectors=array.tolist(), payloads=payloads)
+
+
+class _Mirror:
+    """An exact in-memory copy of one served collection, ranked with numpy (local mode).
+
+    Rows grow by doubling; an id written again replaces its row. ``cold`` is 1, 0, or -1
+    for a point without the flag (which, as in Qdrant, matches neither pool).
+    """
+
+    def __init__(self, cosine: bool) -> None:
+        self.cosine = cosine
+        self.size = 0
+        self.ids = np.zeros(0, dtype=np.int64)
+        self.matrix = np.zeros((0, 0), dtype=np.float32)
+        self.cold = np.zeros(0, dtype=np.int8)
+        self.row: dict[int, int] = {}
+
+    def put(self, ids: Sequence[int], vectors: np.ndarray, payloads: list[dict] | None) -> None:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if self.cosine:
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            vectors = vectors / np.where(norms > 0, norms, 1.0)
+        if self.matrix.shape[1] != vectors.shape[1]:
+            self.matrix = np.zeros((0, vectors.shape[1]), dtype=np.float32)
+        for position, point in enumerate(ids):
+            row = self.row.get(int(point))
+            if row is None:
+                row = self._append(int(point))
+            self.matrix[row] = vectors[position]
+            flag = (payloads[position] or {}).get("cold") if payloads else None
+            self.cold[row] = -1 if flag is None else int(bool(flag))
+
+    def _append(self, point: int) -> int:
+        if self.size == len(self.ids):
+            capacity = max(1024, 2 * self.size)
+            self.ids = np.resize(self.ids, capacity)
+            self.cold = np.resize(self.cold, capacity)
+            grown = np.zeros((capacity, self.matrix.shape[1]), dtype=np.float32)
+            grown[: self.size] = self.matrix[: self.size]
+            self.matrix = grown
+        row, self.size = self.size, self.size + 1
+        self.ids[row] = point
+        self.row[point] = row
+        return row
+
+    def get(self, ids: list[int]) -> np.ndarray:
+        missing = [i for i in ids if i not in self.row]
+        if missing:
+            raise KeyError(f"no vectors for ids {missing[:20]}")
+        return self.matrix[[self.row[i] for i in ids]].copy()
+
+    def top(
+        self, query: np.ndarray, k: int, exclude: Sequence[int], cold: bool | None
+    ) -> list[tuple[int, float]]:
+        query = np.asarray(query, dtype=np.float32)
+        if self.cosine:
+            query = query / max(float(np.linalg.norm(query)), 1e-12)
+        scores = self.matrix[: self.size] @ query
+        allowed = np.ones(self.size, dtype=bool)
+        if cold is not None:
+            allowed &= self.cold[: self.size] == int(cold)
+        rows = [self.row[int(i)] for i in exclude if int(i) in self.row]
+        allowed[rows] = False
+        candidates = np.flatnonzero(allowed)
+        k = min(k, len(candidates))
+        if k == 0:
+            return []
+        best = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
+        best = best[np.argsort(-scores[best], kind="stable")]
+        return [(int(self.ids[row]), float(scores[row])) for row in best]

@@ -17,9 +17,11 @@ from services.index import VectorIndex
 N_ITEMS, N_USERS, DIM = 60, 10, 8
 
 
-@pytest.fixture
-def index(tmp_path):
-    index = VectorIndex(path=tmp_path / "qdrant")
+@pytest.fixture(params=["in memory", "qdrant queries"])
+def index(request, tmp_path):
+    """Local mode both ways: served from memory (the default), and Qdrant's own queries,
+    which is also the code path a server runs."""
+    index = VectorIndex(path=tmp_path / "qdrant", in_memory=request.param == "in memory")
     yield index
     index.close()
 
