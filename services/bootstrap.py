@@ -67,7 +67,10 @@ def install(
     )
     release = train_release(dataset, content, version, config, warmer, max_epochs=max_epochs)
     folder = release.save(runtime.models_dir / version)
-    load_catalogue(runtime, dataset)
+    # A bootstrap that died after loading the catalogue left it whole (one transaction
+    # per table, users first): a rerun trains again and keeps it.
+    if runtime.store.is_empty():
+        load_catalogue(runtime, dataset)
     index_release(runtime, release, dataset.warm_items)
     runtime.store.register_version(version, str(folder), release.manifest["warmer"])
     runtime.store.activate(version)

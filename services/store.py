@@ -4,60 +4,104 @@ SQLAlchemy 2 over SQLite (the embedded default) or PostgreSQL (compose). Every m
 one transaction and returns plain frozen records, so callers never hold a session. What a
 user sends is committed before the API answers: an item and its warm-up job are written
 together, so a crash after the 202 loses nothing (``pending_items`` finds it again).
+
+External ids are strings (a data set's integer ids as their decimal string); ``index`` is
+the row of a user or item in the active model's embedding tables.
 """
 
 from __future__ import annotations
 
 import hashlib
+import sqlite3
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar, get_args
 
 import numpy as np
 from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Dialect,
+    Enum,
     Float,
     ForeignKey,
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     create_engine,
     delete,
     event,
+    exists,
     func,
+    insert,
     select,
-    tuple_,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-#: Rows per INSERT batch when loading a data set.
+ItemStatus = Literal["queued", "warming", "warm", "degraded", "failed"]
+ItemOrigin = Literal["dataset", "api"]
+InteractionKind = Literal["real", "simulated"]
+JobKind = Literal["warm_up", "refresh"]
+JobStatus = Literal["queued", "running", "succeeded", "failed"]
+
+#: Rows per INSERT batch when loading a data set: psycopg pipelines an executemany, so
+#: bigger batches only cost memory.
 CHUNK = 5000
+#: Items a starting process enqueues again: accepted, not warm, not given up on.
+PENDING: tuple[ItemStatus, ...] = ("queued", "warming", "degraded")
+#: Key of the PostgreSQL advisory lock that serialises ``create_all`` across processes.
+SCHEMA_LOCK = 0x6C6C6D696E73  # "llmins"
+
+R = TypeVar("R")
 
 
 def now() -> datetime:
     return datetime.now(UTC)
 
 
-class UTCDateTime(TypeDecorator):
-    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+def content_hash(text: str) -> str:
+    """What tells a repeated post (same text) from a conflicting one (other text)."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend.
+
+    SQLite keeps no offset and PostgreSQL answers in the session's time zone; both are
+    normalised here, so comparisons in Python never mix naive and aware values.
+    """
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_result_value(self, value, dialect):
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
+            raise ValueError(f"naive datetime {value!r}: the store keeps aware UTC times")
+        return None if value is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _choice(values: Any) -> Enum:
+    """A string column limited to a Literal's values, checked in Python and by the database."""
+    return Enum(*get_args(values), native_enum=False, create_constraint=True, validate_strings=True)
 
 
 class Base(DeclarativeBase):
@@ -71,8 +115,8 @@ class Item(Base):
     text: Mapped[str] = mapped_column(Text)
     content_hash: Mapped[str] = mapped_column(String(64))
     index: Mapped[int | None] = mapped_column(Integer, unique=True)
-    origin: Mapped[str] = mapped_column(String(16))  # dataset | api
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    origin: Mapped[str] = mapped_column(_choice(ItemOrigin))
+    status: Mapped[str] = mapped_column(_choice(ItemStatus), index=True)
     error: Mapped[str | None] = mapped_column(Text)
     model_version: Mapped[str | None] = mapped_column(String(64))
     timings: Mapped[dict | None] = mapped_column(JSON)
@@ -89,6 +133,12 @@ class User(Base):
 
 
 class Interaction(Base):
+    """One (user, item) pair per kind.
+
+    The unique (user_id, item_id, kind) index makes repeats no-ops and, as its leading
+    column is user_id, also serves the per-user look-ups; only item_id needs its own index.
+    """
+
     __tablename__ = "interactions"
     __table_args__ = (
         UniqueConstraint("user_id", "item_id", "kind", name="one_interaction_per_kind"),
@@ -98,7 +148,7 @@ class Interaction(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
     item_id: Mapped[str] = mapped_column(ForeignKey("items.id"))
-    kind: Mapped[str] = mapped_column(String(16))  # real | simulated
+    kind: Mapped[str] = mapped_column(_choice(InteractionKind))
     p_yes: Mapped[float | None] = mapped_column(Float)
     model_version: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
@@ -108,9 +158,9 @@ class Job(Base):
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # warm_up | refresh
+    kind: Mapped[str] = mapped_column(_choice(JobKind))
     item_id: Mapped[str | None] = mapped_column(String(128), index=True)
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(_choice(JobStatus))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict | None] = mapped_column(JSON)
@@ -133,6 +183,7 @@ class ModelVersion(Base):
 class ItemRecord:
     id: str
     text: str
+    content_hash: str
     index: int | None
     origin: str
     status: str
@@ -140,6 +191,7 @@ class ItemRecord:
     model_version: str | None
     timings: dict | None
     created_at: datetime
+    updated_at: datetime
     warmed_at: datetime | None
 
 
@@ -171,37 +223,67 @@ class StoreError(Exception):
 
 
 class ItemConflict(StoreError):
-    pass
+    """The id is taken by an item with other content: a new text needs a new id."""
 
 
 class UnknownIds(StoreError):
-    pass
+    """Ids the store does not know; ``users`` and ``items`` list them (sorted) for the API."""
+
+    def __init__(self, users: Iterable[str] = (), items: Iterable[str] = ()) -> None:
+        self.users = sorted(users)
+        self.items = sorted(items)
+        parts = [
+            f"{what} ids: {', '.join(ids[:20])}" + (" ..." if len(ids) > 20 else "")
+            for what, ids in (("user", self.users), ("item", self.items))
+            if ids
+        ]
+        super().__init__("unknown " + "; ".join(parts))
 
 
-def _record(cls, row):
-    return cls(**{name: getattr(row, name) for name in cls.__dataclass_fields__})
+def _record(cls: type[R], row: object) -> R:
+    """A detached snapshot of an ORM row: safe to use after its session is closed."""
+    return cls(**{field.name: getattr(row, field.name) for field in fields(cls)})
 
 
-def content_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+def _new_job(kind: JobKind, item_id: str | None, status: JobStatus = "queued") -> Job:
+    return Job(id=uuid.uuid4().hex, kind=kind, item_id=item_id, status=status, attempts=0)
 
 
 class Store:
-    """The service's relational store at a SQLAlchemy ``url``."""
+    """The service's relational store at a SQLAlchemy ``url``.
+
+    ``postgresql://`` URLs are taken to mean psycopg 3, the driver the project installs.
+    """
 
     def __init__(self, url: str) -> None:
-        if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-        self.url = url
-        self.is_sqlite = url.startswith("sqlite")
-        options = {"connect_args": {"check_same_thread": False}} if self.is_sqlite else {}
-        self.engine = create_engine(url, pool_pre_ping=True, **options)
+        parsed = make_url(url)
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        self.url = parsed
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            # One engine serves the API's threads and the warm-up thread; a writer waits
+            # up to 30 s for another's lock rather than failing at once.
+            options = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+        else:
+            options = {"pool_pre_ping": True}
+        self.engine = create_engine(parsed, **options)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def create_all(self) -> None:
-        Base.metadata.create_all(self.engine)
+        """Create missing tables; the API, workers and beat may all do it at one start.
+
+        The check and the creation run under a lock (SQLite's write lock, a PostgreSQL
+        advisory lock), so a second process waits and then finds the tables there.
+        """
+        with self.engine.begin() as connection:
+            if self.is_sqlite:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+            Base.metadata.create_all(connection)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -215,37 +297,50 @@ class Store:
     # -- items and jobs ---------------------------------------------------------------
 
     def submit_item(self, item_id: str, text: str) -> tuple[ItemRecord, JobRecord, bool]:
-        """Store a posted item and its warm-up job; idempotent on the id.
+        """Store a posted item and its warm-up job in one transaction; idempotent on the id.
 
         Returns (item, job, created). The same text again returns the existing item and
-        its latest job; another text raises :class:`ItemConflict`.
+        its latest job; another text raises :class:`ItemConflict`. Two concurrent posts of
+        one id create it once: the loser's insert fails on the key and it answers as for
+        a repeat.
         """
         digest = content_hash(text)
         try:
-            with self.session() as session:
-                existing = session.get(Item, item_id)
-                if existing is None:
-                    item = Item(
-                        id=item_id, text=text, content_hash=digest, origin="api", status="queued"
-                    )
-                    job = Job(id=uuid.uuid4().hex, kind="warm_up", item_id=item_id, status="queued")
-                    session.add_all([item, job])
-                    session.flush()
-                    return _record(ItemRecord, item), _record(JobRecord, job), True
+            created = self._insert_item(item_id, text, digest)
         except IntegrityError:
-            pass  # another request stored the same id first: answer as for a repeat
+            created = None  # another request stored the same id first
+        if created is not None:
+            return (*created, True)
+        return (*self._repeat_item(item_id, digest), False)
+
+    def _insert_item(
+        self, item_id: str, text: str, digest: str
+    ) -> tuple[ItemRecord, JobRecord] | None:
+        """The new item and its queued job, or None if the id is already stored."""
         with self.session() as session:
-            existing = session.get(Item, item_id)
-            if existing.content_hash != digest:
+            if session.get(Item, item_id) is not None:
+                return None
+            item = Item(id=item_id, text=text, content_hash=digest, origin="api", status="queued")
+            job = _new_job("warm_up", item_id)
+            session.add_all([item, job])
+            session.flush()
+            return _record(ItemRecord, item), _record(JobRecord, job)
+
+    def _repeat_item(self, item_id: str, digest: str) -> tuple[ItemRecord, JobRecord]:
+        with self.session() as session:
+            item = session.get(Item, item_id)
+            if item is None:  # the insert failed for another reason than this id
+                raise StoreError(f"item {item_id!r} could not be stored")
+            if item.content_hash != digest:
                 raise ItemConflict(
                     f"item {item_id!r} exists with different content; post it under a new id"
                 )
             job = self._latest_job(session, item_id)
-            if job is None:  # a data-set item: no warm-up was ever needed
-                job = Job(id=uuid.uuid4().hex, kind="warm_up", item_id=item_id, status="succeeded")
+            if job is None:  # a data-set item: warm from the start, so its job is done
+                job = _new_job("warm_up", item_id, status="succeeded")
                 session.add(job)
                 session.flush()
-            return _record(ItemRecord, existing), _record(JobRecord, job), False
+            return _record(ItemRecord, item), _record(JobRecord, job)
 
     def get_item(self, item_id: str) -> ItemRecord | None:
         with self.session() as session:
@@ -255,14 +350,20 @@ class Store:
     def set_item_status(
         self,
         item_id: str,
-        status: str,
+        status: ItemStatus,
         *,
         error: str | None = None,
         model_version: str | None = None,
         timings: dict | None = None,
         index: int | None = None,
     ) -> None:
-        values: dict = {"status": status, "error": error, "updated_at": now()}
+        """Move an item to ``status``.
+
+        ``error`` is always written (a status change clears an old error); the other
+        fields only when given, so a later stage never erases what an earlier one set.
+        Becoming ``warm`` stamps ``warmed_at``.
+        """
+        values: dict[str, Any] = {"status": status, "error": error, "updated_at": now()}
         if model_version is not None:
             values["model_version"] = model_version
         if timings is not None:
@@ -270,44 +371,51 @@ class Store:
         if index is not None:
             values["index"] = index
         if status == "warm":
-            values["warmed_at"] = now()
-        with self.session() as session:
-            session.execute(update(Item).where(Item.id == item_id).values(**values))
+            values["warmed_at"] = values["updated_at"]
+        self._update_one(Item, item_id, values)
 
     def assign_index(self, item_id: str, attempts: int = 20) -> int:
-        """Give the item the next free row index (once); safe under concurrent workers."""
+        """Give the item the next free row index (once); safe under concurrent workers.
+
+        Two workers may read the same maximum; the unique index lets one win and the
+        other retries with the next number.
+        """
         for _ in range(attempts):
             try:
                 with self.session() as session:
                     item = session.get(Item, item_id)
-                    if item.index is not None:
-                        return item.index
-                    item.index = self._next_index(session)
-                    session.flush()
+                    if item is None:
+                        raise UnknownIds(items=[item_id])
+                    if item.index is None:
+                        item.index = self._next_index(session)
+                        session.flush()
                     return item.index
             except IntegrityError:
-                continue  # another item took that index at the same moment
+                continue
         raise StoreError(f"could not assign an index to item {item_id!r}")
 
+    def next_item_index(self) -> int:
+        """The first row index after every item's (0 for an empty catalogue)."""
+        with self.session() as session:
+            return self._next_index(session)
+
     def pending_items(self) -> list[str]:
-        """Posted items not warm yet: what a starting process enqueues again."""
+        """Posted items not warm yet, oldest first: what a starting process enqueues again."""
         with self.session() as session:
             rows = session.scalars(
-                select(Item.id)
-                .where(Item.status.in_(("queued", "warming", "degraded")))
-                .order_by(Item.created_at)
+                select(Item.id).where(Item.status.in_(PENDING)).order_by(Item.created_at)
             )
             return list(rows)
 
     def item_ids(self, indices: Sequence[int]) -> dict[int, str]:
-        """Item id of each known row index."""
+        """Item id of each known row index (turns the vector index's hits into ids)."""
         if not len(indices):
             return {}
         with self.session() as session:
             rows = session.execute(
                 select(Item.index, Item.id).where(Item.index.in_([int(i) for i in indices]))
             )
-            return _as_dict(rows)
+            return {index: item_id for index, item_id in rows}
 
     def indexed_items(self) -> dict[int, tuple[str, str]]:
         """Every item with a row index: index -> (id, origin)."""
@@ -317,9 +425,9 @@ class Store:
             )
             return {index: (item_id, origin) for index, item_id, origin in rows}
 
-    def create_job(self, kind: str, item_id: str | None = None) -> JobRecord:
+    def create_job(self, kind: JobKind, item_id: str | None = None) -> JobRecord:
         with self.session() as session:
-            job = Job(id=uuid.uuid4().hex, kind=kind, item_id=item_id, status="queued")
+            job = _new_job(kind, item_id)
             session.add(job)
             session.flush()
             return _record(JobRecord, job)
@@ -335,22 +443,21 @@ class Store:
             return None if job is None else _record(JobRecord, job)
 
     def start_job(self, job_id: str) -> None:
-        with self.session() as session:
-            session.execute(
-                update(Job)
-                .where(Job.id == job_id)
-                .values(status="running", attempts=Job.attempts + 1, started_at=now())
-            )
+        """Mark a job running; ``attempts`` counts every start, redeliveries included."""
+        self._update_one(
+            Job, job_id, {"status": "running", "attempts": Job.attempts + 1, "started_at": now()}
+        )
 
     def finish_job(
-        self, job_id: str, status: str, result: dict | None = None, error: str | None = None
+        self,
+        job_id: str,
+        status: JobStatus,
+        result: dict | None = None,
+        error: str | None = None,
     ) -> None:
-        with self.session() as session:
-            session.execute(
-                update(Job)
-                .where(Job.id == job_id)
-                .values(status=status, result=result, error=error, finished_at=now())
-            )
+        self._update_one(
+            Job, job_id, {"status": status, "result": result, "error": error, "finished_at": now()}
+        )
 
     # -- users and interactions -------------------------------------------------------
 
@@ -362,60 +469,52 @@ class Store:
         """Real (user, item) interactions; repeats are no-ops. Returns how many were new.
 
         All or nothing: unknown user or item ids raise :class:`UnknownIds` and nothing is
-        written.
+        written. The count comes from the rows the insert returns, so it stays exact when
+        other requests insert the same pairs at the same time; pairs go in sorted, so two
+        overlapping batches lock their keys in one order and cannot deadlock (PostgreSQL).
         """
-        users = {u for u, _ in pairs}
-        items = {i for _, i in pairs}
+        unique = sorted(set(pairs))
         with self.session() as session:
-            known_users = set(session.scalars(select(User.id).where(User.id.in_(users))))
-            known_items = set(session.scalars(select(Item.id).where(Item.id.in_(items))))
-            missing = sorted(users - known_users)
-            missing_items = sorted(items - known_items)
-            if missing or missing_items:
-                raise UnknownIds(
-                    "unknown "
-                    + "; ".join(
-                        f"{what} ids: {', '.join(ids[:20])}"
-                        for what, ids in (("user", missing), ("item", missing_items))
-                        if ids
-                    )
-                )
-            unique = list(dict.fromkeys(pairs))
-            already = session.scalar(
-                select(func.count())
-                .select_from(Interaction)
-                .where(
-                    Interaction.kind == "real",
-                    tuple_(Interaction.user_id, Interaction.item_id).in_(unique),
-                )
-            )
+            self._check_known(session, {u for u, _ in unique}, {i for _, i in unique})
             rows = [{"user_id": u, "item_id": i, "kind": "real"} for u, i in unique]
-            self._insert_ignoring_repeats(session, Interaction, rows)
-            return len(unique) - already
+            return self._insert_new(session, rows)
 
     def replace_simulated(
         self, item_id: str, users_with_p: Sequence[tuple[str, float]], model_version: str
     ) -> int:
-        """The item's simulated interactions, replaced as a whole (redelivery-safe)."""
+        """Replace the item's simulated interactions as a whole; returns how many it wrote.
+
+        A redelivered warm-up therefore never duplicates them. The item's row is locked
+        first (PostgreSQL), so two deliveries running at once replace in turn instead of
+        colliding on the unique index.
+        """
+        stamp = now()
         with self.session() as session:
+            locked = session.scalar(select(Item.id).where(Item.id == item_id).with_for_update())
+            if locked is None:
+                raise UnknownIds(items=[item_id])
             session.execute(
                 delete(Interaction).where(
                     Interaction.item_id == item_id, Interaction.kind == "simulated"
                 )
             )
-            session.add_all(
-                Interaction(
-                    user_id=user,
-                    item_id=item_id,
-                    kind="simulated",
-                    p_yes=p,
-                    model_version=model_version,
-                )
+            rows = [
+                {
+                    "user_id": user,
+                    "item_id": item_id,
+                    "kind": "simulated",
+                    "p_yes": float(p),
+                    "model_version": model_version,
+                    "created_at": stamp,
+                }
                 for user, p in users_with_p
-            )
-        return len(users_with_p)
+            ]
+            if rows:
+                session.execute(insert(Interaction), rows)
+        return len(rows)
 
     def simulated_for(self, item_id: str) -> list[tuple[str, float]]:
+        """(user id, P(Yes)) of the item's simulated users, best first."""
         with self.session() as session:
             rows = session.execute(
                 select(Interaction.user_id, Interaction.p_yes)
@@ -425,7 +524,8 @@ class Store:
             return [(user, p) for user, p in rows]
 
     def seen_item_indices(self, user_id: str) -> list[int]:
-        """Row indices of the items the user really interacted with."""
+        """Row indices of the items the user really interacted with (left out of their
+        recommendations); simulated interactions are guesses, not views, and do not count."""
         with self.session() as session:
             rows = session.scalars(
                 select(Item.index)
@@ -435,6 +535,7 @@ class Store:
                     Interaction.kind == "real",
                     Item.index.is_not(None),
                 )
+                .order_by(Item.index)
             )
             return list(rows)
 
@@ -453,6 +554,7 @@ class Store:
         return _pairs(old), _pairs(new)
 
     def simulated_interaction_indices(self) -> np.ndarray:
+        """Simulated (user, item) index pairs: what a refresh trains on beside the real ones."""
         with self.session() as session:
             rows = session.execute(
                 select(User.index, Item.index)
@@ -463,26 +565,33 @@ class Store:
             ).all()
         return _pairs(rows)
 
-    def counts(self) -> dict:
+    def counts(self) -> dict[str, Any]:
+        """{"items": {status: n}, "users": n, "interactions": {kind: n}} for health and tests."""
         with self.session() as session:
             by_status = select(Item.status, func.count()).group_by(Item.status)
             by_kind = select(Interaction.kind, func.count()).group_by(Interaction.kind)
-            items = _as_dict(session.execute(by_status))
-            interactions = _as_dict(session.execute(by_kind))
+            items = {status: n for status, n in session.execute(by_status)}
+            interactions = {kind: n for kind, n in session.execute(by_kind)}
             users = session.scalar(select(func.count()).select_from(User))
         return {"items": items, "users": users, "interactions": interactions}
 
     # -- bulk loading (bootstrap) -----------------------------------------------------
 
-    def load_users(self, ids_with_index: Sequence[tuple[str, int]]) -> None:
-        rows = [{"id": user, "index": int(index)} for user, index in ids_with_index]
-        self._bulk_insert(User, rows)
+    def is_empty(self) -> bool:
+        """True before any user or item is loaded: bootstrap's catalogue is not there yet."""
+        with self.session() as session:
+            return not session.scalar(select(exists(select(User.id)) | exists(select(Item.id))))
 
-    def load_items(self, rows: Sequence[tuple[str, str, int, str]]) -> None:
-        """(id, text, index, status) of data-set items."""
+    def load_users(self, ids_with_index: Iterable[tuple[str, int]]) -> None:
+        """(id, row index) of a data set's users, in one transaction."""
+        rows = [{"id": user, "index": int(index)} for user, index in ids_with_index]
+        self._bulk_insert(User.__table__, rows)
+
+    def load_items(self, rows: Iterable[tuple[str, str, int, ItemStatus]]) -> None:
+        """(id, text, row index, status) of a data set's items, in one transaction."""
         stamp = now()
         self._bulk_insert(
-            Item,
+            Item.__table__,
             [
                 {
                     "id": item_id,
@@ -498,22 +607,29 @@ class Store:
             ],
         )
 
-    def load_interactions(self, pairs: Sequence[tuple[str, str]], kind: str = "real") -> None:
+    def load_interactions(
+        self, pairs: Iterable[tuple[str, str]], kind: InteractionKind = "real"
+    ) -> None:
+        """(user id, item id) pairs, repeats dropped, in one transaction."""
         stamp = now()
         rows = [
             {"user_id": u, "item_id": i, "kind": kind, "created_at": stamp}
             for u, i in dict.fromkeys(pairs)
         ]
-        self._bulk_insert(Interaction, rows)
+        self._bulk_insert(Interaction.__table__, rows)
 
     # -- model versions ---------------------------------------------------------------
 
     def register_version(self, version: str, path: str, metrics: dict | None = None) -> None:
+        """Record a trained version (inactive until :meth:`activate`)."""
         with self.session() as session:
-            session.add(ModelVersion(id=version, path=path, metrics=metrics))
+            session.add(ModelVersion(id=version, path=path, metrics=metrics, active=False))
 
     def activate(self, version: str) -> None:
-        """Exactly one active version afterwards (one transaction)."""
+        """Make ``version`` the only active one, in one statement of one transaction.
+
+        Readers therefore see the old version or the new one, never none or two.
+        """
         with self.session() as session:
             if session.get(ModelVersion, version) is None:
                 raise StoreError(f"model version {version!r} is not registered")
@@ -537,31 +653,62 @@ class Store:
         highest = session.scalar(select(func.max(Item.index)))
         return 0 if highest is None else highest + 1
 
-    def _bulk_insert(self, table, rows: list[dict]) -> None:
+    def _update_one(self, model: type[Item] | type[Job], key: str, values: dict) -> None:
+        """Update one row by id; an unknown id is an error, not a silent no-op."""
+        with self.session() as session:
+            result = session.execute(update(model).where(model.id == key).values(**values))
+            if result.rowcount == 0:
+                raise StoreError(f"{model.__tablename__} has no row {key!r}")
+
+    @staticmethod
+    def _check_known(session: Session, users: set[str], items: set[str]) -> None:
+        known_users = set(session.scalars(select(User.id).where(User.id.in_(users))))
+        known_items = set(session.scalars(select(Item.id).where(Item.id.in_(items))))
+        if users - known_users or items - known_items:
+            raise UnknownIds(users=users - known_users, items=items - known_items)
+
+    def _insert_new(self, session: Session, rows: list[dict]) -> int:
+        """INSERT ... ON CONFLICT DO NOTHING in the store's dialect; returns rows inserted."""
+        dialect = sqlite if self.is_sqlite else postgresql
+        table = Interaction.__table__
+        statement = dialect.insert(table).on_conflict_do_nothing().returning(table.c.id)
+        inserted = 0
+        for start in range(0, len(rows), CHUNK):
+            inserted += len(session.execute(statement, rows[start : start + CHUNK]).all())
+        return inserted
+
+    def _bulk_insert(self, table: Table, rows: list[dict]) -> None:
+        """Core executemany in chunks: thousands of rows a second, no ORM objects."""
         with self.session() as session:
             for start in range(0, len(rows), CHUNK):
-                session.execute(table.__table__.insert(), rows[start : start + CHUNK])
-
-    def _insert_ignoring_repeats(self, session: Session, table, rows: list[dict]) -> None:
-        """INSERT ... ON CONFLICT DO NOTHING, in the dialect of the store."""
-        dialect = sqlite if self.is_sqlite else postgresql
-        statement = dialect.insert(table.__table__).on_conflict_do_nothing()
-        for start in range(0, len(rows), CHUNK):
-            session.execute(statement, rows[start : start + CHUNK])
+                session.execute(insert(table), rows[start : start + CHUNK])
 
 
-def _as_dict(rows) -> dict:
-    return {key: value for key, value in rows}
-
-
-def _pairs(rows) -> np.ndarray:
+def _pairs(rows: Sequence[Sequence[int]]) -> np.ndarray:
     return np.array([tuple(row) for row in rows], dtype=np.int64).reshape(-1, 2)
 
 
-def _sqlite_pragmas(connection, _record) -> None:
+def _sqlite_pragmas(connection: sqlite3.Connection, _record: Any) -> None:
     """WAL lets readers run beside the writer; SQLite checks foreign keys only when asked."""
     cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _enable_wal(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _enable_wal(cursor: sqlite3.Cursor, wait_s: float = 10.0) -> None:
+    """Switch the file to WAL (it stays so), retrying while another connection is opening it.
+
+    The switch needs an exclusive lock; when several processes open a fresh file at once,
+    SQLite answers "database is locked" at once rather than wait into a deadlock.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)

@@ -1,121 +1,340 @@
-"""The relational store, on SQLite and on the real PostgreSQL (127.0.0.1:5432).
+"""The relational store, every test on SQLite and on the real PostgreSQL.
 
-Each PostgreSQL test gets a schema of its own (dropped afterwards). Set
-``LLMINS_TEST_POSTGRES_URL`` to another server's URL; the tests fail, never skip, when it
-cannot be reached: a skipped store test would read as a pass in CI.
+PostgreSQL is ``LLMINS_TEST_POSTGRES_URL`` (default
+``postgresql+psycopg://postgres@127.0.0.1:5432/test``); each test gets a schema of its own,
+dropped afterwards, and a session time zone other than UTC, so the store must normalise
+times itself. When the server cannot be reached the PostgreSQL cases FAIL: a skipped
+store test would read as a pass in CI. Set ``LLMINS_TEST_POSTGRES_URL=""`` to skip them
+on purpose (a machine without PostgreSQL); the skip then shows in pytest's summary.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import pytest
 import sqlalchemy
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import StatementError
 
-from services.store import ItemConflict, Store, StoreError, UnknownIds
+from services.store import (
+    CHUNK,
+    ItemConflict,
+    Job,
+    ModelVersion,
+    Store,
+    StoreError,
+    UnknownIds,
+)
 
 POSTGRES_URL = os.environ.get(
     "LLMINS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+#: Not UTC, and not a whole number of hours: a time read back unconverted shows at once.
+SESSION_TIME_ZONE = "Asia/Kolkata"
+
+T = TypeVar("T")
+
+
+def create_schema(admin: Store, schema: str) -> str | None:
+    """None once ``schema`` exists, else why the server could not be reached."""
+    try:
+        with admin.engine.begin() as connection:
+            connection.execute(text(f"CREATE SCHEMA {schema}"))
+    except sqlalchemy.exc.OperationalError as error:
+        return str(error.orig)
+    return None
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
+def url(request, tmp_path) -> Iterator[str]:
+    """An empty database: a SQLite file, or a fresh PostgreSQL schema (dropped afterwards).
+
+    The PostgreSQL URL is given in its plain ``postgresql://`` form, so every test also
+    checks that the store picks psycopg 3 for it.
+    """
     if request.param == "sqlite":
-        store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
-        store.create_all()
-        yield store
-        store.dispose()
+        yield f"sqlite:///{tmp_path / 'store.sqlite'}"
         return
+    if not POSTGRES_URL:
+        pytest.skip("LLMINS_TEST_POSTGRES_URL is empty: PostgreSQL tests turned off")
+    admin = Store(POSTGRES_URL)
     schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = sqlalchemy.create_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    store = Store(f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}")
-    store.create_all()
-    yield store
-    store.dispose()
-    with admin.begin() as connection:
-        connection.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
+    problem = create_schema(admin, schema)
+    if problem is not None:
+        admin.dispose()
+        pytest.fail(
+            f"PostgreSQL at {make_url(POSTGRES_URL)!r} is unreachable ({problem}); start it "
+            'or set LLMINS_TEST_POSTGRES_URL="" to run the store tests on SQLite only',
+            pytrace=False,
+        )
+    options = f"-csearch_path={schema} -cTimeZone={SESSION_TIME_ZONE}"
+    plain = make_url(POSTGRES_URL).set(drivername="postgresql")
+    yield plain.update_query_dict({"options": options}).render_as_string(hide_password=False)
+    with admin.engine.begin() as connection:
+        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
     admin.dispose()
 
 
 @pytest.fixture
+def store(url) -> Iterator[Store]:
+    store = Store(url)
+    store.create_all()
+    yield store
+    store.dispose()
+
+
+@pytest.fixture
 def loaded(store) -> Store:
-    """Three users, two data-set items, one real interaction."""
+    """Three users, two data-set items, one real interaction (u0 saw i0)."""
     store.load_users([("u0", 0), ("u1", 1), ("u2", 2)])
     store.load_items([("i0", "first paper", 0, "warm"), ("i1", "second paper", 1, "warm")])
     store.load_interactions([("u0", "i0")])
     return store
 
 
-def test_a_new_item_is_stored_with_a_queued_job(loaded) -> None:
-    item, job, created = loaded.submit_item("new", "a new paper")
-    assert created and item.status == "queued" and item.origin == "api"
-    assert job.status == "queued" and job.item_id == "new" and job.kind == "warm_up"
-    assert loaded.pending_items() == ["new"]
-    assert loaded.get_item("new").created_at.tzinfo is not None
+def run_at_once(task: Callable[[], T], n: int) -> tuple[list[T], list[Exception]]:
+    """Run ``task`` in ``n`` threads released together; returns (results, errors)."""
+    barrier = threading.Barrier(n)
+    results: list[T] = []
+    errors: list[Exception] = []
 
-
-def test_posting_again_is_idempotent_and_other_content_conflicts(loaded) -> None:
-    _, job, _ = loaded.submit_item("new", "a new paper")
-    item, again, created = loaded.submit_item("new", "a new paper")
-    assert not created and again.id == job.id and item.text == "a new paper"
-    with pytest.raises(ItemConflict, match="different content"):
-        loaded.submit_item("new", "another paper")
-
-
-def test_concurrent_submits_of_one_id_create_it_once(loaded) -> None:
-    outcomes, errors = [], []
-
-    def submit() -> None:
+    def run() -> None:
+        barrier.wait()
         try:
-            outcomes.append(loaded.submit_item("race", "the same text"))
-        except Exception as error:  # any error fails the test below
+            results.append(task())
+        except Exception as error:
             errors.append(error)
 
-    threads = [threading.Thread(target=submit) for _ in range(8)]
+    threads = [threading.Thread(target=run) for _ in range(n)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert not errors
+    return results, errors
+
+
+def active_versions(store: Store) -> list[str]:
+    with store.session() as session:
+        return list(session.scalars(select(ModelVersion.id).where(ModelVersion.active)))
+
+
+def test_the_engine_is_set_up_for_its_backend(store) -> None:
+    with store.engine.connect() as connection:
+        if store.is_sqlite:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        else:
+            assert store.engine.dialect.driver == "psycopg"
+            assert connection.exec_driver_sql("SHOW TimeZone").scalar() == SESSION_TIME_ZONE
+
+
+def test_every_process_may_create_the_tables_at_once(url) -> None:
+    """As the API, workers and beat do at one start: each its own engine and connections."""
+    stores = [Store(url) for _ in range(4)]
+    waiting = list(stores)
+    try:
+        _, errors = run_at_once(lambda: waiting.pop().create_all(), 4)
+        assert not errors
+    finally:
+        for store in stores:
+            store.dispose()
+    store = Store(url)
+    assert store.is_empty()
+    store.dispose()
+
+
+def test_a_new_item_is_stored_with_a_queued_job(loaded) -> None:
+    item, job, created = loaded.submit_item("new", "a new paper")
+    assert created and (item.status, item.origin, item.index) == ("queued", "api", None)
+    assert item.content_hash == hashlib.sha256(b"a new paper").hexdigest()
+    assert (job.kind, job.item_id, job.status, job.attempts) == ("warm_up", "new", "queued", 0)
+    assert loaded.get_item("new") == item
+    assert loaded.latest_job("new") == job == loaded.get_job(job.id)
+
+
+def test_posting_again_is_idempotent_and_other_content_conflicts(loaded) -> None:
+    first, job, _ = loaded.submit_item("new", "a new paper")
+    item, again, created = loaded.submit_item("new", "a new paper")
+    assert not created and again == job and item == first
+    with pytest.raises(ItemConflict, match="different content"):
+        loaded.submit_item("new", "another paper")
+    assert loaded.get_item("new").text == "a new paper"
+    assert issubclass(ItemConflict, StoreError)
+
+
+def test_posting_a_data_set_item_again_answers_with_a_finished_job(loaded) -> None:
+    item, job, created = loaded.submit_item("i0", "first paper")
+    assert not created and item.status == "warm" and job.status == "succeeded"
+    assert loaded.submit_item("i0", "first paper")[1] == job
+
+
+def test_concurrent_submits_of_one_id_create_it_once(loaded) -> None:
+    outcomes, errors = run_at_once(lambda: loaded.submit_item("race", "the same text"), 8)
+    assert not errors and len(outcomes) == 8
     assert sum(created for _, _, created in outcomes) == 1
     assert len({job.id for _, job, _ in outcomes}) == 1
+    with loaded.session() as session:
+        jobs = session.scalar(select(func.count()).where(Job.item_id == "race"))
+    assert jobs == 1
 
 
 def test_indices_are_assigned_once_and_never_shared(loaded) -> None:
+    assert loaded.next_item_index() == 2
     for name in ("a", "b"):
         loaded.submit_item(name, name)
     first = loaded.assign_index("a")
     assert loaded.assign_index("a") == first == 2
-    assert loaded.assign_index("b") == 3
+    assert loaded.assign_index("b") == 3 == loaded.next_item_index() - 1
     assert loaded.item_ids([0, 2, 3, 99]) == {0: "i0", 2: "a", 3: "b"}
+    with pytest.raises(UnknownIds):
+        loaded.assign_index("ghost")
 
 
 def test_simulated_interactions_are_replaced_as_a_whole(loaded) -> None:
     loaded.submit_item("new", "a new paper")
-    loaded.replace_simulated("new", [("u0", 0.9), ("u1", 0.8)], "v1")
-    loaded.replace_simulated("new", [("u2", 0.7), ("u1", 0.6)], "v1")  # a redelivery
+    assert loaded.replace_simulated("new", [("u0", 0.9), ("u1", 0.8)], "v1") == 2
+    assert loaded.replace_simulated("new", [("u1", 0.6), ("u2", 0.7)], "v2") == 2  # redelivery
     assert loaded.simulated_for("new") == [("u2", 0.7), ("u1", 0.6)]
     assert loaded.counts()["interactions"] == {"real": 1, "simulated": 2}
+    with pytest.raises(UnknownIds, match="item ids: ghost"):
+        loaded.replace_simulated("ghost", [("u0", 0.5)], "v1")
 
 
 def test_real_interactions_dedup_and_reject_unknown_ids_atomically(loaded) -> None:
     assert loaded.add_interactions([("u1", "i0"), ("u1", "i0"), ("u0", "i0")]) == 1
-    with pytest.raises(UnknownIds, match="item ids: nope"):
-        loaded.add_interactions([("u2", "i1"), ("u2", "nope")])
-    with pytest.raises(UnknownIds, match="user ids: ghost"):
-        loaded.add_interactions([("ghost", "i1")])
+    assert loaded.add_interactions([("u1", "i0")]) == 0
+    with pytest.raises(UnknownIds, match="unknown user ids: ghost; item ids: nope") as unknown:
+        loaded.add_interactions([("u2", "i1"), ("u2", "nope"), ("ghost", "i1")])
+    assert (unknown.value.users, unknown.value.items) == (["ghost"], ["nope"])
     assert loaded.counts()["interactions"] == {"real": 2}
-    assert sorted(loaded.seen_item_indices("u1")) == [0]
+    assert loaded.seen_item_indices("u2") == []  # the valid pair was not written either
 
 
-def test_index_pairs_split_at_a_time(loaded) -> None:
+def test_concurrent_interaction_posts_count_each_pair_once(store) -> None:
+    """Overlapping batches in opposite orders: no deadlock, and every pair is new once."""
+    store.load_users([(f"u{u}", u) for u in range(20)])
+    store.load_items([(f"i{i}", f"paper {i}", i, "warm") for i in range(20)])
+    pairs = [(f"u{u}", f"i{i}") for u in range(20) for i in range(20)]
+    batches = iter([pairs, pairs[::-1]] * 4)
+    new, errors = run_at_once(lambda: store.add_interactions(next(batches)), 8)
+    assert not errors and sum(new) == len(pairs)
+    assert store.counts()["interactions"] == {"real": len(pairs)}
+
+
+def test_seen_items_are_the_real_ones_with_a_row(loaded) -> None:
+    loaded.submit_item("unindexed", "posted, not warmed yet")
+    loaded.add_interactions([("u1", "i1"), ("u1", "i0"), ("u1", "unindexed")])
+    loaded.replace_simulated("i1", [("u2", 0.9)], "v1")
+    assert loaded.seen_item_indices("u1") == [0, 1]
+    assert loaded.seen_item_indices("u2") == []  # a simulated interaction is not a view
+    assert loaded.seen_item_indices("nobody") == []
+
+
+def test_pending_items_are_those_accepted_and_not_settled(loaded) -> None:
+    for name in ("a", "b", "c", "d", "e"):
+        loaded.submit_item(name, name)
+    loaded.set_item_status("b", "warming")
+    loaded.set_item_status("c", "warm")
+    loaded.set_item_status("d", "degraded", error="timeout")
+    loaded.set_item_status("e", "failed", error="bad")
+    assert loaded.pending_items() == ["a", "b", "d"]
+
+
+def test_bulk_loads_span_several_chunks_and_count(store) -> None:
+    assert store.is_empty()
+    n_users, n_items = 120, 60
+    pairs = [(f"u{k % n_users}", f"i{k % n_items}") for k in range(CHUNK + 1000)]
+    store.load_users([(f"u{u}", u) for u in range(n_users)])
+    assert not store.is_empty()
+    store.load_items([(f"i{i}", f"paper {i}", i, "warm") for i in range(n_items)])
+    store.load_interactions(pairs + pairs[:10])  # repeats are dropped
+    assert store.counts() == {
+        "items": {"warm": n_items},
+        "users": n_users,
+        "interactions": {"real": len(set(pairs))},
+    }
+    assert store.user_index("u7") == 7 and store.user_index("ghost") is None
+    assert store.next_item_index() == n_items
+    assert store.get_item("i3").origin == "dataset"
+
+
+def test_jobs_record_attempts_and_outcomes(loaded) -> None:
+    job = loaded.create_job("refresh")
+    loaded.start_job(job.id)
+    loaded.start_job(job.id)
+    loaded.finish_job(job.id, "failed", error="boom")
+    done = loaded.get_job(job.id)
+    assert (done.status, done.attempts, done.error, done.item_id) == ("failed", 2, "boom", None)
+    assert done.finished_at >= done.started_at >= done.created_at
+    loaded.finish_job(job.id, "succeeded", result={"rewarm": ["a"]})
+    assert loaded.get_job(job.id).result == {"rewarm": ["a"]}
+    assert loaded.get_job("nope") is None
+    with pytest.raises(StoreError, match="no row 'nope'"):
+        loaded.start_job("nope")
+
+
+def test_exactly_one_model_version_is_active(loaded) -> None:
+    assert loaded.active_version() is None
+    loaded.register_version("v1", "/models/v1", {"precision": 0.2})
+    loaded.register_version("v2", "/models/v2")
+    assert active_versions(loaded) == []
+    loaded.activate("v1")
+    loaded.activate("v2")
+    assert active_versions(loaded) == ["v2"]
+    assert loaded.active_version().path == "/models/v2"
+    loaded.activate("v1")
+    assert active_versions(loaded) == ["v1"]
+    assert loaded.active_version().metrics == {"precision": 0.2}
+    with pytest.raises(StoreError, match="not registered"):
+        loaded.activate("v3")
+    assert active_versions(loaded) == ["v1"]
+
+
+def test_status_changes_keep_what_they_do_not_set(loaded) -> None:
+    loaded.submit_item("new", "text")
+    loaded.set_item_status("new", "degraded", error="timeout", index=7)
+    loaded.set_item_status("new", "warm", model_version="v1", timings={"embed": 0.01})
+    item = loaded.get_item("new")
+    assert (item.status, item.index, item.model_version, item.error) == ("warm", 7, "v1", None)
+    assert item.timings == {"embed": 0.01} and item.warmed_at is not None
+    with pytest.raises(StatementError, match="not among the defined enum values"):
+        loaded.set_item_status("new", "lukewarm")
+    with pytest.raises(StoreError, match="no row 'ghost'"):
+        loaded.set_item_status("ghost", "warm")
+
+
+def test_times_are_aware_utc_and_ordered(loaded) -> None:
+    before = datetime.now(UTC)
+    loaded.submit_item("new", "text")
+    loaded.set_item_status("new", "warm")
+    job = loaded.latest_job("new")
+    loaded.start_job(job.id)
+    loaded.finish_job(job.id, "succeeded")
+    loaded.register_version("v1", "/models/v1")
+    loaded.activate("v1")
+    item, job = loaded.get_item("new"), loaded.get_job(job.id)
+    for stamp in (
+        item.created_at,
+        item.updated_at,
+        item.warmed_at,
+        job.created_at,
+        job.started_at,
+        job.finished_at,
+        loaded.active_version().created_at,
+    ):
+        assert stamp.utcoffset() == timedelta(0)
+        assert before <= stamp <= datetime.now(UTC)
+
+
+def test_interaction_times_split_real_pairs_for_a_refresh(loaded) -> None:
     cut = datetime.now(UTC)
     loaded.add_interactions([("u2", "i1")])
     old, new = loaded.real_interaction_indices(since=cut)
@@ -125,35 +344,3 @@ def test_index_pairs_split_at_a_time(loaded) -> None:
     loaded.replace_simulated("new", [("u1", 0.5)], "v1")
     assert loaded.simulated_interaction_indices().tolist() == [[1, 2]]
     assert loaded.indexed_items() == {0: ("i0", "dataset"), 1: ("i1", "dataset"), 2: ("new", "api")}
-
-
-def test_jobs_record_attempts_and_outcomes(loaded) -> None:
-    job = loaded.create_job("refresh")
-    loaded.start_job(job.id)
-    loaded.start_job(job.id)
-    loaded.finish_job(job.id, "failed", error="boom")
-    done = loaded.get_job(job.id)
-    assert (done.status, done.attempts, done.error) == ("failed", 2, "boom")
-    assert done.finished_at >= done.started_at >= done.created_at
-
-
-def test_exactly_one_model_version_is_active(loaded) -> None:
-    assert loaded.active_version() is None
-    loaded.register_version("v1", "/models/v1", {"precision": 0.2})
-    loaded.register_version("v2", "/models/v2")
-    loaded.activate("v1")
-    loaded.activate("v2")
-    assert loaded.active_version().id == "v2"
-    with pytest.raises(StoreError, match="not registered"):
-        loaded.activate("v3")
-    assert loaded.active_version().id == "v2"
-
-
-def test_status_changes_keep_what_they_do_not_set(loaded) -> None:
-    loaded.submit_item("new", "text")
-    loaded.set_item_status("new", "warming", index=7)
-    loaded.set_item_status("new", "warm", model_version="v1", timings={"embed": 0.01})
-    item = loaded.get_item("new")
-    assert (item.status, item.index, item.model_version) == ("warm", 7, "v1")
-    assert item.timings == {"embed": 0.01} and item.warmed_at is not None
-    assert loaded.pending_items() == []
