@@ -67,10 +67,20 @@ def install(
     )
     release = train_release(dataset, content, version, config, warmer, max_epochs=max_epochs)
     folder = release.save(runtime.models_dir / version)
-    # A bootstrap that died after loading the catalogue left it whole (one transaction
-    # per table, users first): a rerun trains again and keeps it.
+    # A bootstrap that died after loading the catalogue left it in the store: a rerun
+    # trains again and keeps it. Each table loads in one transaction, so only a run that
+    # died between tables leaves a part, which a rerun must not build on.
     if runtime.store.is_empty():
         load_catalogue(runtime, dataset)
+    else:
+        counts = runtime.store.counts()
+        if counts["users"] != dataset.n_users or counts["items"].get("warm", 0) < len(
+            dataset.warm_items
+        ):
+            raise RuntimeError(
+                f"the store holds part of a catalogue ({counts}), from an interrupted "
+                "bootstrap: empty it (the state folder, or the database) and run again"
+            )
     index_release(runtime, release, dataset.warm_items)
     runtime.store.register_version(version, str(folder), release.manifest["warmer"])
     runtime.store.activate(version)
