@@ -74,9 +74,12 @@ def install(
         load_catalogue(runtime, dataset)
     else:
         counts = runtime.store.counts()
-        if counts["users"] != dataset.n_users or counts["items"].get("warm", 0) < len(
-            dataset.warm_items
-        ):
+        complete = (
+            counts["users"] == dataset.n_users
+            and counts["items"].get("warm", 0) >= len(dataset.warm_items)
+            and counts["interactions"].get("real", 0) > 0
+        )
+        if not complete:
             raise RuntimeError(
                 f"the store holds part of a catalogue ({counts}), from an interrupted "
                 "bootstrap: empty it (the state folder, or the database) and run again"
