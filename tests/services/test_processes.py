@@ -25,7 +25,7 @@ from services.runtime import Runtime
 from services.settings import Settings
 from services.store import Store
 from tests.conftest import REPO_ROOT
-from tests.factories import free_port, planted_dataset
+from tests.factories import free_port, planted_dataset, stop
 
 #: A Redis database of its own, so the tests never meet another app's messages.
 REDIS_URL = "redis://127.0.0.1:6379/13"
@@ -39,15 +39,6 @@ def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @pytest.fixture(scope="module")

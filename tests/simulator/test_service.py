@@ -27,7 +27,7 @@ from services.simulator.client import (
     p_yes_from_top_logprobs,
 )
 from tests.conftest import REPO_ROOT
-from tests.factories import free_port
+from tests.factories import free_port, stop
 from tests.llmins.test_simulator import fit_toy
 
 PROMPTS = [
@@ -86,15 +86,6 @@ def start_server(command: list[str], log: Path) -> tuple[subprocess.Popen, str]:
         time.sleep(0.3)
     stop(process)
     pytest.fail(f"the simulator did not start:\n{log.read_text()[-3000:]}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @pytest.fixture(scope="module", params=["causal", "encoder"])
