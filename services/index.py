@@ -364,15 +364,13 @@ class _Mirror:
         if self.cosine:
             query = query / max(float(np.linalg.norm(query)), 1e-12)
         scores = self.matrix[: self.size] @ query
-        allowed = np.ones(self.size, dtype=bool)
         if cold is not None:
-            allowed &= self.cold[: self.size] == int(cold)
-        rows = [self.row[int(i)] for i in exclude if int(i) in self.row]
-        allowed[rows] = False
-        candidates = np.flatnonzero(allowed)
-        k = min(k, len(candidates))
+            scores[self.cold[: self.size] != int(cold)] = -np.inf
+        scores[[self.row[int(i)] for i in exclude if int(i) in self.row]] = -np.inf
+        k = min(k, self.size)
         if k == 0:
             return []
-        best = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
+        best = np.argpartition(-scores, k - 1)[:k]
         best = best[np.argsort(-scores[best], kind="stable")]
+        best = best[np.isfinite(scores[best])]
         return [(int(self.ids[row]), float(scores[row])) for row in best]

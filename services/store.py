@@ -271,6 +271,10 @@ class Store:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Row indices are given once and never change hands, so remembering them can never
+        # go stale, only miss: the recommendation path reads them on every request.
+        self._item_of_index: dict[int, str] = {}
+        self._index_of_user: dict[str, int] = {}
 
     def create_all(self) -> None:
         """Create missing tables; the API, workers and beat may all do it at one start.
@@ -409,13 +413,13 @@ class Store:
 
     def item_ids(self, indices: Sequence[int]) -> dict[int, str]:
         """Item id of each known row index (turns the vector index's hits into ids)."""
-        if not len(indices):
-            return {}
-        with self.session() as session:
-            rows = session.execute(
-                select(Item.index, Item.id).where(Item.index.in_([int(i) for i in indices]))
-            )
-            return {index: item_id for index, item_id in rows}
+        missing = [int(i) for i in indices if int(i) not in self._item_of_index]
+        if missing:
+            with self.session() as session:
+                rows = session.execute(select(Item.index, Item.id).where(Item.index.in_(missing)))
+                self._item_of_index.update({index: item_id for index, item_id in rows})
+        known = self._item_of_index
+        return {int(i): known[int(i)] for i in indices if int(i) in known}
 
     def indexed_items(self) -> dict[int, tuple[str, str]]:
         """Every item with a row index: index -> (id, origin)."""
@@ -462,8 +466,13 @@ class Store:
     # -- users and interactions -------------------------------------------------------
 
     def user_index(self, user_id: str) -> int | None:
-        with self.session() as session:
-            return session.scalar(select(User.index).where(User.id == user_id))
+        if user_id not in self._index_of_user:
+            with self.session() as session:
+                index = session.scalar(select(User.index).where(User.id == user_id))
+            if index is None:
+                return None
+            self._index_of_user[user_id] = index
+        return self._index_of_user[user_id]
 
     def add_interactions(self, pairs: Sequence[tuple[str, str]]) -> int:
         """Real (user, item) interactions; repeats are no-ops. Returns how many were new.
