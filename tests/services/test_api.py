@@ -7,15 +7,20 @@ content vectors are word counts, so no language model is loaded.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 from fastapi.testclient import TestClient
 
+from models.llmins.pipeline import SimulatorTraining
+from models.llmins.release import NO_LM
+from models.llmins.simulator import SimulatorConfig
 from services.api.app import create_app
 from services.bootstrap import install
 from services.queues import InProcessQueue, requeue_pending
 from services.runtime import Runtime
 from services.settings import Settings
+from services.warmup import warm_up_item
 from tests.factories import bag_of_words, planted_dataset
 
 
@@ -207,3 +212,35 @@ def test_writes_need_the_key_when_one_is_set(service, monkeypatch) -> None:
     assert client.get("/v1/users/0/recommendations").status_code == 200
     ok = client.post("/v1/items", json=body, headers={"X-API-Key": "s3cret"})
     assert ok.status_code == 202
+
+
+def test_a_version_that_kept_the_lm_asks_it_for_each_posted_item(tmp_path) -> None:
+    """lm=always: the warm-up sends the refiner's best candidates to the simulator (here in
+    process, as the embedded mode does without LLMINS_SIMULATOR_URL) and uses its answer."""
+    runtime = Runtime(Settings(state_dir=tmp_path), embedder=bag_of_words)
+    data = planted_dataset()
+    warmer = replace(
+        NO_LM,
+        lm="always",
+        lm_items=6,
+        lm_candidates=20,
+        simulator_training=SimulatorTraining(examples=32),
+    )
+    small = SimulatorConfig(batch_size=8, max_length=64, score_batch_size=32)
+    install(runtime, data, bag_of_words(data.item_texts), 10, False, warmer, small)
+    release = runtime.release()
+    assert release.warmer.uses_lm and release.manifest["warmer"]["lm_used"]
+    asked = []
+    simulator = runtime.simulator_for(release)
+
+    def counting(prompts: list[str]):
+        asked.extend(prompts)
+        return simulator(prompts)
+
+    runtime.simulator_for = lambda _: counting
+    item = int(data.cold_test_items[0])
+    runtime.store.submit_item("lm-item", data.item_texts[item])
+    result = warm_up_item(runtime, "lm-item")
+    runtime.close()
+    assert result["status"] == "warm" and result["simulated_users"] == 15
+    assert len(asked) == 20 and all(data.item_texts[item].split()[0] in p for p in asked)
