@@ -1,15 +1,17 @@
-"""First start: train a model version on a data set's warm part and load it into the stores.
+"""First start and full retraining: model versions trained on a data set, in the stores.
 
 After it, the service knows the data set's users, its warm items and their real
 interactions (training and validation parts), serves recommendations, and warms whatever
 is posted; the data set's cold items are what users post. Running it again on a store that
-already has an active model version does nothing.
+already has an active model version does nothing; ``train`` replaces the active version with
+a new one trained from the data set.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
@@ -52,21 +54,9 @@ def install(
     ``warmer`` and ``simulator`` default to what the settings say: no LM, or, with
     ``simulator_base``, that model tuned and kept where validation measures a gain.
     """
-    settings = runtime.settings
-    version = new_version_name(settings.backbone)
-    base = str(settings.simulator_base) if settings.simulator_base else None
-    simulator = simulator or SimulatorConfig(model_path=base)
-    if warmer is None:
-        warmer = replace(NO_LM, lm="auto") if base else NO_LM
-    config = BenchmarkConfig(
-        backbone=settings.backbone,
-        methods=("backbone",),
-        encoder_path=str(settings.encoder_path) if settings.encoder_path else None,
-        simulator=simulator,
-        progress=progress,
+    release, folder = train_version(
+        runtime, dataset, content, max_epochs, progress, warmer, simulator
     )
-    release = train_release(dataset, content, version, config, warmer, max_epochs=max_epochs)
-    folder = release.save(runtime.models_dir / version)
     # A bootstrap that died after loading the catalogue left it in the store: a rerun
     # trains again and keeps it. Each table loads in one transaction, so only a run that
     # died between tables leaves a part, which a rerun must not build on.
@@ -85,10 +75,88 @@ def install(
                 "bootstrap: empty it (the state folder, or the database) and run again"
             )
     index_release(runtime, release, dataset.warm_items)
-    runtime.store.register_version(version, str(folder), release.manifest["warmer"])
-    runtime.store.activate(version)
-    logger.info("model version %s active (%s)", version, folder)
-    return version
+    return publish(runtime, release, folder)
+
+
+def train(runtime: Runtime, max_epochs: int | None = None, progress: bool = True) -> str:
+    """A new version from the configured data set, replacing the active one (``train``)."""
+    settings = runtime.settings
+    dataset = load_dataset(settings.dataset, settings.data_dir)
+    content = encode_cached(runtime.encoder, dataset.item_texts, settings.cache_dir, progress)
+    return retrain(runtime, dataset, content, max_epochs, progress)
+
+
+def retrain(
+    runtime: Runtime,
+    dataset: ColdStartDataset,
+    content: np.ndarray,
+    max_epochs: int | None = None,
+    progress: bool = True,
+) -> str:
+    """Train a new version on ``dataset``, warm every posted item with it, then switch.
+
+    A new backbone is a new vector space: posted items' vectors of the old one would be
+    meaningless in it, so they are warmed again (in one batch) before the aliases move,
+    and their simulated interactions are replaced by the new version's.
+    """
+    store = runtime.store
+    release, folder = train_version(runtime, dataset, content, max_epochs, progress)
+    posted = [
+        store.get_item(item_id)
+        for item_id, origin in store.indexed_items().values()
+        if origin == "api"
+    ]
+    texts = [item.text for item in posted]
+    warmed = None
+    if posted:
+        warmed = release.warmer.warm(runtime.embed(texts), texts, runtime.simulator_for(release))
+        extra = (np.array([item.index for item in posted]), warmed.vectors)
+    else:
+        extra = None
+    index_release(runtime, release, dataset.warm_items, extra)
+    for row, item in enumerate(posted):
+        users = [
+            (release.user_ids[user], float(p))
+            for user, p in zip(warmed.kept[row], warmed.probabilities[row], strict=True)
+        ]
+        store.replace_simulated(item.id, users, release.version)
+        store.set_item_status(item.id, "warm", model_version=release.version)
+    return publish(runtime, release, folder)
+
+
+def train_version(
+    runtime: Runtime,
+    dataset: ColdStartDataset,
+    content: np.ndarray,
+    max_epochs: int | None = None,
+    progress: bool = True,
+    warmer: LLMInSConfig | None = None,
+    simulator: SimulatorConfig | None = None,
+) -> tuple[ModelRelease, Path]:
+    """Train and save a version (see :func:`install` for ``warmer`` and ``simulator``)."""
+    settings = runtime.settings
+    version = new_version_name(settings.backbone)
+    base = str(settings.simulator_base) if settings.simulator_base else None
+    simulator = simulator or SimulatorConfig(model_path=base)
+    if warmer is None:
+        warmer = replace(NO_LM, lm="auto") if base else NO_LM
+    config = BenchmarkConfig(
+        backbone=settings.backbone,
+        methods=("backbone",),
+        encoder_path=str(settings.encoder_path) if settings.encoder_path else None,
+        simulator=simulator,
+        progress=progress,
+    )
+    release = train_release(dataset, content, version, config, warmer, max_epochs=max_epochs)
+    return release, release.save(runtime.models_dir / version)
+
+
+def publish(runtime: Runtime, release: ModelRelease, folder: Path) -> str:
+    """Record the indexed version and make it the active one."""
+    runtime.store.register_version(release.version, str(folder), release.manifest["warmer"])
+    runtime.store.activate(release.version)
+    logger.info("model version %s active (%s)", release.version, folder)
+    return release.version
 
 
 def load_catalogue(runtime: Runtime, dataset: ColdStartDataset) -> None:
@@ -106,15 +174,24 @@ def load_catalogue(runtime: Runtime, dataset: ColdStartDataset) -> None:
     store.load_interactions([(str(user), str(item)) for user, item in seen.tolist()])
 
 
-def index_release(runtime: Runtime, release: ModelRelease, items: np.ndarray) -> None:
-    """Build the version's collections (warm items, all users) and switch the aliases."""
+def index_release(
+    runtime: Runtime,
+    release: ModelRelease,
+    items: np.ndarray,
+    posted: tuple[np.ndarray, np.ndarray] | None = None,
+) -> None:
+    """Build the version's collections and switch the aliases.
+
+    Items: the data set's ``items`` with the backbone's vectors, and ``posted`` (row
+    indices, vectors) as cold ones; users: all of them.
+    """
+    ids, vectors = items, release.items[items]
+    payloads = [{"cold": False}] * len(items)
+    if posted is not None:
+        ids = np.concatenate([ids, posted[0]])
+        vectors = np.concatenate([vectors, posted[1]])
+        payloads = payloads + [{"cold": True}] * len(posted[0])
     index = runtime.index
-    index.build(
-        release.version,
-        "items",
-        items,
-        release.items[items],
-        [{"cold": False}] * len(items),
-    )
+    index.build(release.version, "items", ids, vectors, payloads)
     index.build(release.version, "users", np.arange(len(release.users)), release.users)
     index.activate(release.version, kinds=("items", "users"))

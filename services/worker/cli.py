@@ -1,4 +1,4 @@
-"""Worker commands: ``python -m services.worker benchmark|bootstrap|refresh ...``.
+"""Worker commands: ``python -m services.worker benchmark|bootstrap|train|refresh ...``.
 
 Thin on purpose: it parses arguments, reads settings, and calls models/ functions.
 """
@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     boot.add_argument("--max-epochs", type=int, help="cap every training loop (quick trials)")
     boot.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    fresh = commands.add_parser(
+        "train",
+        help="train a new version on the configured data set, re-warm posted items, switch "
+        "(embedded mode: stop the server first; it owns the local index)",
+    )
+    fresh.add_argument("--max-epochs", type=int, help="cap every training loop (quick trials)")
+    fresh.add_argument("--no-progress", action="store_true", help="hide progress bars")
     again = commands.add_parser(
         "refresh", help="retrain the backbone on real and simulated interactions, swap indexes"
     )
@@ -93,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def service_command(args: argparse.Namespace) -> None:
-    """``bootstrap`` and ``refresh``: the same functions the service runs, from a shell."""
-    from services.bootstrap import bootstrap
+    """``bootstrap``, ``train`` and ``refresh``: the service's own functions, from a shell."""
+    from services.bootstrap import bootstrap, train
     from services.refresh import refresh
     from services.runtime import Runtime
 
@@ -102,6 +109,9 @@ def service_command(args: argparse.Namespace) -> None:
     try:
         if args.command == "bootstrap":
             version = bootstrap(runtime, args.max_epochs, progress=not args.no_progress)
+            print(f"active model version: {version}")
+        elif args.command == "train":
+            version = train(runtime, args.max_epochs, progress=not args.no_progress)
             print(f"active model version: {version}")
         else:
             record = refresh(runtime, args.max_epochs, progress=not args.no_progress)

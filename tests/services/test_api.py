@@ -16,7 +16,7 @@ from models.llmins.pipeline import SimulatorTraining
 from models.llmins.release import NO_LM
 from models.llmins.simulator import SimulatorConfig
 from services.api.app import create_app
-from services.bootstrap import install
+from services.bootstrap import install, retrain
 from services.queues import InProcessQueue, requeue_pending
 from services.runtime import Runtime
 from services.settings import Settings
@@ -174,6 +174,23 @@ def test_a_refresh_swaps_the_model_and_keeps_serving(service) -> None:
     assert runtime.store.active_version().id != before
     assert runtime.index.active_version("items") == runtime.store.active_version().id
     user = client.get(f"/v1/items/new-{item}").json()["simulated_users"][0]["user_id"]
+    items = client.get(f"/v1/users/{user}/recommendations", params={"pool": "cold"}).json()
+    assert f"new-{item}" in [r["item_id"] for r in items["items"]]
+
+
+def test_retraining_rewarms_posted_items_in_the_new_space(service) -> None:
+    client, runtime, queue = service
+    data = planted_dataset()
+    item = int(data.cold_test_items[5])
+    post_cold_item(client, queue, item)
+    before = runtime.store.active_version().id
+    count = runtime.index.count("items")
+    version = retrain(runtime, data, bag_of_words(data.item_texts), max_epochs=10, progress=False)
+    assert version != before and runtime.index.active_version("items") == version
+    assert runtime.index.count("items") == count
+    body = client.get(f"/v1/items/new-{item}").json()
+    assert body["model_version"] == version and body["status"] == "warm"
+    user = body["simulated_users"][0]["user_id"]
     items = client.get(f"/v1/users/{user}/recommendations", params={"pool": "cold"}).json()
     assert f"new-{item}" in [r["item_id"] for r in items["items"]]
 
