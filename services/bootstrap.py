@@ -33,11 +33,16 @@ def bootstrap(runtime: Runtime, max_epochs: int | None = None, progress: bool = 
     if active is not None:
         logger.info("model version %s is active: nothing to bootstrap", active.id)
         return active.id
+    return install(runtime, *configured_data(runtime, progress), max_epochs, progress)
+
+
+def configured_data(runtime: Runtime, progress: bool) -> tuple[ColdStartDataset, np.ndarray]:
+    """The configured data set and its content vectors (cached on disk)."""
     settings = runtime.settings
     dataset = load_dataset(settings.dataset, settings.data_dir)
-    logger.info("bootstrapping from %s", dataset.summary())
+    logger.info("training on %s", dataset.summary())
     content = encode_cached(runtime.encoder, dataset.item_texts, settings.cache_dir, progress)
-    return install(runtime, dataset, content, max_epochs, progress)
+    return dataset, content
 
 
 def install(
@@ -80,10 +85,7 @@ def install(
 
 def train(runtime: Runtime, max_epochs: int | None = None, progress: bool = True) -> str:
     """A new version from the configured data set, replacing the active one (``train``)."""
-    settings = runtime.settings
-    dataset = load_dataset(settings.dataset, settings.data_dir)
-    content = encode_cached(runtime.encoder, dataset.item_texts, settings.cache_dir, progress)
-    return retrain(runtime, dataset, content, max_epochs, progress)
+    return retrain(runtime, *configured_data(runtime, progress), max_epochs, progress)
 
 
 def retrain(

@@ -77,25 +77,25 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--simulator-examples", type=int, help="simulator training prompts")
     bench.add_argument("--use-tags", action="store_true", help="CiteULike: append tags (leaks)")
     bench.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    boot = commands.add_parser(
-        "bootstrap",
-        help="train a model version on the configured data set and load the stores "
-        "(does nothing when a version is active)",
-    )
-    boot.add_argument("--max-epochs", type=int, help="cap every training loop (quick trials)")
-    boot.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    fresh = commands.add_parser(
-        "train",
-        help="train a new version on the configured data set, re-warm posted items, switch "
-        "(embedded mode: stop the server first; it owns the local index)",
-    )
-    fresh.add_argument("--max-epochs", type=int, help="cap every training loop (quick trials)")
-    fresh.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    again = commands.add_parser(
-        "refresh", help="retrain the backbone on real and simulated interactions, swap indexes"
-    )
-    again.add_argument("--max-epochs", type=int, default=100, help="epochs cap")
-    again.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    service_commands = {
+        "bootstrap": (
+            "train a model version on the configured data set and load the stores "
+            "(does nothing when a version is active)",
+            None,
+        ),
+        "train": (
+            "train a new version on the configured data set, re-warm posted items, "
+            "switch (embedded mode: stop the server first; it owns the local index)",
+            None,
+        ),
+        "refresh": ("retrain the backbone on real and simulated interactions, swap indexes", 100),
+    }
+    for name, (text, epochs) in service_commands.items():
+        command = commands.add_parser(name, help=text)
+        command.add_argument(
+            "--max-epochs", type=int, default=epochs, help="cap every training loop"
+        )
+        command.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
 
