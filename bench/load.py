@@ -3,7 +3,8 @@
 ``--clients`` asyncio clients each send GET /v1/users/{random user}/recommendations (k=20,
 pool all) back to back for ``--seconds``; with ``--post-every S`` one more client posts a
 new item every S seconds and checks at the end that each one is stored and warm. Reports
-requests per second, latency percentiles, error counts and items lost. The load generator
+requests per second, latency percentiles, error counts, items lost, and the share of
+requests the server itself handled within 5/10/20/50 ms (its /metrics histogram). The load generator
 shares the machine with the server (2 cores here), so both are in the numbers.
 
     python bench/load.py --state-dir runs/replay/state --out runs/load.json --clients 50
@@ -62,6 +63,7 @@ async def drive(base: str, clients: int, seconds: float, post_every: float | Non
     limits = httpx.Limits(max_connections=clients + 1, max_keepalive_connections=clients + 1)
     async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
         users = np.arange(5551)
+        before = await server_histogram(client)
         deadline = time.perf_counter() + seconds
         started = time.perf_counter()
         loops = [query_loop(client, users, deadline, seed) for seed in range(clients)]
@@ -82,9 +84,27 @@ async def drive(base: str, clients: int, seconds: float, post_every: float | Non
             "latency_ms": {f"p{q}": float(np.percentile(latencies, q)) for q in (50, 90, 95, 99)},
             "errors": errors,
         }
+        after = await server_histogram(client)
+        total = after["+Inf"] - before.get("+Inf", 0.0)
+        # What the server itself spent (middleware to response), against what clients saw.
+        record["server_share_within"] = {
+            f"{float(bound) * 1000:g} ms": (after[bound] - before.get(bound, 0.0)) / max(total, 1)
+            for bound in ("0.005", "0.01", "0.02", "0.05")
+        }
         if post_every:
             record["items"] = await check_items(client, results[-1])
     return record
+
+
+async def server_histogram(client: httpx.AsyncClient) -> dict[str, float]:
+    """Cumulative bucket counts of the recommendation route from the server's /metrics."""
+    text = (await client.get("/metrics")).text
+    buckets = {}
+    for line in text.splitlines():
+        if line.startswith("llmins_http_request_seconds_bucket") and "recommendations" in line:
+            bound = line.split('le="')[1].split('"')[0]
+            buckets[bound] = float(line.rsplit(" ", 1)[1])
+    return buckets
 
 
 async def check_items(client: httpx.AsyncClient, posted: list[str], wait: float = 120) -> dict:
