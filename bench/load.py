@@ -1,13 +1,16 @@
 """Load on the running service: concurrent recommendation queries, optionally item posts.
 
-``--clients`` asyncio clients each send GET /v1/users/{random user}/recommendations (k=20,
-pool all) back to back for ``--seconds``; with ``--post-every S`` one more client posts a
-new item every S seconds and checks at the end that each one is stored and warm. Reports
-requests per second, latency percentiles, error counts, items lost, and the share of
-requests the server itself handled within 5/10/20/50 ms (its /metrics histogram). The load generator
-shares the machine with the server (2 cores here), so both are in the numbers.
+``--clients`` connections each send GET /v1/users/{random user}/recommendations (k=20,
+pool all) for ``--seconds``: back to back (closed loop), or paced so that together they
+offer ``--rate`` requests per second (open loop: what a service sees from many users).
+With ``--post-every S`` one more client posts a new item every S seconds and checks at the
+end that each one is stored and warm. Reports requests per second, latency percentiles,
+error counts, items lost, and the share of requests the server itself handled within
+5/10/20/50 ms (its /metrics histogram). The load generator shares the machine with the
+server (2 cores here), so both are in the numbers.
 
-    python bench/load.py --state-dir runs/replay/state --out runs/load.json --clients 50
+    python bench/load.py --state-dir runs/replay/state --out runs/load.json --clients 50 \
+        [--rate 500]
 """
 
 from __future__ import annotations
@@ -27,23 +30,55 @@ from serving import EmbeddedServer, git_commit  # noqa: E402
 
 
 async def query_loop(
-    client: httpx.AsyncClient, users: np.ndarray, deadline: float, seed: int
+    base: str,
+    users: np.ndarray,
+    deadline: float,
+    seed: int,
+    interval: float | None,
+    offset: float,
 ) -> tuple[list[float], dict[str, int]]:
+    """One connection's queries: back to back, or one every ``interval`` seconds.
+
+    A paced client's latency counts from when its request was due, not when it went out,
+    so a stalled server is not hidden by the client waiting for it (coordinated omission).
+    Requests go over one keep-alive connection as raw HTTP/1.1: a full HTTP client costs
+    more CPU per request than the server's answer, on the same two cores.
+    """
     rng = np.random.default_rng(seed)
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
     latencies: list[float] = []
     errors: dict[str, int] = {}
-    while time.perf_counter() < deadline:
-        user = int(rng.choice(users))
-        started = time.perf_counter()
-        try:
-            response = await client.get(f"/v1/users/{user}/recommendations", params={"k": 20})
-            outcome = None if response.status_code == 200 else str(response.status_code)
-        except httpx.HTTPError as error:
-            outcome = type(error).__name__
-        latencies.append(time.perf_counter() - started)
-        if outcome:
-            errors[outcome] = errors.get(outcome, 0) + 1
+    due = time.perf_counter() + offset
+    try:
+        while due < deadline:
+            if interval is not None:
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            started = due if interval is not None else time.perf_counter()
+            user = int(rng.choice(users))
+            path = f"/v1/users/{user}/recommendations?k=20"
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            status = await read_response(reader)
+            latencies.append(time.perf_counter() - started)
+            if status != 200:
+                errors[str(status)] = errors.get(str(status), 0) + 1
+            due = due + interval if interval is not None else time.perf_counter()
+    except (ConnectionError, asyncio.IncompleteReadError) as error:
+        errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
+    finally:
+        writer.close()
     return latencies, errors
+
+
+async def read_response(reader: asyncio.StreamReader) -> int:
+    """Read one HTTP/1.1 response with a Content-Length body; returns its status."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    length = next(
+        int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length")
+    )
+    await reader.readexactly(length)
+    return int(lines[0].split(" ", 2)[1])
 
 
 async def post_loop(client: httpx.AsyncClient, every: float, deadline: float) -> list[str]:
@@ -59,14 +94,21 @@ async def post_loop(client: httpx.AsyncClient, every: float, deadline: float) ->
     return posted
 
 
-async def drive(base: str, clients: int, seconds: float, post_every: float | None) -> dict:
+async def drive(
+    base: str, clients: int, seconds: float, rate: float | None, post_every: float | None
+) -> dict:
     limits = httpx.Limits(max_connections=clients + 1, max_keepalive_connections=clients + 1)
     async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
         users = np.arange(5551)
         before = await server_histogram(client)
         deadline = time.perf_counter() + seconds
         started = time.perf_counter()
-        loops = [query_loop(client, users, deadline, seed) for seed in range(clients)]
+        # Paced: each connection sends every clients/rate seconds, the connections staggered.
+        interval = clients / rate if rate else None
+        loops = [
+            query_loop(base, users, deadline, seed, interval, (interval or 0) * seed / clients)
+            for seed in range(clients)
+        ]
         if post_every:
             loops.append(post_loop(client, post_every, deadline))
         results = await asyncio.gather(*loops)
@@ -78,6 +120,7 @@ async def drive(base: str, clients: int, seconds: float, post_every: float | Non
                 errors[key] = errors.get(key, 0) + value
         record = {
             "clients": clients,
+            "offered_per_s": rate,
             "seconds": elapsed,
             "requests": int(len(latencies)),
             "requests_per_s": len(latencies) / elapsed,
@@ -132,12 +175,15 @@ def main() -> None:
     parser.add_argument("--state-dir", type=Path, required=True, help="a bootstrapped state")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument(
+        "--rate", type=float, help="total requests/s, paced (default: back to back, closed loop)"
+    )
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--post-every", type=float, help="also post an item every S seconds")
     args = parser.parse_args()
     server = EmbeddedServer(args.state_dir, args.out.with_suffix(".server.log"))
     with server as base:
-        record = asyncio.run(drive(base, args.clients, args.seconds, args.post_every))
+        record = asyncio.run(drive(base, args.clients, args.seconds, args.rate, args.post_every))
     record["commit"] = git_commit()
     print(json.dumps(record, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
