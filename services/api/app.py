@@ -55,11 +55,7 @@ def create_app(runtime: Runtime, queue: TaskQueue) -> FastAPI:
         version="0.1.0",
         description="Cold-item warm-up with LLM-InS: post new items, get recommendations.",
     )
-    app.state.runtime = runtime
-    app.state.queue = queue
     metrics = _Metrics()
-    app.state.metrics = metrics
-
     app.add_middleware(_Observe, metrics=metrics)
 
     def require_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
@@ -150,8 +146,8 @@ def create_app(runtime: Runtime, queue: TaskQueue) -> FastAPI:
         cold = {"all": None, "warm": False, "cold": True}[pool]
         hits = runtime.index.top("items", vector, k, exclude=seen, cold=cold)
         ids = store.item_ids([index for index, _ in hits])
-        # Built as JSON directly: re-validating our own answer against the response model
-        # cost a third of the request (the model still documents it in OpenAPI).
+        # Built as JSON directly: validating our own answer against the response model
+        # again is work on the hottest path (the model still documents it in OpenAPI).
         return JSONResponse(
             {
                 "user_id": user_id,
