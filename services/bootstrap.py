@@ -117,11 +117,7 @@ def retrain(
         extra = None
     index_release(runtime, release, dataset.warm_items, extra)
     for row, item in enumerate(posted):
-        users = [
-            (release.user_ids[user], float(p))
-            for user, p in zip(warmed.kept[row], warmed.probabilities[row], strict=True)
-        ]
-        store.replace_simulated(item.id, users, release.version)
+        store.replace_simulated(item.id, release.simulated_users(warmed, row), release.version)
         store.set_item_status(item.id, "warm", model_version=release.version)
     return publish(runtime, release, folder)
 

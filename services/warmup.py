@@ -48,10 +48,7 @@ def warm_up_item(runtime: Runtime, item_id: str, job_id: str | None = None) -> d
         store.set_item_status(item_id, "warming", index=index)
         with clock("filter and refine"):
             warmed = release.warmer.warm(content, [item.text], runtime.simulator_for(release))
-        users = [
-            (release.user_ids[user], float(p))
-            for user, p in zip(warmed.kept[0], warmed.probabilities[0], strict=True)
-        ]
+        users = release.simulated_users(warmed, 0)
         with clock("store"):
             store.replace_simulated(item_id, users, release.version)
             runtime.index.upsert("items", [index], warmed.vectors, [{"cold": True}])

@@ -22,7 +22,7 @@ from models.baselines import TUNED as TUNED_GENERATORS
 from models.benchmark import BenchmarkConfig, library_versions, train_backbone
 from models.data.dataset import ColdStartDataset
 from models.evaluation import rank_metrics
-from models.llmins.online import ItemWarmer, fit_item_warmer
+from models.llmins.online import ItemWarmer, WarmedItems, fit_item_warmer
 from models.llmins.pipeline import VARIANTS, LLMInSConfig, Workbench
 from models.llmins.simulator import LMSimulator
 from models.llmins.towers import TowerConfig
@@ -61,6 +61,13 @@ class ModelRelease:
     warmer: ItemWarmer
     manifest: dict
     simulator: LMSimulator | None = None
+
+    def simulated_users(self, warmed: WarmedItems, row: int) -> list[tuple[str, float]]:
+        """(user id, probability) of the users simulated for item ``row``, best first."""
+        return [
+            (self.user_ids[user], float(p))
+            for user, p in zip(warmed.kept[row], warmed.probabilities[row], strict=True)
+        ]
 
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
