@@ -149,9 +149,12 @@ def train_version(
     return release, release.save(runtime.models_dir / version)
 
 
-def publish(runtime: Runtime, release: ModelRelease, folder: Path) -> str:
-    """Record the indexed version and make it the active one."""
-    runtime.store.register_version(release.version, str(folder), release.manifest["warmer"])
+def publish(
+    runtime: Runtime, release: ModelRelease, folder: Path, metrics: dict | None = None
+) -> str:
+    """Record the indexed version (with ``metrics``, default its warmer's) and activate it."""
+    record = release.manifest["warmer"] if metrics is None else metrics
+    runtime.store.register_version(release.version, str(folder), record)
     runtime.store.activate(release.version)
     logger.info("model version %s active (%s)", release.version, folder)
     return release.version

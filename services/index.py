@@ -65,11 +65,14 @@ class VectorIndex:
         self._mirrored = in_memory and not self._server
         #: What ``build`` wrote, until ``activate`` serves it (mirrored mode).
         self._built: dict[str, tuple] = {}
+        #: Mirrored mode: the collection each kind serves (every switch goes through here).
+        self._mirrored_collection: dict[str, str] = {}
         if self._mirrored:
             with self._lock:
-                for alias, collection in self._served().items():
+                for collection in self._served().values():
                     kind = self._kind_of(collection)
-                    self._mirrors[kind] = self._load_mirror(kind, alias)
+                    self._mirrors[kind] = self._load_mirror(kind, collection)
+                    self._mirrored_collection[kind] = collection
 
     def collection(self, kind: str, version: str) -> str:
         """Name of ``kind``'s collection of ``version``."""
@@ -156,11 +159,19 @@ class VectorIndex:
             if self._mirrored:
                 for kind, target in targets.items():
                     self._mirrors[kind] = self._mirror_of(kind, target)
+                    self._mirrored_collection[kind] = target
 
     def active_version(self, kind: str) -> str | None:
-        """The version the ``kind`` alias serves, or None before the first activation."""
+        """The version the ``kind`` alias serves, or None before the first activation.
+
+        Every recommendation reports it: the one owner of a local folder knows it without
+        asking; another process (a server's API) reads the alias.
+        """
         with self._lock:
-            collection = self._served().get(self.alias(kind))
+            if self._mirrored:
+                collection = self._mirrored_collection.get(kind)
+            else:
+                collection = self._served().get(self.alias(kind))
         return None if collection is None else collection.removeprefix(f"{self.prefix}-{kind}-")
 
     def upsert(

@@ -9,14 +9,11 @@ the new version afterwards.
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
 from models.llmins.release import refresh_release
+from services.bootstrap import index_release, publish
 from services.runtime import Runtime, new_version_name
-
-logger = logging.getLogger(__name__)
 
 
 def refresh(runtime: Runtime, max_epochs: int = 100, progress: bool = False) -> dict:
@@ -25,7 +22,7 @@ def refresh(runtime: Runtime, max_epochs: int = 100, progress: bool = False) -> 
     ``rewarm`` in the record lists the ids of items warmed while it ran: the caller
     warms them again (their vectors live only in the old collections).
     """
-    store, index = runtime.store, runtime.index
+    store = runtime.store
     release = runtime.release()
     active = store.active_version()
     trained, new = store.real_interaction_indices(since=active.created_at)
@@ -38,7 +35,7 @@ def refresh(runtime: Runtime, max_epochs: int = 100, progress: bool = False) -> 
     item_vectors = np.zeros((n_items, release.items.shape[1]), dtype=np.float32)
     item_vectors[: len(release.items)] = release.items
     if len(fresh):
-        item_vectors[fresh] = index.vectors("items", fresh.tolist())
+        item_vectors[fresh] = runtime.index.vectors("items", fresh.tolist())
     version = new_version_name("refresh")
     refreshed = refresh_release(
         release,
@@ -52,19 +49,11 @@ def refresh(runtime: Runtime, max_epochs: int = 100, progress: bool = False) -> 
         progress=progress,
     )
     folder = refreshed.save(runtime.models_dir / version)
-    ids = np.array(sorted(catalogue), dtype=np.int64)
-    index.build(
-        version,
-        "items",
-        ids,
-        refreshed.items[ids],
-        [{"cold": catalogue[int(i)][1] == "api"} for i in ids],
+    known = np.array(
+        [index for index, (_, origin) in catalogue.items() if origin == "dataset"], dtype=np.int64
     )
-    index.build(version, "users", np.arange(len(refreshed.users)), refreshed.users)
-    index.activate(version, kinds=("items", "users"))
-    store.register_version(version, str(folder), refreshed.manifest["refresh"])
-    store.activate(version)
-    logger.info("model version %s active: %s", version, refreshed.manifest["refresh"])
+    index_release(runtime, refreshed, known, (fresh, refreshed.items[fresh]))
+    publish(runtime, refreshed, folder, refreshed.manifest["refresh"])
     # Warmed during the refresh: their vectors are only in the old collection.
     now = store.indexed_items()
     missed = sorted(now[index][0] for index in set(now) - set(catalogue))

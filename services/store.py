@@ -398,11 +398,6 @@ class Store:
                 continue
         raise StoreError(f"could not assign an index to item {item_id!r}")
 
-    def next_item_index(self) -> int:
-        """The first row index after every item's (0 for an empty catalogue)."""
-        with self.session() as session:
-            return self._next_index(session)
-
     def pending_items(self) -> list[str]:
         """Posted items not warm yet, oldest first: what a starting process enqueues again."""
         with self.session() as session:

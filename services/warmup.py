@@ -45,7 +45,7 @@ def warm_up_item(runtime: Runtime, item_id: str, job_id: str | None = None) -> d
             # Recommendable from this moment on, by content alone.
             fallback = release.warmer.content_vectors(content)
             runtime.index.upsert("items", [index], fallback, [{"cold": True}])
-        store.set_item_status(item_id, "warming", index=index)
+        store.set_item_status(item_id, "warming")
         with clock("filter and refine"):
             warmed = release.warmer.warm(content, [item.text], runtime.simulator_for(release))
         users = release.simulated_users(warmed, 0)
