@@ -5,10 +5,16 @@ it is built in one place. A prompt lists some of the user's history titles; whic
 the ``history`` choice: ``similar`` (the user's items most similar to the target, most
 similar first: what the late-interaction similarity found informative) or ``random`` (the
 paper's random sample).
+
+Item text is untrusted (a seller writes it, and it is shown to the simulator for every
+candidate user), so :func:`neutralize` reduces it to words inside its quoted field before
+it enters a prompt; ordinary titles pass through unchanged, so tuned adapters stay valid.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +28,43 @@ INSTRUCTION = (
 )
 TEMPLATE = "### Instruction:\n{instruction}\n### Input:\n{input}\n### Response:\n"
 ANSWERS = ("No", "Yes")
+
+
+#: Tokenizer control tokens that tokenizers read out of plain text (a title saying "[SEP]"
+#: gets MiniLM's real separator): BERT's bracketed ones, SentencePiece's angle-bracketed
+#: ones, and the ``<|...|>`` tokens of GPT / Llama-3 / Qwen chat formats.
+_CONTROL_TOKEN = re.compile(
+    r"\[(?:CLS|SEP|PAD|MASK|UNK)\]|</?(?:s|unk|pad)>|<\|[^|<>]*\|>", re.IGNORECASE
+)
+#: A section header of :data:`TEMPLATE`: two or more '#' (spaces between them count, as a
+#: WordPiece tokenizer reads "# # #" as "###"), with the section word and colon after them
+#: if any. One '#' stays ("Spec#", HTML entities such as "&#47;"), and so do the words alone:
+#: real titles say "Library Instruction: ...", and without the '#'s they open no section.
+_SECTION_HEADER = re.compile(r"#(?:\s*#)+(?:\s*(?:instruction|input|response)\s*:)?", re.IGNORECASE)
+
+
+def neutralize(text: str) -> str:
+    """``text`` as words that cannot leave their quoted field of a prompt.
+
+    In order: whitespace of any kind (newlines included) becomes single spaces; invisible
+    characters (Unicode categories Cc and Cf, e.g. zero-width spaces) are dropped, as BERT's
+    tokenizer drops them, so they cannot hide a '#' run; double quotes, which would close
+    the field, become single quotes; control tokens and section headers become spaces. The
+    steps repeat until nothing changes, because removing one pattern can join the pieces of
+    another ("#[SEP]#"). Text free of these characters is returned as it was, up to
+    whitespace, which :func:`shorten` collapses anyway: all but 76 of CiteULike's 16,980
+    titles (58 hold double quotes; 18 invisible mojibake characters, which MiniLM's
+    tokenizer drops itself, so their tokens do not change).
+    """
+    while True:
+        cleaned = " ".join(text.split())
+        cleaned = "".join(c for c in cleaned if unicodedata.category(c) not in ("Cc", "Cf"))
+        cleaned = cleaned.replace('"', "'")
+        cleaned = _CONTROL_TOKEN.sub(" ", cleaned)
+        cleaned = " ".join(_SECTION_HEADER.sub(" ", cleaned).split())
+        if cleaned == text:
+            return cleaned
+        text = cleaned
 
 
 def shorten(text: str, words: int) -> str:
@@ -90,9 +133,15 @@ class PromptBuilder:
             listed = self.rng.choice(history, size=count, replace=False)
         return self._compose(listed, text)
 
+    def item_text(self, text: str, words: int) -> str:
+        """One item's text as it goes between a prompt's quotes: neutralized, then cut."""
+        return shorten(neutralize(text), words)
+
     def _compose(self, listed: np.ndarray, target_text: str) -> str:
-        titles = ", ".join(f'"{shorten(self.texts[i], self.words_per_title)}"' for i in listed)
-        target = shorten(target_text, 2 * self.words_per_title)
+        titles = ", ".join(
+            f'"{self.item_text(self.texts[i], self.words_per_title)}"' for i in listed
+        )
+        target = self.item_text(target_text, 2 * self.words_per_title)
         text = (
             f"User preference: {titles}. Whether the user will like the target "
             f'{self.item_kind}: "{target}"?'
