@@ -3,7 +3,8 @@
 Two kinds of work: warming one posted item, and refreshing the model. The API only
 enqueues; the item and its job are already in the relational store when it does, so a
 lost message loses nothing: :func:`requeue_pending` sends every unfinished item again when
-a process starts.
+a process starts. A failed warm-up is retried with exponential back-off (the refining
+service may be down); the item is served by its content vector meanwhile.
 """
 
 from __future__ import annotations
@@ -11,13 +12,25 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from services.refresh import refresh
 from services.runtime import Runtime
+from services.settings import Settings
 from services.warmup import warm_up_item
 
+if TYPE_CHECKING:
+    from celery import Celery
+
 logger = logging.getLogger(__name__)
+
+#: The longest wait between two tries of one warm-up.
+MAX_BACKOFF_S = 300.0
+
+
+def backoff_s(settings: Settings, retry: int) -> float:
+    """Delay before retry number ``retry`` (1, 2, ...): doubling from the configured first."""
+    return min(settings.warm_up_backoff_s * 2 ** (retry - 1), MAX_BACKOFF_S)
 
 
 class TaskQueue(Protocol):
@@ -39,6 +52,7 @@ class InProcessQueue:
         self.runtime = runtime
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm-up")
         self._pending: set[Future] = set()
+        self._retries: set[threading.Timer] = set()
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._timer: threading.Thread | None = None
@@ -53,8 +67,8 @@ class InProcessQueue:
         self._timer = threading.Thread(target=loop, name="refresh-timer", daemon=True)
         self._timer.start()
 
-    def enqueue(self, item_id: str, job_id: str) -> None:
-        self._submit(self._warm_up, item_id, job_id)
+    def enqueue(self, item_id: str, job_id: str, retry: int = 0) -> None:
+        self._submit(self._warm_up, item_id, job_id, retry)
 
     def enqueue_refresh(self, job_id: str) -> None:
         self._submit(self._refresh, job_id)
@@ -65,11 +79,39 @@ class InProcessQueue:
             self._pending.add(future)
         future.add_done_callback(self._done)
 
-    def _warm_up(self, item_id: str, job_id: str) -> None:
+    def _warm_up(self, item_id: str, job_id: str, retry: int) -> None:
         try:
             warm_up_item(self.runtime, item_id, job_id)
+        except LookupError:  # no such item or no model: a retry would fail the same way
+            logger.exception("warm-up of item %s cannot run", item_id)
         except Exception:  # recorded on the item and its job by warm_up_item
-            logger.warning("item %s stays degraded until it is retried", item_id)
+            self._retry_later(item_id, job_id, retry + 1)
+
+    def _retry_later(self, item_id: str, job_id: str, retry: int) -> None:
+        """Try again after a back-off, as Celery's autoretry does in distributed mode."""
+        settings = self.runtime.settings
+        if retry > settings.warm_up_retries or self._stopped.is_set():
+            logger.warning(
+                "item %s stays degraded: %d retries spent (it is tried again at the next "
+                "start)",
+                item_id,
+                settings.warm_up_retries,
+            )
+            return
+        delay = backoff_s(settings, retry)
+        logger.warning("item %s degraded; retry %d in %.1f s", item_id, retry, delay)
+
+        def fire() -> None:
+            with self._lock:
+                self._retries.discard(timer)
+            if not self._stopped.is_set():
+                self.enqueue(item_id, job_id, retry)
+
+        timer = threading.Timer(delay, fire)
+        timer.daemon = True
+        with self._lock:
+            self._retries.add(timer)
+        timer.start()
 
     def _refresh(self, job_id: str) -> None:
         try:
@@ -83,26 +125,52 @@ class InProcessQueue:
             self._pending.discard(future)
 
     def idle(self) -> bool:
+        """No work running, queued or waiting for a retry."""
         with self._lock:
-            return not self._pending
+            return not self._pending and not self._retries
 
     def close(self) -> None:
         self._stopped.set()
+        with self._lock:
+            for timer in self._retries:
+                timer.cancel()
+            self._retries.clear()
         self.executor.shutdown(wait=True, cancel_futures=False)
 
 
 class CeleryQueue:
-    """Sends the work to the Celery workers over the broker (distributed mode)."""
+    """Sends the work to the Celery workers over the broker (distributed mode).
+
+    A broker that cannot be reached does not fail the request that enqueues: the item and
+    its job are already stored, and :func:`requeue_pending` sends them when a worker starts.
+
+    Args:
+        celery: the Celery app to send through; None: the worker module's (configured by
+            the settings).
+    """
+
+    def __init__(self, celery: Celery | None = None) -> None:
+        if celery is None:
+            from services.worker.tasks import app as celery
+        self.celery = celery
 
     def enqueue(self, item_id: str, job_id: str) -> None:
-        from services.worker.tasks import warm_up
-
-        warm_up.delay(item_id, job_id)
+        self._send("llmins.warm_up", item_id, job_id)
 
     def enqueue_refresh(self, job_id: str) -> None:
-        from services.worker.tasks import refresh_model
+        self._send("llmins.refresh", job_id)
 
-        refresh_model.delay(job_id)
+    def _send(self, task: str, *args: str) -> None:
+        try:
+            self.celery.send_task(task, args=list(args))
+        except Exception as error:  # kombu raises its own and redis' connection errors
+            logger.warning(
+                "broker unreachable (%s): %s%s stays in the store and is sent again when a "
+                "worker starts",
+                type(error).__name__,
+                task,
+                args,
+            )
 
     def close(self) -> None:
         return None

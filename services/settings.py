@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -67,12 +67,37 @@ class Settings(BaseSettings):
         default="simulator", description="The `model` name sent to the refining service."
     )
     simulator_timeout_s: float = Field(default=10.0, description="Per refining request.")
+    warm_up_retries: int = Field(
+        default=8,
+        ge=0,
+        description="Retries of a failed warm-up (e.g. the refining service is down); the "
+        "item is served by its content vector, status degraded, meanwhile.",
+    )
+    warm_up_backoff_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="First retry delay; it doubles per retry, up to 300 s.",
+    )
+    task_visibility_timeout_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds before Redis hands an unacknowledged task (its worker died) "
+        "to another worker; longer than the slowest task.",
+    )
     dataset: str = Field(default="citeulike", description="Data set `bootstrap` loads.")
     backbone: str = Field(
         default="mf", description="Backbone `bootstrap` trains (mf|lightgcn|ngcf)."
     )
-    api_key: str | None = Field(
-        default=None, description="When set, writes and admin endpoints need `X-API-Key`."
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="When set, writes and admin endpoints need `X-API-Key` (a SecretStr, so "
+        "the settings' repr and logs never show it).",
+    )
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        gt=0,
+        description="Largest request body the API reads; bigger ones are a 413. 4 MiB holds "
+        "the largest valid request (10,000 interactions with 128-character ids).",
     )
     host: str = Field(default="127.0.0.1", description="Address the API binds.")
     port: int = Field(default=8000, description="Port the API binds.")

@@ -88,3 +88,87 @@ def stop(process) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def install_lm_version(runtime, content: np.ndarray | None = None) -> str:
+    """Install a version on :func:`planted_dataset` whose warm-up asks the LM simulator
+    (lm=always, a small MiniLM adapter): the path that depends on the refining service.
+
+    ``content``: the item vectors (default word counts; a state a worker process will use
+    needs the packaged encoder's, which that process embeds with).
+    """
+    from dataclasses import replace
+
+    from models.llmins.pipeline import SimulatorTraining
+    from models.llmins.release import NO_LM
+    from models.llmins.simulator import SimulatorConfig
+    from services.bootstrap import install
+
+    data = planted_dataset()
+    warmer = replace(
+        NO_LM,
+        lm="always",
+        lm_items=6,
+        lm_candidates=20,
+        simulator_training=SimulatorTraining(examples=32),
+    )
+    small = SimulatorConfig(batch_size=8, max_length=64, score_batch_size=32)
+    if content is None:
+        content = bag_of_words(data.item_texts)
+    return install(runtime, data, content, 10, False, warmer, small)
+
+
+class SimulatorServer:
+    """``services.simulator``'s app for a release's adapter, on a loopback port, in a thread.
+
+    The fault tests set :attr:`delay_s` to make it slow, and start it late (or stop it) to
+    make it unreachable; the port stays the same, as a restarted service's would.
+    """
+
+    def __init__(self, release, port: int | None = None) -> None:
+        from models.llmins.simulator import LMSimulator, SimulatorConfig
+        from services.simulator.app import create_app
+
+        self.port = port or free_port()
+        self.delay_s = 0.0
+        config = SimulatorConfig(**release.manifest["warmer"]["simulator"])
+        simulator = LMSimulator(config, adapter_path=release.manifest["simulator_path"])
+        self.app = create_app(simulator, "simulator", "all-MiniLM-L6-v2")
+        self._server = None
+        self._thread = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def _delayed(self, scope, receive, send) -> None:
+        import asyncio
+
+        if scope["type"] == "http" and self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        await self.app(scope, receive, send)
+
+    def start(self) -> SimulatorServer:
+        import threading
+        import time
+
+        import uvicorn
+
+        config = uvicorn.Config(
+            self._delayed, port=self.port, log_level="warning", interface="asgi3"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"the simulator server did not start on {self.port}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=30)
+            self._server = None

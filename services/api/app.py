@@ -2,17 +2,21 @@
 
 Thin by design: requests are validated by the pydantic models of ``schemas``, work goes to
 the store, the vector index and the warm-up queue. Every refusal is a 4xx whose body says
-why; writes need the API key when one is configured.
+why; writes need the API key when one is configured; bodies over ``max_body_bytes`` are
+refused before any handler runs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -23,6 +27,8 @@ from prometheus_client import (
 )
 
 from services.api.schemas import (
+    ID_MAX_LENGTH,
+    ID_PATTERN,
     InteractionsAccepted,
     InteractionsIn,
     ItemAccepted,
@@ -44,8 +50,12 @@ ERRORS = {
     401: {"model": Problem},
     404: {"model": Problem},
     409: {"model": Problem},
+    413: {"model": Problem},
     422: {"model": Problem},
 }
+
+#: Ids in paths follow the rules of ids in bodies: garbage is a 422 before a store sees it.
+PathId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 
 
 def create_app(runtime: Runtime, queue: TaskQueue) -> FastAPI:
@@ -56,14 +66,17 @@ def create_app(runtime: Runtime, queue: TaskQueue) -> FastAPI:
         description="Cold-item warm-up with LLM-InS: post new items, get recommendations.",
     )
     metrics = _Metrics()
+    app.add_middleware(_LimitBody, max_bytes=runtime.settings.max_body_bytes)
     app.add_middleware(_Observe, metrics=metrics)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
 
     def require_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
         expected = runtime.settings.api_key
         if expected is None:
             return
         # Constant time: a comparison that stops at the first difference leaks the key.
-        if x_api_key is None or not secrets.compare_digest(x_api_key.encode(), expected.encode()):
+        secret = expected.get_secret_value().encode()
+        if x_api_key is None or not secrets.compare_digest(x_api_key.encode(), secret):
             raise HTTPException(401, "a valid X-API-Key header is required for this endpoint")
 
     writes = [Depends(require_key)]
@@ -92,7 +105,7 @@ def create_app(runtime: Runtime, queue: TaskQueue) -> FastAPI:
         return ItemAccepted(item_id=record.id, job_id=job.id, status=record.status)
 
     @app.get("/v1/items/{item_id}", response_model=ItemOut, responses=ERRORS)
-    def get_item(item_id: str) -> ItemOut:
+    def get_item(item_id: PathId) -> ItemOut:
         record = runtime.store.get_item(item_id)
         if record is None:
             raise HTTPException(404, f"item {item_id!r} is unknown")
@@ -128,7 +141,7 @@ def create_app(runtime: Runtime, queue: TaskQueue) -> FastAPI:
         "/v1/users/{user_id}/recommendations", response_model=Recommendations, responses=ERRORS
     )
     async def recommendations(
-        user_id: str,
+        user_id: PathId,
         k: Annotated[int, Query(ge=1, le=100)] = 20,
         pool: Literal["all", "warm", "cold"] = "all",
     ) -> JSONResponse:
@@ -158,7 +171,7 @@ def create_app(runtime: Runtime, queue: TaskQueue) -> FastAPI:
         )
 
     @app.get("/v1/jobs/{job_id}", response_model=JobOut, responses=ERRORS)
-    def get_job(job_id: str) -> JobOut:
+    def get_job(job_id: PathId) -> JobOut:
         job = runtime.store.get_job(job_id)
         if job is None:
             raise HTTPException(404, f"job {job_id!r} is unknown")
@@ -205,6 +218,66 @@ def create_app(runtime: Runtime, queue: TaskQueue) -> FastAPI:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+    """The 422 of FastAPI, less the echo of each invalid input, in ASCII JSON.
+
+    JSON parses into what cannot be sent back as JSON: NaN, Infinity and lone surrogates
+    (``"\\ud800"``) broke the default 422 into a 500. Without the echo a 422 is also never
+    a copy of a large body; the location and message still say what is wrong.
+    """
+    errors = [{key: value for key, value in e.items() if key != "input"} for e in error.errors()]
+    return _AsciiJSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
+class _AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped: a field name the client sent can hold a
+    lone surrogate, which has no UTF-8 encoding but has a JSON escape."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False).encode("ascii")
+
+
+class _LimitBody:
+    """Refuses request bodies over ``max_bytes`` with a 413 (plain ASGI, as ``_Observe``).
+
+    A declared Content-Length over the limit is refused before any handler runs, so the
+    refusal changes nothing; a body without one (chunked) is counted as it arrives, and
+    reading past the limit raises the 413 inside FastAPI's body parsing, before the handler.
+    """
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.reason = f"the request body is over the limit of {max_bytes} bytes"
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and not declared.isdigit():
+            response = JSONResponse({"detail": "Content-Length is not a number"}, 400)
+            await response(scope, receive, send)
+            return
+        if declared is not None and int(declared) > self.max_bytes:
+            await JSONResponse({"detail": self.reason}, 413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # FastAPI passes an HTTPException raised while it reads the body on to
+                    # its handler, which answers it like every other refusal.
+                    raise HTTPException(413, self.reason)
+            return message
+
+        await self.app(scope, counted_receive, send)
 
 
 class _Observe:

@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-#: Ids: printable, no surrounding whitespace, short enough to index.
-Identifier = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+-]+$")
+#: Ids: printable, no surrounding whitespace, short enough to index, no '/' (an id is a
+#: path segment of the API: an item posted as "a/b" could never be read back).
+#: The path parameters (item, user and job ids) follow the same rules.
+ID_PATTERN = r"^[A-Za-z0-9._:@+-]+$"
+ID_MAX_LENGTH = 128
+Identifier = Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)
+
+
+def _no_nul(text: str) -> str:
+    """PostgreSQL refuses NUL in text: let that be a 422, not a 500 from the store. (Lone
+    surrogates, the other text no database stores, pydantic already refuses.)"""
+    if "\x00" in text:
+        raise ValueError("must not contain NUL characters")
+    return text
+
+
+#: Free text that reaches the store.
+StorableText = Annotated[str, AfterValidator(_no_nul)]
 
 
 class ItemIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Identifier
-    text: str = Field(min_length=1, max_length=10_000, description="Title or description.")
+    text: StorableText = Field(min_length=1, max_length=10_000, description="Title or description.")
 
 
 class ItemAccepted(BaseModel):

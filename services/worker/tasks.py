@@ -2,8 +2,10 @@
 
 ``celery -A services.worker.tasks worker`` runs them; the broker and result backend are
 the configured Redis. Tasks are acknowledged after they finish (``acks_late``) and
-re-queued when a worker dies mid-task, so each one must be idempotent: warming an item
-twice replaces its simulated interactions, never adds to them.
+re-queued when a worker dies mid-task (after the broker's visibility timeout), so each one
+must be idempotent: warming an item twice replaces its simulated interactions, never adds to
+them. A worker that starts sends every item not yet warm again, so messages lost with a
+restarted broker lose no item: the items are in the relational store.
 """
 
 from __future__ import annotations
@@ -12,22 +14,25 @@ import logging
 from functools import cache
 
 from celery import Celery
+from celery.signals import worker_ready
 
-from services.queues import run_refresh
+from services.queues import MAX_BACKOFF_S, CeleryQueue, requeue_pending, run_refresh
 from services.runtime import Runtime
-from services.settings import get_settings
+from services.settings import Settings, get_settings
 from services.warmup import warm_up_item
 
 logger = logging.getLogger(__name__)
 
 
-def make_celery() -> Celery:
-    settings = get_settings()
+def make_celery(settings: Settings | None = None) -> Celery:
+    """The Celery app on ``settings``' Redis (None: the process' settings)."""
+    settings = settings or get_settings()
     celery = Celery("llmins", broker=settings.redis_url, backend=settings.redis_url)
     celery.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        broker_transport_options={"visibility_timeout": settings.task_visibility_timeout_s},
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
@@ -53,9 +58,9 @@ def runtime() -> Runtime:
     name="llmins.warm_up",
     autoretry_for=(Exception,),
     dont_autoretry_for=(LookupError,),
-    retry_backoff=True,
-    retry_backoff_max=300,
-    max_retries=8,
+    retry_backoff=get_settings().warm_up_backoff_s,
+    retry_backoff_max=MAX_BACKOFF_S,
+    max_retries=get_settings().warm_up_retries,
 )
 def warm_up(item_id: str, job_id: str | None = None) -> dict:
     """Warm one posted item (see :func:`services.warmup.warm_up_item`)."""
@@ -73,3 +78,9 @@ def refresh_model(job_id: str | None = None) -> list[tuple[str, str]]:
     for item_id, warm_up_job in warm_ups:
         warm_up.delay(item_id, warm_up_job)
     return warm_ups
+
+
+@worker_ready.connect
+def send_pending_items(**_) -> None:
+    """Enqueue every item not yet warm: the broker may have lost them (a restart)."""
+    requeue_pending(runtime(), CeleryQueue(app))

@@ -10,12 +10,11 @@ import time
 from dataclasses import replace
 
 import pytest
-from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from models.llmins.pipeline import SimulatorTraining
 from models.llmins.release import NO_LM
 from models.llmins.simulator import SimulatorConfig
-from services.api.app import create_app
 from services.bootstrap import install, retrain
 from services.queues import InProcessQueue, requeue_pending
 from services.runtime import Runtime
@@ -30,20 +29,6 @@ def wait_until_idle(queue: InProcessQueue, seconds: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("the warm-up queue did not drain")
         time.sleep(0.02)
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    """(client, runtime, queue) over a fresh state folder with an installed model."""
-    state = tmp_path_factory.mktemp("state")
-    runtime = Runtime(Settings(state_dir=state), embedder=bag_of_words)
-    data = planted_dataset()
-    install(runtime, data, bag_of_words(data.item_texts), max_epochs=20, progress=False)
-    queue = InProcessQueue(runtime)
-    with TestClient(create_app(runtime, queue)) as client:
-        yield client, runtime, queue
-    queue.close()
-    runtime.close()
 
 
 def post_cold_item(client, queue, item: int, suffix: str = "") -> dict:
@@ -221,7 +206,7 @@ def test_items_accepted_but_never_enqueued_are_warmed_at_start(service) -> None:
 
 def test_writes_need_the_key_when_one_is_set(service, monkeypatch) -> None:
     client, runtime, _ = service
-    monkeypatch.setattr(runtime.settings, "api_key", "s3cret")
+    monkeypatch.setattr(runtime.settings, "api_key", SecretStr("s3cret"))
     body = {"id": "keyed", "text": "alpha beta"}
     assert client.post("/v1/items", json=body).status_code == 401
     assert client.post("/v1/items", json=body, headers={"X-API-Key": "wrong"}).status_code == 401

@@ -8,6 +8,7 @@ vectors, the embedded server bootstraps CiteULike itself (epochs capped).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -25,7 +26,13 @@ from services.runtime import Runtime
 from services.settings import Settings
 from services.store import Store
 from tests.conftest import REPO_ROOT
-from tests.factories import free_port, planted_dataset, stop
+from tests.factories import (
+    SimulatorServer,
+    free_port,
+    install_lm_version,
+    planted_dataset,
+    stop,
+)
 
 #: A Redis database of its own, so the tests never meet another app's messages.
 REDIS_URL = "redis://127.0.0.1:6379/13"
@@ -39,6 +46,71 @@ def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
+
+
+def start_worker(env: dict[str, str], log: Path, queue: str = "celery") -> subprocess.Popen:
+    """A Celery worker process (one task at a time) on ``queue``."""
+    command = [sys.executable, "-m", "celery", "-A", "services.worker.tasks", "worker"]
+    options = ["--pool", "solo", "--queues", queue, "--loglevel", "INFO"]
+    return start(command + options, env, log)
+
+
+class RedisServer:
+    """A private Redis on a free port that a test may stop and start again.
+
+    No persistence: a restart loses every queued message, the worst case for the service.
+    """
+
+    def __init__(self, log: Path) -> None:
+        if shutil.which("redis-server") is None:
+            pytest.fail("redis-server is not installed (the service's broker)")
+        self.port = free_port()
+        self.log = log
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        options = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        self.process = start(["redis-server", *options, "--appendonly", "no"], {}, self.log)
+        deadline = time.monotonic() + 30
+        while not self._answers():
+            if time.monotonic() > deadline:
+                pytest.fail(f"redis-server did not start:\n{self.log.read_text()}")
+            time.sleep(0.05)
+        return self
+
+    def _answers(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
+        except redis.ConnectionError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = RedisServer(tmp_path / "redis.log").start()
+    yield server
+    server.stop()
+
+
+def wait_for_status(store: Store, item_id: str, status: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while store.get_item(item_id).status != status:
+        if time.monotonic() > deadline:
+            item = store.get_item(item_id)
+            pytest.fail(f"item {item_id} is {item.status} ({item.error}), not {status}")
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -60,24 +132,7 @@ def test_a_celery_worker_warms_an_item_once(worker_state, tmp_path) -> None:
         "LLMINS_MODE": "distributed",
     }
     queue = f"test-{uuid.uuid4().hex[:8]}"
-    worker = start(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "services.worker.tasks",
-            "worker",
-            "--pool",
-            "solo",
-            "--queues",
-            queue,
-            "--loglevel",
-            "INFO",
-        ],
-        env,
-        tmp_path / "worker.log",
-    )
+    worker = start_worker(env, tmp_path / "worker.log", queue)
     store = Store(f"sqlite:///{worker_state / 'llmins.sqlite'}")
     data = planted_dataset()
     item = int(data.cold_test_items[0])
@@ -103,6 +158,111 @@ def test_a_celery_worker_warms_an_item_once(worker_state, tmp_path) -> None:
         index.close()
     assert abs(vector).sum() > 0
     store.dispose()
+
+
+@pytest.fixture(scope="module")
+def lm_worker_state(tmp_path_factory):
+    """(state folder, release) of a version whose warm-up asks the refining service."""
+    state = tmp_path_factory.mktemp("lm-worker-state")
+    runtime = Runtime(Settings(state_dir=state))
+    install_lm_version(runtime, MeanPoolEncoder().encode(list(planted_dataset().item_texts)))
+    release = runtime.release()
+    runtime.close()
+    return state, release
+
+
+def test_a_worker_killed_mid_task_leaves_the_item_warmed_once(
+    lm_worker_state, redis_server, tmp_path
+) -> None:
+    """SIGKILL while the task waits on the refining service: the task is not acknowledged,
+    so it runs again on the next worker, and the item ends with one set of simulated users."""
+    state, release = lm_worker_state
+    simulator = SimulatorServer(release).start()
+    simulator.delay_s = 600.0  # the first worker is stuck in its call when it dies
+    env = {
+        "LLMINS_STATE_DIR": str(state),
+        "LLMINS_REDIS_URL": redis_server.url,
+        "LLMINS_MODE": "distributed",
+        "LLMINS_SIMULATOR_URL": simulator.url,
+        "LLMINS_SIMULATOR_TIMEOUT_S": "700",
+        "LLMINS_TASK_VISIBILITY_TIMEOUT_S": "5",
+    }
+    store = Store(f"sqlite:///{state / 'llmins.sqlite'}")
+    data = planted_dataset()
+    record, job, _ = store.submit_item("killed", data.item_texts[int(data.cold_test_items[2])])
+    client = Celery(broker=redis_server.url, backend=redis_server.url)
+    first = start_worker(env, tmp_path / "worker-1.log")
+    second = None
+    try:
+        client.send_task("llmins.warm_up", args=[record.id, job.id])
+        wait_for_status(store, record.id, "warming", seconds=120)
+        first.kill()  # SIGKILL: no chance to acknowledge, requeue or clean up
+        first.wait()
+        simulator.delay_s = 0.0
+        second = start_worker(env, tmp_path / "worker-2.log")
+        wait_for_status(store, record.id, "warm", seconds=180)
+        # Past the visibility timeout every copy of the message has been delivered.
+        time.sleep(10)
+    finally:
+        for worker in (first, second):
+            if worker is not None:
+                stop(worker)
+        simulator.stop()
+    users = [user for user, _ in store.simulated_for(record.id)]
+    assert len(users) == 15 and len(set(users)) == 15
+    assert store.get_job(job.id).attempts >= 2
+    assert store.get_item(record.id).status == "warm"
+    store.dispose()
+
+
+def test_items_posted_around_a_redis_restart_are_not_lost(
+    worker_state, redis_server, tmp_path
+) -> None:
+    """Redis (without persistence) restarts with one item queued in it, and another item is
+    posted while it is down: both answers are 202, and a worker that starts afterwards warms
+    both, from the relational store."""
+    from fastapi.testclient import TestClient
+
+    from services.api.app import create_app
+    from services.queues import CeleryQueue
+    from services.worker.tasks import make_celery
+
+    settings = Settings(
+        # The API needs only the store to accept items; its own (empty) index folder keeps
+        # the local Qdrant of the state free for the worker, as a Qdrant server would.
+        state_dir=tmp_path / "api",
+        database_url=f"sqlite:///{worker_state / 'llmins.sqlite'}",
+        redis_url=redis_server.url,
+    )
+    api_runtime = Runtime(settings)
+    queue = CeleryQueue(make_celery(settings))
+    data = planted_dataset()
+    texts = {f"restart-{n}": data.item_texts[int(data.cold_test_items[3 + n])] for n in range(2)}
+    worker = None
+    try:
+        with TestClient(create_app(api_runtime, queue)) as api:
+            posted = api.post("/v1/items", json={"id": "restart-0", "text": texts["restart-0"]})
+            assert posted.status_code == 202, posted.text
+            redis_server.stop()
+            started = time.monotonic()
+            posted = api.post("/v1/items", json={"id": "restart-1", "text": texts["restart-1"]})
+            assert posted.status_code == 202, posted.text
+            assert time.monotonic() - started < 10  # refused connections, not a hang
+        redis_server.start()  # empty: the first item's message is gone
+        env = {
+            "LLMINS_STATE_DIR": str(worker_state),
+            "LLMINS_REDIS_URL": redis_server.url,
+            "LLMINS_MODE": "distributed",
+        }
+        worker = start_worker(env, tmp_path / "worker.log")
+        for item_id in texts:
+            wait_for_status(api_runtime.store, item_id, "warm", seconds=180)
+    finally:
+        if worker is not None:
+            stop(worker)
+        api_runtime.close()
+    for item_id in texts:
+        assert len(api_runtime.store.simulated_for(item_id)) == 15
 
 
 @pytest.mark.slow

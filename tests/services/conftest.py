@@ -1,0 +1,27 @@
+"""Fixtures of the service tests: the API over a real store and index, in process."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from services.api.app import create_app
+from services.bootstrap import install
+from services.queues import InProcessQueue
+from services.runtime import Runtime
+from services.settings import Settings
+from tests.factories import bag_of_words, planted_dataset
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    """(client, runtime, queue) over a fresh state folder with an installed model."""
+    state = tmp_path_factory.mktemp("state")
+    runtime = Runtime(Settings(state_dir=state), embedder=bag_of_words)
+    data = planted_dataset()
+    install(runtime, data, bag_of_words(data.item_texts), max_epochs=20, progress=False)
+    queue = InProcessQueue(runtime)
+    with TestClient(create_app(runtime, queue)) as client:
+        yield client, runtime, queue
+    queue.close()
+    runtime.close()
