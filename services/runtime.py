@@ -48,7 +48,7 @@ class Runtime:
         self.settings = settings
         self.embedder = embedder
         settings.state_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(settings.resolved_database_url)
+        self.store = Store(settings.resolved_database_url, settings.seen_cache_s)
         self.store.create_all()
         self.index = (
             VectorIndex(url=settings.qdrant_url)

@@ -99,6 +99,13 @@ class Settings(BaseSettings):
         description="Largest request body the API reads; bigger ones are a 413. 4 MiB holds "
         "the largest valid request (10,000 interactions with 128-character ids).",
     )
+    seen_cache_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long an API process remembers a user's seen items (left out of "
+        "recommendations); its own writes update them at once, another replica's show "
+        "within this time; 0: read them on every request.",
+    )
     host: str = Field(default="127.0.0.1", description="Address the API binds.")
     port: int = Field(default=8000, description="Port the API binds.")
     refresh_interval_s: float = Field(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -22,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar, get_args
 
 import numpy as np
+from cachetools import TTLCache
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -36,6 +38,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -249,13 +252,30 @@ def _new_job(kind: JobKind, item_id: str | None, status: JobStatus = "queued") -
     return Job(id=uuid.uuid4().hex, kind=kind, item_id=item_id, status=status, attempts=0)
 
 
+#: The real interactions' item rows of one user (``:user_id``), as the recommendations
+#: leave them out.
+SEEN_ITEMS = (
+    select(Item.index)
+    .select_from(Interaction)
+    .join(Item, Item.id == Interaction.item_id)
+    .where(
+        Interaction.user_id == bindparam("user_id"),
+        Interaction.kind == "real",
+        Item.index.is_not(None),
+    )
+    .order_by(Item.index)
+)
+
+
 class Store:
     """The service's relational store at a SQLAlchemy ``url``.
 
     ``postgresql://`` URLs are taken to mean psycopg 3, the driver the project installs.
+    ``seen_ttl_s``: how long a user's seen items are remembered (see
+    :meth:`seen_item_indices`); 0 reads them from the database every time.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, seen_ttl_s: float = 30.0) -> None:
         parsed = make_url(url)
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
@@ -275,6 +295,9 @@ class Store:
         # go stale, only miss: the recommendation path reads them on every request.
         self._item_of_index: dict[int, str] = {}
         self._index_of_user: dict[str, int] = {}
+        self._seen = TTLCache(maxsize=200_000, ttl=seen_ttl_s) if seen_ttl_s > 0 else None
+        self._seen_lock = threading.Lock()
+        self._seen_writes = 0  # bumped by every write of real interactions here
 
     def create_all(self) -> None:
         """Create missing tables; the API, workers and beat may all do it at one start.
@@ -390,12 +413,21 @@ class Store:
                     item = session.get(Item, item_id)
                     if item is None:
                         raise UnknownIds(items=[item_id])
-                    if item.index is None:
-                        item.index = self._next_index(session)
-                        session.flush()
-                    return item.index
+                    if item.index is not None:
+                        return item.index
+                    item.index = self._next_index(session)
+                    session.flush()
+                    viewers = session.scalars(
+                        select(Interaction.user_id).where(
+                            Interaction.item_id == item_id, Interaction.kind == "real"
+                        )
+                    ).all()
+                    index = item.index
             except IntegrityError:
                 continue
+            # Users who interacted with it before it had an index now have one more seen item.
+            self._forget_seen(viewers)
+            return index
         raise StoreError(f"could not assign an index to item {item_id!r}")
 
     def pending_items(self) -> list[str]:
@@ -478,10 +510,13 @@ class Store:
         overlapping batches lock their keys in one order and cannot deadlock (PostgreSQL).
         """
         unique = sorted(set(pairs))
-        with self.session() as session:
-            self._check_known(session, {u for u, _ in unique}, {i for _, i in unique})
-            rows = [{"user_id": u, "item_id": i, "kind": "real"} for u, i in unique]
-            return self._insert_new(session, rows)
+        try:
+            with self.session() as session:
+                self._check_known(session, {u for u, _ in unique}, {i for _, i in unique})
+                rows = [{"user_id": u, "item_id": i, "kind": "real"} for u, i in unique]
+                return self._insert_new(session, rows)
+        finally:  # after the commit (or the rollback): the next read sees the new rows
+            self._forget_seen({u for u, _ in unique})
 
     def replace_simulated(
         self, item_id: str, users_with_p: Sequence[tuple[str, float]], model_version: str
@@ -527,21 +562,44 @@ class Store:
             )
             return [(user, p) for user, p in rows]
 
-    def seen_item_indices(self, user_id: str) -> list[int]:
+    def seen_item_indices(self, user_id: str) -> tuple[int, ...]:
         """Row indices of the items the user really interacted with (left out of their
-        recommendations); simulated interactions are guesses, not views, and do not count."""
-        with self.session() as session:
-            rows = session.scalars(
-                select(Item.index)
-                .join(Interaction, Interaction.item_id == Item.id)
-                .where(
-                    Interaction.user_id == user_id,
-                    Interaction.kind == "real",
-                    Item.index.is_not(None),
-                )
-                .order_by(Item.index)
-            )
-            return list(rows)
+        recommendations); simulated interactions are guesses, not views, and do not count.
+
+        Read on every recommendation, so remembered per user for ``seen_ttl_s``: this
+        process's own writes update it at once; a write through another process (another
+        API replica) is seen when the entry expires. The query itself goes through one
+        prepared Core statement: the ORM session cost more than the ranking.
+        """
+        if self._seen is None:
+            return self._read_seen(user_id)
+        with self._seen_lock:
+            cached = self._seen.get(user_id)
+            writes = self._seen_writes
+        if cached is not None:
+            return cached
+        seen = self._read_seen(user_id)
+        with self._seen_lock:
+            # A write between the read and here may be missing from it: do not keep it.
+            if writes == self._seen_writes:
+                self._seen[user_id] = seen
+        return seen
+
+    def _read_seen(self, user_id: str) -> tuple[int, ...]:
+        with self.engine.connect() as connection:
+            return tuple(connection.execute(SEEN_ITEMS, {"user_id": user_id}).scalars())
+
+    def _forget_seen(self, users: Iterable[str] | None = None) -> None:
+        """Drop remembered seen items (of ``users``; None: of everyone) after a write."""
+        if self._seen is None:
+            return
+        with self._seen_lock:
+            self._seen_writes += 1
+            if users is None:
+                self._seen.clear()
+            else:
+                for user in users:
+                    self._seen.pop(user, None)
 
     def real_interaction_indices(self, since: datetime) -> tuple[np.ndarray, np.ndarray]:
         """Real (user, item) index pairs: those recorded before ``since``, and after."""
@@ -620,7 +678,10 @@ class Store:
             {"user_id": u, "item_id": i, "kind": kind, "created_at": stamp}
             for u, i in dict.fromkeys(pairs)
         ]
-        self._bulk_insert(Interaction.__table__, rows)
+        try:
+            self._bulk_insert(Interaction.__table__, rows)
+        finally:
+            self._forget_seen()
 
     # -- model versions ---------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -215,7 +216,7 @@ def test_real_interactions_dedup_and_reject_unknown_ids_atomically(loaded) -> No
         loaded.add_interactions([("u2", "i1"), ("u2", "nope"), ("ghost", "i1")])
     assert (unknown.value.users, unknown.value.items) == (["ghost"], ["nope"])
     assert loaded.counts()["interactions"] == {"real": 2}
-    assert loaded.seen_item_indices("u2") == []  # the valid pair was not written either
+    assert loaded.seen_item_indices("u2") == ()  # the valid pair was not written either
 
 
 def test_concurrent_interaction_posts_count_each_pair_once(store) -> None:
@@ -233,9 +234,30 @@ def test_seen_items_are_the_real_ones_with_a_row(loaded) -> None:
     loaded.submit_item("unindexed", "posted, not warmed yet")
     loaded.add_interactions([("u1", "i1"), ("u1", "i0"), ("u1", "unindexed")])
     loaded.replace_simulated("i1", [("u2", 0.9)], "v1")
-    assert loaded.seen_item_indices("u1") == [0, 1]
-    assert loaded.seen_item_indices("u2") == []  # a simulated interaction is not a view
-    assert loaded.seen_item_indices("nobody") == []
+    assert loaded.seen_item_indices("u1") == (0, 1)
+    assert loaded.seen_item_indices("u2") == ()  # a simulated interaction is not a view
+    assert loaded.seen_item_indices("nobody") == ()
+    # The remembered answer follows this store's writes at once...
+    loaded.add_interactions([("u2", "i0")])
+    assert loaded.seen_item_indices("u2") == (0,)
+    index = loaded.assign_index("unindexed")
+    assert loaded.seen_item_indices("u1") == (0, 1, index)
+
+
+def test_seen_items_written_by_another_process_show_within_the_ttl(url) -> None:
+    reader, writer = Store(url, seen_ttl_s=0.3), Store(url)
+    reader.create_all()
+    reader.load_users([("u0", 0)])
+    reader.load_items([("i0", "first paper", 0, "warm")])
+    assert reader.seen_item_indices("u0") == ()
+    writer.add_interactions([("u0", "i0")])
+    assert reader.seen_item_indices("u0") == ()  # remembered
+    time.sleep(0.35)
+    assert reader.seen_item_indices("u0") == (0,)
+    uncached = Store(url, seen_ttl_s=0)
+    assert uncached.seen_item_indices("u0") == (0,)
+    for store in (reader, writer, uncached):
+        store.dispose()
 
 
 def test_pending_items_are_those_accepted_and_not_settled(loaded) -> None:
