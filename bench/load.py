@@ -6,8 +6,8 @@ offer ``--rate`` requests per second (open loop: what a service sees from many u
 With ``--post-every S`` one more client posts a new item every S seconds and checks at the
 end that each one is stored and warm. Reports requests per second, latency percentiles,
 error counts, items lost, and the share of requests the server itself handled within
-5/10/20/50 ms (its /metrics histogram). The load generator shares the machine with the
-server (2 cores here), so both are in the numbers.
+5/10/20/50 ms (its /metrics histogram), and the server's CPU time per query. The load
+generator shares the machine with the server (2 cores here), so both are in the numbers.
 
     python bench/load.py --state-dir runs/replay/state --out runs/load.json --clients 50 \
         [--rate 500]
@@ -81,17 +81,29 @@ async def read_response(reader: asyncio.StreamReader) -> int:
     return int(lines[0].split(" ", 2)[1])
 
 
-async def post_loop(client: httpx.AsyncClient, every: float, deadline: float) -> list[str]:
-    posted = []
+async def post_loop(client: httpx.AsyncClient, every: float, deadline: float) -> dict:
+    """Post one new item every ``every`` seconds: the accepted ids, latencies and errors."""
+    posted: list[str] = []
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    sent = 0
     while time.perf_counter() < deadline:
-        item_id = f"load-{len(posted)}-{time.time_ns()}"
-        response = await client.post(
-            "/v1/items", json={"id": item_id, "text": f"load test paper {len(posted)} on ranking"}
-        )
-        if response.status_code == 202:
-            posted.append(item_id)
+        item_id = f"load-{sent}-{time.time_ns()}"
+        body = {"id": item_id, "text": f"load test paper {sent} on ranking"}
+        sent += 1
+        started = time.perf_counter()
+        try:
+            response = await client.post("/v1/items", json=body)
+        except httpx.HTTPError as error:
+            errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
+        else:
+            latencies.append(time.perf_counter() - started)
+            if response.status_code == 202:
+                posted.append(item_id)
+            else:
+                errors[str(response.status_code)] = errors.get(str(response.status_code), 0) + 1
         await asyncio.sleep(every)
-    return posted
+    return {"sent": sent, "accepted": posted, "latencies": latencies, "errors": errors}
 
 
 async def drive(
@@ -135,7 +147,18 @@ async def drive(
             for bound in ("0.005", "0.01", "0.02", "0.05")
         }
         if post_every:
-            record["items"] = await check_items(client, results[-1])
+            posts = results[-1]
+            post_ms = np.array(posts["latencies"]) * 1000
+            record["posts"] = {
+                "sent": posts["sent"],
+                "accepted": len(posts["accepted"]),
+                "errors": posts["errors"],
+                "latency_ms": {
+                    f"p{q}": float(np.percentile(post_ms, q)) if len(post_ms) else None
+                    for q in (50, 99)
+                },
+            }
+            record["items"] = await check_items(client, posts["accepted"])
     return record
 
 
@@ -183,7 +206,11 @@ def main() -> None:
     args = parser.parse_args()
     server = EmbeddedServer(args.state_dir, args.out.with_suffix(".server.log"))
     with server as base:
+        cpu = server.cpu_seconds()
         record = asyncio.run(drive(base, args.clients, args.seconds, args.rate, args.post_every))
+        # Everything the server did meanwhile (queries, posts, warm-ups) per query answered.
+        cpu = server.cpu_seconds() - cpu
+        record["server_cpu_ms_per_request"] = 1000 * cpu / max(record["requests"], 1)
     record["commit"] = git_commit()
     print(json.dumps(record, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -64,6 +64,11 @@ class EmbeddedServer:
         self.ready_seconds = time.perf_counter() - started
         return base
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used so far (user + system, Linux /proc)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def __exit__(self, *exc) -> None:
         self.process.terminate()
         self.process.wait(timeout=60)
