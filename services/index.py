@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,17 @@ DISTANCES = {
 
 #: A build shows a progress bar only beyond this many batches (short builds stay quiet).
 QUIET_BATCHES = 4
+
+
+@dataclass(frozen=True)
+class TopQuery:
+    """One question to the index: the ``k`` best points for ``vector``, ``exclude`` left out;
+    ``cold`` restricts items to those posted (True) or those of the data set (False)."""
+
+    vector: np.ndarray
+    k: int
+    exclude: Sequence[int] = ()
+    cold: bool | None = None
 
 
 class VectorIndex:
@@ -221,28 +233,34 @@ class VectorIndex:
         Scores are the kind's measure (inner product, or cosine for ``content``). ``cold``
         restricts items to those posted (True) or those of the data set (False).
         """
-        if cold is not None and kind != "items":
+        return self.top_many(kind, [TopQuery(query, k, exclude, cold)])[0]
+
+    def top_many(self, kind: str, queries: Sequence[TopQuery]) -> list[list[tuple[int, float]]]:
+        """:meth:`top` for several queries at once, answers in their order.
+
+        One pass over the collection serves them all: in memory one matrix product (a
+        collection is read from memory once, not once per query), on a server one batch
+        request.
+        """
+        if kind != "items" and any(q.cold is not None for q in queries):
             raise ValueError(f"only items have a cold pool, not {kind}")
+        if not queries:
+            return []
         with self._lock:
             if kind in self._mirrors:
-                return self._mirrors[kind].top(query, k, exclude, cold)
-        conditions = {}
-        if len(exclude):
-            conditions["must_not"] = [models.HasIdCondition(has_id=[int(i) for i in exclude])]
-        if cold is not None:
-            conditions["must"] = [
-                models.FieldCondition(key="cold", match=models.MatchValue(value=cold))
-            ]
-        vector = np.asarray(query, dtype=np.float32).tolist()
-        with self._lock:
-            hits = self._client.query_points(
-                self.alias(kind),
-                query=vector,
-                limit=k,
-                query_filter=models.Filter(**conditions) if conditions else None,
+                return self._mirrors[kind].top_many(queries)
+        requests = [
+            models.QueryRequest(
+                query=np.asarray(q.vector, dtype=np.float32).tolist(),
+                limit=q.k,
+                filter=_filter(q),
                 with_payload=False,
-            ).points
-        return [(int(hit.id), float(hit.score)) for hit in hits]
+            )
+            for q in queries
+        ]
+        with self._lock:
+            answers = self._client.query_batch_points(self.alias(kind), requests=requests)
+        return [[(int(hit.id), float(hit.score)) for hit in answer.points] for answer in answers]
 
     def count(self, kind: str) -> int:
         """Exact number of points ``kind``'s alias serves."""
@@ -303,6 +321,18 @@ class VectorIndex:
             for name in names:
                 if self._kind_of(name) == kind and name not in (target, previous):
                     self._client.delete_collection(name)
+
+
+def _filter(query: TopQuery) -> models.Filter | None:
+    """Qdrant's filter for a query's left-out ids and pool."""
+    conditions = {}
+    if len(query.exclude):
+        conditions["must_not"] = [models.HasIdCondition(has_id=[int(i) for i in query.exclude])]
+    if query.cold is not None:
+        conditions["must"] = [
+            models.FieldCondition(key="cold", match=models.MatchValue(value=query.cold))
+        ]
+    return models.Filter(**conditions) if conditions else None
 
 
 def _batch(ids: Sequence[int], vectors: np.ndarray, payloads: list[dict] | None) -> models.Batch:
@@ -368,20 +398,27 @@ class _Mirror:
             raise KeyError(f"no vectors for ids {missing[:20]}")
         return self.matrix[[self.row[i] for i in ids]].copy()
 
-    def top(
-        self, query: np.ndarray, k: int, exclude: Sequence[int], cold: bool | None
-    ) -> list[tuple[int, float]]:
-        query = np.asarray(query, dtype=np.float32)
+    def top_many(self, queries: Sequence[TopQuery]) -> list[list[tuple[int, float]]]:
+        """Exact top-k of every query from one matrix product (ties: lower row first)."""
+        matrix = self.matrix[: self.size]
+        vectors = np.stack([np.asarray(q.vector, dtype=np.float32) for q in queries])
         if self.cosine:
-            query = query / max(float(np.linalg.norm(query)), 1e-12)
-        scores = self.matrix[: self.size] @ query
-        if cold is not None:
-            scores[self.cold[: self.size] != int(cold)] = -np.inf
-        scores[[self.row[int(i)] for i in exclude if int(i) in self.row]] = -np.inf
-        k = min(k, self.size)
-        if k == 0:
-            return []
-        best = np.argpartition(-scores, k - 1)[:k]
-        best = best[np.argsort(-scores[best], kind="stable")]
-        best = best[np.isfinite(scores[best])]
-        return [(int(self.ids[row]), float(scores[row])) for row in best]
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            vectors = vectors / np.maximum(norms, 1e-12)
+        scores = vectors @ matrix.T
+        for row, query in enumerate(queries):
+            if query.cold is not None:
+                scores[row, self.cold[: self.size] != int(query.cold)] = -np.inf
+            left_out = [self.row[int(i)] for i in query.exclude if int(i) in self.row]
+            scores[row, left_out] = -np.inf
+        most = min(max(q.k for q in queries), self.size)
+        if most == 0:
+            return [[] for _ in queries]
+        candidates = np.argpartition(-scores, most - 1, axis=1)[:, :most]
+        answers = []
+        for row, query in enumerate(queries):
+            found = candidates[row]
+            found = found[np.lexsort((found, -scores[row, found]))][: query.k]
+            found = found[np.isfinite(scores[row, found])]
+            answers.append([(int(self.ids[i]), float(scores[row, i])) for i in found])
+        return answers

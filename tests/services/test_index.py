@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from services.index import VectorIndex
+from services.index import TopQuery, VectorIndex
 
 N_ITEMS, N_USERS, DIM = 60, 10, 8
 
@@ -82,6 +82,31 @@ def test_top_ranks_within_the_cold_or_warm_pool(index, cold: bool) -> None:
     hits = index.top("items", data["users"][2], 6, exclude=exclude, cold=cold)
     expected = best(scores, 6, lambda i: is_cold(i) == cold and i not in exclude)
     assert ids_and_scores(hits)[0] == expected
+
+
+def test_a_batch_of_queries_gets_each_its_own_answer(index) -> None:
+    """Mixed k, pools and left-out ids in one pass: each answer is the query's exact top."""
+    data = build_version(index, "a", 0)
+    index.activate("a")
+    queries = [
+        TopQuery(data["users"][0], 7),
+        TopQuery(data["users"][1], 3, exclude=[1, 2, 3], cold=True),
+        TopQuery(data["users"][2], 5, cold=False),
+        TopQuery(data["users"][0], 2, exclude=best(data["items"] @ data["users"][0], 2)),
+    ]
+    answers = index.top_many("items", queries)
+    assert len(answers) == len(queries)
+    for query, answer in zip(queries, answers, strict=True):
+        scores = data["items"] @ query.vector
+
+        def allowed(i: int, query: TopQuery = query) -> bool:
+            in_pool = query.cold is None or is_cold(i) == query.cold
+            return in_pool and i not in query.exclude
+
+        ids, found = ids_and_scores(answer)
+        assert ids == best(scores, query.k, allowed)
+        np.testing.assert_allclose(found, scores[ids], rtol=1e-5)
+    assert index.top_many("items", []) == []
 
 
 def test_content_is_ranked_by_cosine_and_stored_unit_length(index) -> None:
