@@ -28,6 +28,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serving import EmbeddedServer, git_commit  # noqa: E402
 
+#: CiteULike's users, whose ids are their row numbers.
+USERS = np.arange(5551)
+
 
 async def query_loop(
     base: str,
@@ -68,6 +71,23 @@ async def query_loop(
     finally:
         writer.close()
     return latencies, errors
+
+
+async def warm_up(base: str, users: np.ndarray, connections: int = 4) -> None:
+    """Every user's recommendations once, over a few connections."""
+    host, port = base.removeprefix("http://").split(":")
+
+    async def one_connection(part: np.ndarray) -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            for user in part.tolist():
+                path = f"/v1/users/{user}/recommendations?k=20"
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+                await read_response(reader)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(one_connection(part) for part in np.array_split(users, connections)))
 
 
 async def read_response(reader: asyncio.StreamReader) -> int:
@@ -111,7 +131,7 @@ async def drive(
 ) -> dict:
     limits = httpx.Limits(max_connections=clients + 1, max_keepalive_connections=clients + 1)
     async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
-        users = np.arange(5551)
+        users = USERS
         before = await server_histogram(client)
         deadline = time.perf_counter() + seconds
         started = time.perf_counter()
@@ -203,14 +223,25 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--post-every", type=float, help="also post an item every S seconds")
+    parser.add_argument(
+        "--warm-up",
+        action="store_true",
+        help="first ask for every user's recommendations once, unmeasured (a server that has "
+        "been running remembers them)",
+    )
     args = parser.parse_args()
     server = EmbeddedServer(args.state_dir, args.out.with_suffix(".server.log"))
     with server as base:
-        cpu = server.cpu_seconds()
+        if args.warm_up:
+            asyncio.run(warm_up(base, USERS))
+        cpu, own = server.cpu_seconds(), time.process_time()
         record = asyncio.run(drive(base, args.clients, args.seconds, args.rate, args.post_every))
-        # Everything the server did meanwhile (queries, posts, warm-ups) per query answered.
-        cpu = server.cpu_seconds() - cpu
+        # Everything the server did meanwhile (queries, posts, warm-ups) per query answered,
+        # and what this load generator took from the same cores.
+        cpu, own = server.cpu_seconds() - cpu, time.process_time() - own
         record["server_cpu_ms_per_request"] = 1000 * cpu / max(record["requests"], 1)
+        record["client_cpu_ms_per_request"] = 1000 * own / max(record["requests"], 1)
+    record["warm_up"] = args.warm_up
     record["commit"] = git_commit()
     print(json.dumps(record, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,11 +20,12 @@ Qdrant's files stay the persistent store. A server answers every query itself.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from cachetools import LRUCache
 from qdrant_client import QdrantClient, models
 from tqdm.auto import tqdm
 
@@ -43,12 +44,17 @@ QUIET_BATCHES = 4
 @dataclass(frozen=True)
 class TopQuery:
     """One question to the index: the ``k`` best points for ``vector``, ``exclude`` left out;
-    ``cold`` restricts items to those posted (True) or those of the data set (False)."""
+    ``cold`` restricts items to those posted (True) or those of the data set (False).
+
+    ``key`` names the vector (a user's row) so that the in-memory copy may remember its
+    ranking: the next query with the same key and vector scores only what changed since.
+    """
 
     vector: np.ndarray
     k: int
     exclude: Sequence[int] = ()
     cold: bool | None = None
+    key: Hashable | None = None
 
 
 class VectorIndex:
@@ -279,6 +285,7 @@ class VectorIndex:
             return self._load_mirror(kind, collection)
         mirror = _Mirror(cosine=DISTANCES[kind] == models.Distance.COSINE)
         mirror.put(*built[1:])
+        mirror.freeze()
         return mirror
 
     def _load_mirror(self, kind: str, collection: str) -> _Mirror:
@@ -296,6 +303,7 @@ class VectorIndex:
                     [p.payload or {} for p in points],
                 )
             if offset is None:
+                mirror.freeze()
                 return mirror
 
     def _served(self) -> dict[str, str]:
@@ -349,6 +357,23 @@ def _batch(ids: Sequence[int], vectors: np.ndarray, payloads: list[dict] | None)
     return models.Batch(ids=[int(i) for i in ids], vectors=array.tolist(), payloads=payloads)
 
 
+#: Rows a remembered ranking keeps beyond the largest k and the query's left-out ids, so
+#: that rows changed since (re-warmed items) can drop out without a new full ranking.
+SHORTLIST_SLACK = 50
+#: The largest k a query may ask (the API's limit).
+MAX_K = 100
+
+
+@dataclass(frozen=True)
+class _Shortlist:
+    """The best frozen rows of one pool for one query vector, best first."""
+
+    vector: np.ndarray
+    rows: np.ndarray
+    scores: np.ndarray
+    complete: bool  # every frozen row of the pool is in it
+
+
 class _Mirror:
     """An exact in-memory copy of one served collection, ranked with numpy (local mode).
 
@@ -357,15 +382,33 @@ class _Mirror:
     for 18,700 x 200 on this machine's one BLAS thread). Columns grow by doubling; an id
     written again replaces its column. ``cold`` is 1, 0, or -1 for a point without the flag
     (which, as in Qdrant, matches neither pool).
+
+    Ranking every item for every query reads all vectors from memory (15 MB for CiteULike)
+    and is what a recommendation costs. So the rows present when the copy was made (or last
+    frozen) are *frozen*, and the ranking of a keyed query over them is remembered: the
+    next query with that key ranks the remembered best rows together with the *live* ones
+    (appended since, or rewritten: ``dirty``), which are few. The answer is exact: the
+    first k remembered rows that remain after removing left-out and dirty ones are the best
+    k of what remains of the frozen rows, as long as k remain. When the live rows grow past
+    a tenth of the frozen ones, everything is frozen again and rankings are recomputed.
     """
 
-    def __init__(self, cosine: bool) -> None:
+    def __init__(self, cosine: bool, remembered: int = 100_000) -> None:
         self.cosine = cosine
         self.size = 0
         self.ids = np.zeros(0, dtype=np.int64)
         self.columns = np.zeros((0, 0), dtype=np.float32)
         self.cold = np.zeros(0, dtype=np.int8)
         self.row: dict[int, int] = {}
+        self.frozen = 0
+        self.dirty: set[int] = set()
+        self.shortlists: LRUCache = LRUCache(maxsize=remembered)
+
+    def freeze(self) -> None:
+        """Every row becomes frozen; remembered rankings are dropped."""
+        self.frozen = self.size
+        self.dirty.clear()
+        self.shortlists.clear()
 
     def put(self, ids: Sequence[int], vectors: np.ndarray, payloads: list[dict] | None) -> None:
         vectors = np.asarray(vectors, dtype=np.float32)
@@ -378,9 +421,13 @@ class _Mirror:
             row = self.row.get(int(point))
             if row is None:
                 row = self._append(int(point))
+            elif row < self.frozen:
+                self.dirty.add(row)
             self.columns[:, row] = vectors[position]
             flag = (payloads[position] or {}).get("cold") if payloads else None
             self.cold[row] = -1 if flag is None else int(bool(flag))
+        if len(self.dirty) + self.size - self.frozen > max(1024, self.frozen // 10):
+            self.freeze()
 
     def _append(self, point: int) -> int:
         if self.size == len(self.ids):
@@ -402,13 +449,33 @@ class _Mirror:
         return self.columns[:, [self.row[i] for i in ids]].T.copy()
 
     def top_many(self, queries: Sequence[TopQuery]) -> list[list[tuple[int, float]]]:
-        """Exact top-k of every query from one matrix product (ties: lower row first)."""
-        vectors = np.stack([np.asarray(q.vector, dtype=np.float32) for q in queries])
+        """Exact top-k of every query (ties: lower row first): from its remembered ranking
+        where there is one, else from one matrix product for all the others."""
+        answers: list[list[tuple[int, float]] | None] = [
+            self._remembered(query) if query.key is not None else None for query in queries
+        ]
+        missing = [position for position, answer in enumerate(answers) if answer is None]
+        if missing:
+            ranked = self._rank([queries[position] for position in missing])
+            for position, answer in zip(missing, ranked, strict=True):
+                answers[position] = answer
+        return answers
+
+    def _unit(self, vectors: np.ndarray) -> np.ndarray:
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         if self.cosine:
-            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            vectors = vectors / np.maximum(norms, 1e-12)
-        scores = vectors @ self.columns[:, : self.size]
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors
+
+    def _in_pool(self, rows: np.ndarray, cold: bool | None) -> np.ndarray:
+        return np.ones(len(rows), dtype=bool) if cold is None else self.cold[rows] == int(cold)
+
+    def _rank(self, queries: Sequence[TopQuery]) -> list[list[tuple[int, float]]]:
+        """Every row scored, in one matrix product; keyed queries' rankings remembered."""
+        scores = self._unit(np.stack([q.vector for q in queries])) @ self.columns[:, : self.size]
         for row, query in enumerate(queries):
+            if query.key is not None:
+                self._remember(query, scores[row])
             if query.cold is not None:
                 scores[row, self.cold[: self.size] != int(query.cold)] = -np.inf
             left_out = [self.row[int(i)] for i in query.exclude if int(i) in self.row]
@@ -424,3 +491,47 @@ class _Mirror:
             found = found[np.isfinite(scores[row, found])]
             answers.append([(int(self.ids[i]), float(scores[row, i])) for i in found])
         return answers
+
+    def _remember(self, query: TopQuery, scores: np.ndarray) -> None:
+        """Keep the best frozen, clean rows of the query's pool, from its full scores."""
+        frozen = scores[: self.frozen].copy()
+        frozen[~self._in_pool(np.arange(self.frozen), query.cold)] = -np.inf
+        frozen[list(self.dirty)] = -np.inf
+        eligible = int(np.isfinite(frozen).sum())
+        length = min(MAX_K + len(query.exclude) + SHORTLIST_SLACK, eligible)
+        if length == 0:
+            rows = np.zeros(0, dtype=np.int64)
+        else:
+            rows = np.argpartition(-frozen, length - 1)[:length]
+            rows = rows[np.lexsort((rows, -frozen[rows]))]
+        self.shortlists[(query.key, query.cold)] = _Shortlist(
+            np.array(query.vector, dtype=np.float32, copy=True),
+            rows,
+            frozen[rows],
+            complete=length == eligible,
+        )
+
+    def _remembered(self, query: TopQuery) -> list[tuple[int, float]] | None:
+        """The answer from the query's remembered ranking and the live rows; None when
+        there is none (or it ran short, or the key's vector changed)."""
+        shortlist = self.shortlists.get((query.key, query.cold))
+        if shortlist is None or not np.array_equal(shortlist.vector, query.vector):
+            return None
+        left_out = np.array(
+            [self.row[int(i)] for i in query.exclude if int(i) in self.row], dtype=np.int64
+        )
+        blocked = np.concatenate([left_out, np.fromiter(self.dirty, np.int64, len(self.dirty))])
+        keep = ~np.isin(shortlist.rows, blocked)
+        rows, scores = shortlist.rows[keep][: query.k], shortlist.scores[keep][: query.k]
+        if len(rows) < query.k and not shortlist.complete:
+            return None
+        live = np.concatenate(
+            [np.arange(self.frozen, self.size), np.fromiter(self.dirty, np.int64, len(self.dirty))]
+        )
+        live = live[self._in_pool(live, query.cold) & ~np.isin(live, left_out)]
+        if len(live):
+            live_scores = (self._unit(query.vector) @ self.columns[:, live])[0]
+            rows = np.concatenate([rows, live])
+            scores = np.concatenate([scores, live_scores])
+        best = np.lexsort((rows, -scores))[: query.k]
+        return [(int(self.ids[rows[i]]), float(scores[i])) for i in best]

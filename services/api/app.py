@@ -68,11 +68,21 @@ def create_app(runtime: Runtime, queue: TaskQueue) -> FastAPI:
         description="Cold-item warm-up with LLM-InS: post new items, get recommendations.",
     )
     metrics = _Metrics()
+
+    def rank(wanted: list[tuple[int, int, tuple[int, ...], bool | None]]) -> list[tuple]:
+        """(hits, model version) per (user row, k, seen item rows, pool): on the ranking
+        thread, so the event loop never waits for the index while it ranks."""
+        index = runtime.index
+        vectors = index.vectors("users", [user for user, *_ in wanted])
+        queries = [
+            TopQuery(vector, k, seen, cold, key=user)
+            for vector, (user, k, seen, cold) in zip(vectors, wanted, strict=True)
+        ]
+        version = index.active_version("items")
+        return [(hits, version) for hits in index.top_many("items", queries)]
+
     # Concurrent recommendation queries share one pass over the item vectors.
-    ranking = MicroBatcher(
-        lambda queries: runtime.index.top_many("items", queries),
-        observe=metrics.ranking_batch.observe,
-    )
+    ranking = MicroBatcher(rank, observe=metrics.ranking_batch.observe)
     app.add_middleware(_LimitBody, max_bytes=runtime.settings.max_body_bytes)
     app.add_middleware(_Observe, metrics=metrics)
     app.add_exception_handler(RequestValidationError, _invalid_request)
@@ -162,10 +172,9 @@ def create_app(runtime: Runtime, queue: TaskQueue) -> FastAPI:
         user_index = store.user_index(user_id)
         if user_index is None:
             raise HTTPException(404, f"user {user_id!r} is unknown")
-        vector = runtime.index.vectors("users", [user_index])[0]
         seen = store.seen_item_indices(user_id)
         cold = {"all": None, "warm": False, "cold": True}[pool]
-        hits = await ranking.submit(TopQuery(vector, k, seen, cold))
+        hits, version = await ranking.submit((user_index, k, seen, cold))
         ids = store.item_ids([index for index, _ in hits])
         # Built as JSON directly: validating our own answer against the response model
         # again is work on the hottest path (the model still documents it in OpenAPI).
@@ -173,7 +182,7 @@ def create_app(runtime: Runtime, queue: TaskQueue) -> FastAPI:
             {
                 "user_id": user_id,
                 "pool": pool,
-                "model_version": runtime.index.active_version("items"),
+                "model_version": version,
                 "items": [{"item_id": ids[i], "score": s} for i, s in hits if i in ids],
             }
         )

@@ -109,6 +109,44 @@ def test_a_batch_of_queries_gets_each_its_own_answer(index) -> None:
     assert index.top_many("items", []) == []
 
 
+def test_remembered_rankings_answer_as_a_full_ranking_does_through_writes(index) -> None:
+    """A keyed query is answered from its remembered ranking plus what changed since: the
+    answers must equal the full ranking's (the unkeyed query) through new items, rewritten
+    items, left-out ids, both pools and a refreeze after many writes."""
+    data = build_version(index, "a", 0)
+    index.activate("a")
+    rng = np.random.default_rng(5)
+    user = data["users"][1]
+
+    def same_answers(k: int, exclude=(), cold=None) -> None:
+        keyed = TopQuery(user, k, tuple(exclude), cold, key=1)
+        full = TopQuery(user, k, tuple(exclude), cold)
+        first, again, reference = index.top_many("items", [keyed, keyed, full])
+        for answer in (first, again):  # scores to float32 rounding: products differ in order
+            assert ids_and_scores(answer)[0] == ids_and_scores(reference)[0]
+            np.testing.assert_allclose(
+                ids_and_scores(answer)[1], ids_and_scores(reference)[1], rtol=1e-5, atol=1e-5
+            )
+
+    same_answers(10)
+    same_answers(5, cold=True)
+    top = [i for i, _ in index.top("items", user, 30)]
+    index.upsert("items", [N_ITEMS + 1], 3 * user[None, :], [{"cold": True}])  # new, best
+    same_answers(10)
+    same_answers(5, cold=True)
+    index.upsert("items", [top[0]], -user[None, :], [{"cold": False}])  # the best, now worst
+    index.upsert("items", [top[20]], 2 * user[None, :], [{"cold": False}])  # promoted
+    same_answers(10, exclude=top[1:6])
+    same_answers(5, cold=False, exclude=top[1:30])
+    same_answers(N_ITEMS + 5)  # more than the remembered rows: the whole collection
+    for batch in range(3):  # enough new items to freeze everything again
+        ids = np.arange(1000 * (batch + 2), 1000 * (batch + 3))
+        vectors = rng.normal(size=(len(ids), DIM)).astype(np.float32)
+        index.upsert("items", ids, vectors, [{"cold": True}] * len(ids))
+        same_answers(20, exclude=top[:3])
+        same_answers(20, cold=True)
+
+
 def test_content_is_ranked_by_cosine_and_stored_unit_length(index) -> None:
     data = build_version(index, "a", 0)
     index.activate("a")
