@@ -517,18 +517,19 @@ class _Mirror:
         shortlist = self.shortlists.get((query.key, query.cold))
         if shortlist is None or not np.array_equal(shortlist.vector, query.vector):
             return None
-        left_out = np.array(
-            [self.row[int(i)] for i in query.exclude if int(i) in self.row], dtype=np.int64
-        )
-        blocked = np.concatenate([left_out, np.fromiter(self.dirty, np.int64, len(self.dirty))])
-        keep = ~np.isin(shortlist.rows, blocked)
+        left_out = [self.row[int(i)] for i in query.exclude if int(i) in self.row]
+        dirty = np.fromiter(self.dirty, np.int64, len(self.dirty))
+        # One flag per row: cheaper than set operations on arrays this small.
+        blocked = np.zeros(self.size, dtype=bool)
+        blocked[left_out] = True
+        blocked[dirty] = True
+        keep = ~blocked[shortlist.rows]
         rows, scores = shortlist.rows[keep][: query.k], shortlist.scores[keep][: query.k]
         if len(rows) < query.k and not shortlist.complete:
             return None
-        live = np.concatenate(
-            [np.arange(self.frozen, self.size), np.fromiter(self.dirty, np.int64, len(self.dirty))]
-        )
-        live = live[self._in_pool(live, query.cold) & ~np.isin(live, left_out)]
+        live = np.concatenate([np.arange(self.frozen, self.size), dirty])
+        blocked[dirty] = False
+        live = live[self._in_pool(live, query.cold) & ~blocked[live]]
         if len(live):
             live_scores = (self._unit(query.vector) @ self.columns[:, live])[0]
             rows = np.concatenate([rows, live])

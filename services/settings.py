@@ -100,7 +100,7 @@ class Settings(BaseSettings):
         "the largest valid request (10,000 interactions with 128-character ids).",
     )
     seen_cache_s: float = Field(
-        default=30.0,
+        default=300.0,
         ge=0,
         description="How long an API process remembers a user's seen items (left out of "
         "recommendations); its own writes update them at once, another replica's show "

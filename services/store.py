@@ -275,7 +275,7 @@ class Store:
     :meth:`seen_item_indices`); 0 reads them from the database every time.
     """
 
-    def __init__(self, url: str, seen_ttl_s: float = 30.0) -> None:
+    def __init__(self, url: str, seen_ttl_s: float = 300.0) -> None:
         parsed = make_url(url)
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
