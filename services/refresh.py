@@ -54,6 +54,7 @@ def refresh(runtime: Runtime, max_epochs: int = 100, progress: bool = False) -> 
     )
     index_release(runtime, refreshed, known, (fresh, refreshed.items[fresh]))
     publish(runtime, refreshed, folder, refreshed.manifest["refresh"])
+    runtime.index.remember_rankings()  # the new vectors' rankings (in memory only)
     # Warmed during the refresh: their vectors are only in the old collection.
     now = store.indexed_items()
     missed = sorted(now[index][0] for index in set(now) - set(catalogue))

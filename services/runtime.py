@@ -111,6 +111,19 @@ class Runtime:
             self._simulators[release.version] = client
         return self._simulators[release.version].p_yes
 
+    def prepare_to_serve(self) -> None:
+        """Fill what the recommendation path remembers (every user's seen items and, in
+        memory, ranking), so the first query of each user is as fast as the next."""
+        started = time.perf_counter()
+        users = self.store.remember_seen_items()
+        ranked = self.index.remember_rankings()
+        logger.info(
+            "ready to serve: seen items of %d users, rankings of %d, in %.1f s",
+            users,
+            ranked,
+            time.perf_counter() - started,
+        )
+
     def close(self) -> None:
         self.index.close()
         self.store.dispose()

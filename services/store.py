@@ -252,18 +252,18 @@ def _new_job(kind: JobKind, item_id: str | None, status: JobStatus = "queued") -
     return Job(id=uuid.uuid4().hex, kind=kind, item_id=item_id, status=status, attempts=0)
 
 
-#: The real interactions' item rows of one user (``:user_id``), as the recommendations
-#: leave them out.
-SEEN_ITEMS = (
-    select(Item.index)
+#: (user, item row) of every real interaction with an indexed item: what recommendations
+#: leave out.
+ALL_SEEN_ITEMS = (
+    select(Interaction.user_id, Item.index)
     .select_from(Interaction)
     .join(Item, Item.id == Interaction.item_id)
-    .where(
-        Interaction.user_id == bindparam("user_id"),
-        Interaction.kind == "real",
-        Item.index.is_not(None),
-    )
-    .order_by(Item.index)
+    .where(Interaction.kind == "real", Item.index.is_not(None))
+    .order_by(Interaction.user_id, Item.index)
+)
+#: The item rows of one user (``:user_id``).
+SEEN_ITEMS = ALL_SEEN_ITEMS.with_only_columns(Item.index).where(
+    Interaction.user_id == bindparam("user_id")
 )
 
 
@@ -584,6 +584,25 @@ class Store:
             if writes == self._seen_writes:
                 self._seen[user_id] = seen
         return seen
+
+    def remember_seen_items(self) -> int:
+        """Read every user's seen items in one query (a server about to serve), and the
+        users' row indices; returns how many users have some. A no-op without the cache."""
+        if self._seen is None:
+            return 0
+        with self._seen_lock:
+            writes = self._seen_writes
+        with self.session() as session:
+            rows = session.execute(select(User.id, User.index))
+            self._index_of_user.update({user_id: index for user_id, index in rows})
+            seen: dict[str, list[int]] = {}
+            for user_id, index in session.execute(ALL_SEEN_ITEMS):
+                seen.setdefault(user_id, []).append(index)
+        with self._seen_lock:
+            if writes == self._seen_writes:  # no write meanwhile: all of it is current
+                for user_id, indices in seen.items():
+                    self._seen[user_id] = tuple(indices)
+        return len(seen)
 
     def _read_seen(self, user_id: str) -> tuple[int, ...]:
         with self.engine.connect() as connection:

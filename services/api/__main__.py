@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         queue = CeleryQueue()
     requeue_pending(runtime, queue)
+    runtime.prepare_to_serve()
     # Ranking is one matrix-vector product per request: BLAS threads only compete with the
     # event loop for the cores (p99 at 200 req/s: 76 ms with them, 10 ms without).
     threadpool_limits(limits=1, user_api="blas")

@@ -147,6 +147,19 @@ def test_remembered_rankings_answer_as_a_full_ranking_does_through_writes(index)
         same_answers(20, cold=True)
 
 
+def test_rankings_remembered_for_every_user_answer_as_full_rankings(index) -> None:
+    data = build_version(index, "a", 0)
+    index.activate("a")
+    ranked = index.remember_rankings(batch=3)
+    assert ranked == (N_USERS if index._mirrored else 0)  # the Qdrant path has no memory
+    for user in range(N_USERS):
+        seen = tuple(best(data["items"] @ data["users"][user], 3))
+        keyed = TopQuery(data["users"][user], 10, seen, key=user)
+        full = TopQuery(data["users"][user], 10, seen)
+        answer, reference = index.top_many("items", [keyed, full])
+        assert ids_and_scores(answer)[0] == ids_and_scores(reference)[0]
+
+
 def test_content_is_ranked_by_cosine_and_stored_unit_length(index) -> None:
     data = build_version(index, "a", 0)
     index.activate("a")

@@ -244,6 +244,18 @@ def test_seen_items_are_the_real_ones_with_a_row(loaded) -> None:
     assert loaded.seen_item_indices("u1") == (0, 1, index)
 
 
+def test_every_users_seen_items_read_at_once_match_the_per_user_reads(loaded) -> None:
+    loaded.add_interactions([("u1", "i1"), ("u1", "i0"), ("u2", "i1")])
+    uncached = Store(loaded.url.render_as_string(hide_password=False), seen_ttl_s=0)
+    assert loaded.remember_seen_items() == 3
+    for user in ("u0", "u1", "u2", "nobody"):
+        assert loaded.seen_item_indices(user) == uncached.seen_item_indices(user)
+    assert loaded.user_index("u2") == 2
+    loaded.add_interactions([("u0", "i1")])  # writes still show at once
+    assert loaded.seen_item_indices("u0") == (0, 1)
+    uncached.dispose()
+
+
 def test_seen_items_written_by_another_process_show_within_the_ttl(url) -> None:
     reader, writer = Store(url, seen_ttl_s=0.3), Store(url)
     reader.create_all()
