@@ -141,7 +141,13 @@ def recommendations(client: httpx.Client, dataset) -> dict:
             started = time.perf_counter()
             body = client.get(f"/v1/users/{user}/recommendations", params={"k": 20, "pool": pool})
             latencies.append(time.perf_counter() - started)
-            answers[pool][int(user)] = [int(r["item_id"]) for r in body.json()["items"]]
+            ids = [r["item_id"] for r in body.json()["items"]]
+            if not all(i.isdigit() for i in ids):
+                raise SystemExit(
+                    f"the state serves items the replay did not post ({ids}): the comparison "
+                    "with the offline ranking needs a state of its own (a fresh --state-dir)"
+                )
+            answers[pool][int(user)] = [int(i) for i in ids]
     answers["latency_ms"] = percentiles(np.array(latencies) * 1000)
     return answers
 
