@@ -16,7 +16,12 @@ from tests.factories import bag_of_words, planted_dataset
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     """(client, runtime, queue) over a fresh state folder with an installed model."""
-    state = tmp_path_factory.mktemp("state")
+    yield from serve(tmp_path_factory.mktemp("state"))
+
+
+def serve(state):
+    """The API over a no-LM version of the planted data in ``state``: yields (client,
+    runtime, queue) and closes them after."""
     runtime = Runtime(Settings(state_dir=state), embedder=bag_of_words)
     data = planted_dataset()
     install(runtime, data, bag_of_words(data.item_texts), max_epochs=20, progress=False)

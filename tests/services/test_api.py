@@ -7,20 +7,16 @@ content vectors are word counts, so no language model is loaded.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 import pytest
 from pydantic import SecretStr
 
-from models.llmins.pipeline import SimulatorTraining
-from models.llmins.release import NO_LM
-from models.llmins.simulator import SimulatorConfig
-from services.bootstrap import install, retrain
+from services.bootstrap import retrain
 from services.queues import InProcessQueue, requeue_pending
 from services.runtime import Runtime
 from services.settings import Settings
 from services.warmup import warm_up_item
-from tests.factories import bag_of_words, planted_dataset
+from tests.factories import bag_of_words, install_lm_version, planted_dataset
 
 
 def wait_until_idle(queue: InProcessQueue, seconds: float = 60.0) -> None:
@@ -221,15 +217,7 @@ def test_a_version_that_kept_the_lm_asks_it_for_each_posted_item(tmp_path) -> No
     process, as the embedded mode does without LLMINS_SIMULATOR_URL) and uses its answer."""
     runtime = Runtime(Settings(state_dir=tmp_path), embedder=bag_of_words)
     data = planted_dataset()
-    warmer = replace(
-        NO_LM,
-        lm="always",
-        lm_items=6,
-        lm_candidates=20,
-        simulator_training=SimulatorTraining(examples=32),
-    )
-    small = SimulatorConfig(batch_size=8, max_length=64, score_batch_size=32)
-    install(runtime, data, bag_of_words(data.item_texts), 10, False, warmer, small)
+    install_lm_version(runtime)
     release = runtime.release()
     assert release.warmer.uses_lm and release.manifest["warmer"]["lm_used"]
     asked = []

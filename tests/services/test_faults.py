@@ -17,6 +17,7 @@ from services.queues import InProcessQueue
 from services.runtime import Runtime
 from services.settings import Settings
 from tests.factories import SimulatorServer, bag_of_words, install_lm_version, planted_dataset
+from tests.services.conftest import serve
 
 
 def wait_for(condition, seconds: float = 60.0, every: float = 0.05):
@@ -132,17 +133,8 @@ def test_retries_stop_after_the_configured_number_and_the_item_stays_served(
 
 @pytest.fixture
 def service(tmp_path):
-    """(client, runtime, queue) on a fresh state with a no-LM version of the planted data."""
-    from services.bootstrap import install
-
-    runtime = Runtime(Settings(state_dir=tmp_path), embedder=bag_of_words)
-    data = planted_dataset()
-    install(runtime, data, bag_of_words(data.item_texts), max_epochs=20, progress=False)
-    queue = InProcessQueue(runtime)
-    with TestClient(create_app(runtime, queue)) as client:
-        yield client, runtime, queue
-    queue.close()
-    runtime.close()
+    """A state of its own: the refresh below changes the served version."""
+    yield from serve(tmp_path)
 
 
 def test_a_refresh_that_fails_halfway_leaves_the_old_version_serving(
