@@ -57,6 +57,20 @@ class TopQuery:
     key: Hashable | None = None
 
 
+@dataclass(frozen=True)
+class PointQuery:
+    """The ``k`` best points of one kind for the stored vector of ``point``, a point of
+    another kind (a user's items), ``exclude`` left out, restricted to a pool by ``cold``.
+
+    The point is the key its ranking is remembered under in memory (:class:`TopQuery`).
+    """
+
+    point: int
+    k: int
+    exclude: Sequence[int] = ()
+    cold: bool | None = None
+
+
 class VectorIndex:
     """Versioned ``items``, ``users`` and ``content`` collections in Qdrant.
 
@@ -268,6 +282,45 @@ class VectorIndex:
             answers = self._client.query_batch_points(self.alias(kind), requests=requests)
         return [[(int(hit.id), float(hit.score)) for hit in answer.points] for answer in answers]
 
+    def top_for(
+        self, kind: str, by: str, queries: Sequence[PointQuery], wait: bool = True
+    ) -> tuple[list[list[tuple[int, float]]], str | None] | None:
+        """:meth:`top_many` of ``kind`` for the stored vectors of points of kind ``by``, and
+        the version of ``kind`` that answered; in memory under one lock, so the vectors,
+        the ranking and the version belong together even while a refresh switches.
+
+        ``wait=False`` is for a caller that must not wait, an event loop: the answers only
+        if they are at hand, in microseconds (in memory, the lock free, every query's
+        ranking remembered), else None without blocking.
+        """
+        if not self._mirrored:
+            if not wait:
+                return None
+            vectors = self.vectors(by, [q.point for q in queries])
+            tops = [
+                TopQuery(v, q.k, q.exclude, q.cold) for v, q in zip(vectors, queries, strict=True)
+            ]
+            return self.top_many(kind, tops), self.active_version(kind)
+        if not self._lock.acquire(blocking=wait):
+            return None
+        try:
+            mirror = self._mirrors[kind]
+            vectors = self._mirrors[by].get([q.point for q in queries])
+            tops = [
+                TopQuery(vector, q.k, q.exclude, q.cold, key=q.point)
+                for vector, q in zip(vectors, queries, strict=True)
+            ]
+            if wait:
+                answers = mirror.top_many(tops)
+            else:
+                answers = [mirror.remembered(top) for top in tops]
+                if any(answer is None for answer in answers):
+                    return None
+            version = self._mirrored_collection[kind].removeprefix(f"{self.prefix}-{kind}-")
+            return answers, version
+        finally:
+            self._lock.release()
+
     def remember_rankings(self, batch: int = 256, progress: bool = False) -> int:
         """Rank the items for every user now, so that each user's first query is as fast as
         the next (in-memory copies only; elsewhere a no-op). Returns how many users it ranked.
@@ -478,7 +531,7 @@ class _Mirror:
         """Exact top-k of every query (ties: lower row first): from its remembered ranking
         where there is one, else from one matrix product for all the others."""
         answers: list[list[tuple[int, float]] | None] = [
-            self._remembered(query) if query.key is not None else None for query in queries
+            self.remembered(query) if query.key is not None else None for query in queries
         ]
         missing = [position for position, answer in enumerate(answers) if answer is None]
         if missing:
@@ -537,7 +590,7 @@ class _Mirror:
             complete=length == eligible,
         )
 
-    def _remembered(self, query: TopQuery) -> list[tuple[int, float]] | None:
+    def remembered(self, query: TopQuery) -> list[tuple[int, float]] | None:
         """The answer from the query's remembered ranking and the live rows; None when
         there is none (or it ran short, or the key's vector changed)."""
         shortlist = self.shortlists.get((query.key, query.cold))
@@ -553,12 +606,19 @@ class _Mirror:
         rows, scores = shortlist.rows[keep][: query.k], shortlist.scores[keep][: query.k]
         if len(rows) < query.k and not shortlist.complete:
             return None
+        # Live rows: the ones appended since the freeze, one block scored through a view
+        # (gathering their columns cost 10 times the product), and the rewritten ones.
+        vector = self._unit(query.vector)[0]
         live = np.concatenate([np.arange(self.frozen, self.size), dirty])
+        live_scores = np.concatenate(
+            [vector @ self.columns[:, self.frozen : self.size], vector @ self.columns[:, dirty]]
+        )
         blocked[dirty] = False
-        live = live[self._in_pool(live, query.cold) & ~blocked[live]]
-        if len(live):
-            live_scores = (self._unit(query.vector) @ self.columns[:, live])[0]
-            rows = np.concatenate([rows, live])
-            scores = np.concatenate([scores, live_scores])
+        keep = self._in_pool(live, query.cold) & ~blocked[live]
+        live, live_scores = live[keep], live_scores[keep]
+        if len(live) > query.k:  # only their best k can be in the answer
+            best = np.lexsort((live, -live_scores))[: query.k]
+            live, live_scores = live[best], live_scores[best]
+        rows, scores = np.concatenate([rows, live]), np.concatenate([scores, live_scores])
         best = np.lexsort((rows, -scores))[: query.k]
         return [(int(self.ids[rows[i]]), float(scores[i])) for i in best]

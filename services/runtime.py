@@ -112,10 +112,10 @@ class Runtime:
         return self._simulators[release.version].p_yes
 
     def prepare_to_serve(self) -> None:
-        """Fill what the recommendation path remembers (every user's seen items and, in
-        memory, ranking), so the first query of each user is as fast as the next."""
+        """Fill what the recommendation path remembers (ids, every user's seen items and,
+        in memory, ranking), so the first query of each user is as fast as the next."""
         started = time.perf_counter()
-        users = self.store.remember_seen_items()
+        users = self.store.remember_lookups()
         ranked = self.index.remember_rankings()
         logger.info(
             "ready to serve: seen items of %d users, rankings of %d, in %.1f s",

@@ -585,23 +585,28 @@ class Store:
                 self._seen[user_id] = seen
         return seen
 
-    def remember_seen_items(self) -> int:
-        """Read every user's seen items in one query (a server about to serve), and the
-        users' row indices; returns how many users have some. A no-op without the cache."""
+    def remember_lookups(self) -> int:
+        """Read all that the recommendation path looks up, a few queries in all, for a
+        server about to serve: every user's row index and seen items (with the cache) and
+        every indexed item's id. Otherwise each user's and item's first appearance is a
+        database read on the event loop. Returns how many users have seen items."""
+        with self.session() as session:
+            rows = session.execute(select(User.id, User.index))
+            self._index_of_user.update({user_id: index for user_id, index in rows})
+            rows = session.execute(select(Item.index, Item.id).where(Item.index.is_not(None)))
+            self._item_of_index.update({index: item_id for index, item_id in rows})
         if self._seen is None:
             return 0
         with self._seen_lock:
             writes = self._seen_writes
         with self.session() as session:
-            rows = session.execute(select(User.id, User.index))
-            self._index_of_user.update({user_id: index for user_id, index in rows})
             seen: dict[str, list[int]] = {}
             for user_id, index in session.execute(ALL_SEEN_ITEMS):
                 seen.setdefault(user_id, []).append(index)
         with self._seen_lock:
             if writes == self._seen_writes:  # no write meanwhile: all of it is current
-                for user_id, indices in seen.items():
-                    self._seen[user_id] = tuple(indices)
+                for user_id in self._index_of_user:
+                    self._seen[user_id] = tuple(seen.get(user_id, ()))
         return len(seen)
 
     def _read_seen(self, user_id: str) -> tuple[int, ...]:

@@ -40,7 +40,7 @@ from services.api.schemas import (
     SimulatedUser,
 )
 from services.batching import MicroBatcher
-from services.index import TopQuery
+from services.index import PointQuery
 from services.queues import TaskQueue
 from services.runtime import Runtime
 from services.store import ItemConflict, UnknownIds
@@ -69,20 +69,20 @@ def create_app(runtime: Runtime, queue: TaskQueue) -> FastAPI:
     )
     metrics = _Metrics()
 
-    def rank(wanted: list[tuple[int, int, tuple[int, ...], bool | None]]) -> list[tuple]:
-        """(hits, model version) per (user row, k, seen item rows, pool): on the ranking
-        thread, so the event loop never waits for the index while it ranks."""
-        index = runtime.index
-        vectors = index.vectors("users", [user for user, *_ in wanted])
-        queries = [
-            TopQuery(vector, k, seen, cold, key=user)
-            for vector, (user, k, seen, cold) in zip(vectors, wanted, strict=True)
-        ]
-        version = index.active_version("items")
-        return [(hits, version) for hits in index.top_many("items", queries)]
+    def rank(wanted: list[PointQuery]) -> list[tuple]:
+        """(hits, model version) per user's query: on the ranking thread, so the event
+        loop never waits for the index while it ranks."""
+        hits, version = runtime.index.top_for("items", "users", wanted)
+        return [(answer, version) for answer in hits]
+
+    def rank_at_once(wanted: PointQuery) -> tuple | None:
+        """The answer when it is at hand (the user's ranking remembered): on the event
+        loop, cheaper than handing it to the ranking thread and back."""
+        found = runtime.index.top_for("items", "users", [wanted], wait=False)
+        return None if found is None else (found[0][0], found[1])
 
     # Concurrent recommendation queries share one pass over the item vectors.
-    ranking = MicroBatcher(rank, observe=metrics.ranking_batch.observe)
+    ranking = MicroBatcher(rank, at_hand=rank_at_once, observe=metrics.ranking_batch.observe)
     app.add_middleware(_LimitBody, max_bytes=runtime.settings.max_body_bytes)
     app.add_middleware(_Observe, metrics=metrics)
     app.add_exception_handler(RequestValidationError, _invalid_request)
@@ -174,7 +174,7 @@ def create_app(runtime: Runtime, queue: TaskQueue) -> FastAPI:
             raise HTTPException(404, f"user {user_id!r} is unknown")
         seen = store.seen_item_indices(user_id)
         cold = {"all": None, "warm": False, "cold": True}[pool]
-        hits, version = await ranking.submit((user_index, k, seen, cold))
+        hits, version = await ranking.submit(PointQuery(user_index, k, seen, cold))
         ids = store.item_ids([index for index, _ in hits])
         # Built as JSON directly: validating our own answer against the response model
         # again is work on the hottest path (the model still documents it in OpenAPI).

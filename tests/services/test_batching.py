@@ -51,3 +51,27 @@ def test_a_failing_batch_fails_its_queries_and_the_next_batch_runs() -> None:
         return await batcher.submit(7)
 
     assert asyncio.run(scenario()) == 7
+
+
+def test_answers_at_hand_are_given_on_the_event_loop_and_the_rest_batched() -> None:
+    threads: dict[int, str] = {}
+
+    def work(queries: list[int]) -> list[int]:
+        for query in queries:
+            threads[query] = threading.current_thread().name
+        return [-q for q in queries]
+
+    def at_hand(query: int) -> int | None:
+        if query % 2:
+            return None
+        threads[query] = threading.current_thread().name
+        return query * 100
+
+    batcher = MicroBatcher(work, at_hand=at_hand)
+
+    async def scenario() -> list[int]:
+        return await asyncio.gather(*(batcher.submit(q) for q in range(4)))
+
+    assert asyncio.run(scenario()) == [0, -1, 200, -3]
+    loop_thread = threading.main_thread().name
+    assert [threads[q] == loop_thread for q in range(4)] == [True, False, True, False]

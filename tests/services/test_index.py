@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from services.index import TopQuery, VectorIndex
+from services.index import PointQuery, TopQuery, VectorIndex
 
 N_ITEMS, N_USERS, DIM = 60, 10, 8
 
@@ -158,6 +158,32 @@ def test_rankings_remembered_for_every_user_answer_as_full_rankings(index) -> No
         full = TopQuery(data["users"][user], 10, seen)
         answer, reference = index.top_many("items", [keyed, full])
         assert ids_and_scores(answer)[0] == ids_and_scores(reference)[0]
+
+
+def test_top_for_points_ranks_by_their_stored_vectors_and_answers_at_once_when_remembered(
+    index,
+) -> None:
+    data = build_version(index, "a", 0)
+    index.activate("a")
+    queries = [PointQuery(1, 5, exclude=(2, 3)), PointQuery(4, 3, cold=True)]
+    expected = [
+        index.top("items", data["users"][1], 5, exclude=(2, 3)),
+        index.top("items", data["users"][4], 3, cold=True),
+    ]
+    hits, version = index.top_for("items", "users", queries)
+    assert version == "a"
+    assert [ids_and_scores(h)[0] for h in hits] == [ids_and_scores(e)[0] for e in expected]
+    at_once = index.top_for("items", "users", queries, wait=False)
+    if not index._mirrored:
+        assert at_once is None  # a Qdrant query is never at hand
+        return
+    # The first answers were remembered: the same again, without waiting.
+    assert at_once is not None and at_once[1] == "a"
+    assert [ids_and_scores(h)[0] for h in at_once[0]] == [ids_and_scores(e)[0] for e in expected]
+    # Not at hand: a point whose ranking was never made, or an index another thread holds.
+    assert index.top_for("items", "users", [PointQuery(7, 5)], wait=False) is None
+    with index._lock:
+        assert index.top_for("items", "users", queries, wait=False) is None
 
 
 def test_content_is_ranked_by_cosine_and_stored_unit_length(index) -> None:

@@ -247,13 +247,30 @@ def test_seen_items_are_the_real_ones_with_a_row(loaded) -> None:
 def test_every_users_seen_items_read_at_once_match_the_per_user_reads(loaded) -> None:
     loaded.add_interactions([("u1", "i1"), ("u1", "i0"), ("u2", "i1")])
     uncached = Store(loaded.url.render_as_string(hide_password=False), seen_ttl_s=0)
-    assert loaded.remember_seen_items() == 3
+    assert loaded.remember_lookups() == 3
     for user in ("u0", "u1", "u2", "nobody"):
         assert loaded.seen_item_indices(user) == uncached.seen_item_indices(user)
     assert loaded.user_index("u2") == 2
     loaded.add_interactions([("u0", "i1")])  # writes still show at once
     assert loaded.seen_item_indices("u0") == (0, 1)
     uncached.dispose()
+
+
+def test_remembered_lookups_need_no_database_read(loaded) -> None:
+    """A server about to serve reads ids and seen items once: then a user's first query
+    (a user with or without views) asks the database nothing."""
+    loaded.add_interactions([("u1", "i1")])
+    assert loaded.remember_lookups() == 2
+    statements: list[str] = []
+    sqlalchemy.event.listen(
+        loaded.engine, "before_cursor_execute", lambda *args: statements.append(args[2])
+    )
+    assert [loaded.user_index(u) for u in ("u0", "u1", "u2")] == [0, 1, 2]
+    assert loaded.item_ids([1, 0]) == {0: "i0", 1: "i1"}
+    assert [loaded.seen_item_indices(u) for u in ("u0", "u1", "u2")] == [(0,), (1,), ()]
+    assert statements == []
+    loaded.user_index("nobody")  # the check itself: an unknown id is still looked up
+    assert len(statements) == 1
 
 
 def test_seen_items_written_by_another_process_show_within_the_ttl(url) -> None:
