@@ -24,20 +24,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from models.data import load_dataset
-from models.encoders import MeanPoolEncoder, encode_cached
 from models.llmins.filtering import top_users
 from models.llmins.pipeline import SimulatorTraining, Workbench
 from models.llmins.prompts import PromptBuilder, neutralize, shorten
 from models.llmins.refine import select
 from models.llmins.simulator import LMSimulator, SimulatorConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from citeulike import dataset_and_content  # noqa: E402
 
 #: Injected phrasings by name: plain instructions, a fake answer section, and a break-out
 #: that closes the quoted field and opens a new instruction.
@@ -89,8 +90,6 @@ def summarize(logits: np.ndarray, clean: np.ndarray) -> dict[str, float]:
 
 
 def main() -> None:
-    from services.settings import get_settings
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--adapter", type=Path, help="a saved adapter to load (no tuning)")
     parser.add_argument("--save", type=Path, help="where to save the tuned adapter")
@@ -103,11 +102,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    settings = get_settings()
-    data = load_dataset("citeulike", settings.data_dir)
-    content = encode_cached(MeanPoolEncoder(settings.encoder_path), data.item_texts,
-                            settings.cache_dir)  # fmt: skip
+    data, content = dataset_and_content(threads=args.threads)
     dummy = np.zeros((data.n_users, 1), dtype=np.float32)  # no backbone needed here
     bench = Workbench(data, content, dummy, np.zeros((data.n_items, 1), np.float32),
                       seed=args.seed, simulator=SimulatorConfig(lr=args.lr))  # fmt: skip

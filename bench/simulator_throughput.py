@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from models.data import load_dataset
-from models.encoders import MeanPoolEncoder, encode_cached
 from models.llmins.history import UserHistories
 from models.llmins.prompts import PromptBuilder
 from models.llmins.simulator import LMSimulator, SimulatorConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from citeulike import dataset_and_content  # noqa: E402
 
 
 def rate(simulator: LMSimulator, prompts: list[str], merged: bool, sort: bool) -> float:
@@ -46,18 +48,12 @@ def rate(simulator: LMSimulator, prompts: list[str], merged: bool, sort: bool) -
 
 
 def main() -> None:
-    from services.settings import get_settings
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=512)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    settings = get_settings()
-    data = load_dataset("citeulike", settings.data_dir)
-    content = encode_cached(MeanPoolEncoder(settings.encoder_path), data.item_texts,
-                            settings.cache_dir)  # fmt: skip
+    data, content = dataset_and_content(threads=args.threads)
     histories = UserHistories.from_pairs(data.splits["warm_train"], data.n_users)
     builder = PromptBuilder(data.item_kind, data.item_texts, histories, content)
     rng = np.random.default_rng(0)

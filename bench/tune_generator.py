@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -24,9 +25,10 @@ from models.baselines import TUNED
 from models.baselines.aldi import AldiConfig
 from models.baselines.generator import GeneratorConfig
 from models.benchmark import BenchmarkConfig, fit_method, train_backbone
-from models.data import load_dataset
-from models.encoders import MeanPoolEncoder, encode_cached
 from models.evaluation import evaluate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from citeulike import dataset_and_content  # noqa: E402
 
 
 def setting(text: str) -> tuple[str, list[float]]:
@@ -43,12 +45,7 @@ def main() -> None:
     parser.add_argument("--set", type=setting, action="append", default=[], dest="settings")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    from services.settings import get_settings
-
-    settings = get_settings()
-    dataset = load_dataset(args.dataset, args.data_dir or settings.data_dir)
-    content = encode_cached(MeanPoolEncoder(settings.encoder_path), dataset.item_texts,
-                            settings.cache_dir)  # fmt: skip
+    dataset, content = dataset_and_content(args.dataset, args.data_dir)
     base = BenchmarkConfig(backbone=args.backbone, methods=(args.method,), progress=False)
     cached = Path("runs") / f"backbone-{args.dataset}-{args.backbone}-{dataset.fingerprint}.npz"
     if cached.is_file():

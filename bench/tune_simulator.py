@@ -13,22 +13,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from models.data import load_dataset
-from models.encoders import MeanPoolEncoder, encode_cached
 from models.llmins.filtering import top_users
 from models.llmins.pipeline import SimulatorTraining, Workbench
 from models.llmins.refine import per_item_auc
 from models.llmins.simulator import SimulatorConfig
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from citeulike import dataset_and_content  # noqa: E402
+
 
 def main() -> None:
-    from services.settings import get_settings
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lr", type=float, nargs="+", default=[5e-4])
     parser.add_argument("--examples", type=int, default=1000)
@@ -38,11 +37,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    settings = get_settings()
-    data = load_dataset("citeulike", settings.data_dir)
-    content = encode_cached(MeanPoolEncoder(settings.encoder_path), data.item_texts,
-                            settings.cache_dir)  # fmt: skip
+    data, content = dataset_and_content(threads=args.threads)
     dummy = np.zeros((data.n_users, 1), dtype=np.float32)  # no backbone needed here
     rng = np.random.default_rng(0)
     rows = np.sort(rng.choice(len(data.cold_val_items), args.items, replace=False))

@@ -1,0 +1,40 @@
+"""The benchmark scripts' common start: a data set (CiteULike unless told) and its content.
+
+Imported by the scripts in bench/ (which put this folder on ``sys.path``), not a package
+module. The settings are read inside the function, after a script has parsed its
+arguments, as the scripts did before sharing it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from models.data import ColdStartDataset
+
+
+def dataset_and_content(
+    name: str = "citeulike", data_dir: Path | None = None, threads: int | None = None
+) -> tuple[ColdStartDataset, np.ndarray]:
+    """Data set ``name`` and its MiniLM content vectors, as the benchmark and service have them.
+
+    Reads from the settings' ``data_dir`` (or ``data_dir``) and encodes item texts with the
+    settings' encoder through the shared cache, so every script measures on the same vectors
+    and only the first run pays for encoding. ``threads``, when given, sets torch's thread
+    count first: the encoder and whatever the script runs next use it.
+    """
+    from models.data import load_dataset
+    from models.encoders import MeanPoolEncoder, encode_cached
+    from services.settings import get_settings
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    settings = get_settings()
+    dataset = load_dataset(name, data_dir or settings.data_dir)
+    encoder = MeanPoolEncoder(settings.encoder_path)
+    return dataset, encode_cached(encoder, dataset.item_texts, settings.cache_dir)
