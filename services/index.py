@@ -14,7 +14,8 @@ Local mode also checks every filter point by point in Python: a recommendation q
 always leaves out the user's seen items, took 120-230 ms over 17,000 items (numpy: 5 ms).
 Since one process owns a local folder, every write goes through this object, so it keeps an
 exact in-memory copy of each served collection and answers ``top`` and ``vectors`` from it;
-Qdrant's files stay the persistent store. A server answers every query itself.
+Qdrant's files stay the persistent store, and the copies have a lock of their own, so a
+query never waits for a write to reach the disk. A server answers every query itself.
 """
 
 from __future__ import annotations
@@ -91,7 +92,12 @@ class VectorIndex:
         self._server = url is not None
         self._client = QdrantClient(url=url) if url else QdrantClient(path=str(path))
         self.prefix = prefix
+        #: Guards the client (local mode is not thread-safe). Held through writes, which
+        #: wait for Qdrant's disk (a local upsert commits SQLite: 9-200 ms under load).
         self._lock = threading.Lock()
+        #: Guards the in-memory copies, so queries never wait for a write's disk. Taken
+        #: after ``_lock`` where both are needed (never the other way round).
+        self._memory = threading.Lock()
         #: Local mode with ``in_memory``: exact copies of the served collections, by kind.
         self._mirrors: dict[str, _Mirror] = {}
         self._mirrored = in_memory and not self._server
@@ -100,7 +106,7 @@ class VectorIndex:
         #: Mirrored mode: the collection each kind serves (every switch goes through here).
         self._mirrored_collection: dict[str, str] = {}
         if self._mirrored:
-            with self._lock:
+            with self._lock, self._memory:
                 for collection in self._served().values():
                     kind = self._kind_of(collection)
                     self._mirrors[kind] = self._load_mirror(kind, collection)
@@ -189,9 +195,10 @@ class VectorIndex:
             self._client.update_collection_aliases(change_aliases_operations=operations)
             self._drop_older(targets, served)
             if self._mirrored:
-                for kind, target in targets.items():
-                    self._mirrors[kind] = self._mirror_of(kind, target)
-                    self._mirrored_collection[kind] = target
+                copies = {kind: self._mirror_of(kind, target) for kind, target in targets.items()}
+                with self._memory:  # the switch queries see: every kind at once
+                    self._mirrors.update(copies)
+                    self._mirrored_collection.update(targets)
 
     def active_version(self, kind: str) -> str | None:
         """The version the ``kind`` alias serves, or None before the first activation.
@@ -199,10 +206,11 @@ class VectorIndex:
         Every recommendation reports it: the one owner of a local folder knows it without
         asking; another process (a server's API) reads the alias.
         """
-        with self._lock:
-            if self._mirrored:
+        if self._mirrored:
+            with self._memory:
                 collection = self._mirrored_collection.get(kind)
-            else:
+        else:
+            with self._lock:
                 collection = self._served().get(self.alias(kind))
         return None if collection is None else collection.removeprefix(f"{self.prefix}-{kind}-")
 
@@ -213,12 +221,17 @@ class VectorIndex:
         vectors: np.ndarray,
         payloads: list[dict] | None = None,
     ) -> None:
-        """Write points into the served (aliased) collection; visible to queries on return."""
+        """Write points into the served (aliased) collection; visible to queries on return.
+
+        Queries go on from memory while Qdrant writes; the copy changes after the write,
+        under the client's lock still, so concurrent writes land in one order in both.
+        """
         points = _batch(ids, vectors, payloads)
         with self._lock:
             self._client.upsert(self.alias(kind), points=points, wait=True)
-            if kind in self._mirrors:
-                self._mirrors[kind].put(ids, vectors, payloads)
+            with self._memory:
+                if kind in self._mirrors:
+                    self._mirrors[kind].put(ids, vectors, payloads)
 
     def vectors(self, kind: str, ids: Sequence[int]) -> np.ndarray:
         """Stored vectors of ``ids``, in that order (``content`` ones come back unit-length:
@@ -228,9 +241,10 @@ class VectorIndex:
             KeyError: some ids have no point (they are named).
         """
         wanted = [int(i) for i in ids]
-        with self._lock:
+        with self._memory:
             if kind in self._mirrors:
                 return self._mirrors[kind].get(wanted)
+        with self._lock:
             points = self._client.retrieve(
                 self.alias(kind), wanted, with_vectors=True, with_payload=False
             )
@@ -266,7 +280,7 @@ class VectorIndex:
             raise ValueError(f"only items have a cold pool, not {kind}")
         if not queries:
             return []
-        with self._lock:
+        with self._memory:
             if kind in self._mirrors:
                 return self._mirrors[kind].top_many(queries)
         requests = [
@@ -290,7 +304,7 @@ class VectorIndex:
         the ranking and the version belong together even while a refresh switches.
 
         ``wait=False`` is for a caller that must not wait, an event loop: the answers only
-        if they are at hand, in microseconds (in memory, the lock free, every query's
+        if they are at hand, in microseconds (in memory, the copies free, every query's
         ranking remembered), else None without blocking.
         """
         if not self._mirrored:
@@ -301,7 +315,7 @@ class VectorIndex:
                 TopQuery(v, q.k, q.exclude, q.cold) for v, q in zip(vectors, queries, strict=True)
             ]
             return self.top_many(kind, tops), self.active_version(kind)
-        if not self._lock.acquire(blocking=wait):
+        if not self._memory.acquire(blocking=wait):
             return None
         try:
             mirror = self._mirrors[kind]
@@ -319,7 +333,7 @@ class VectorIndex:
             version = self._mirrored_collection[kind].removeprefix(f"{self.prefix}-{kind}-")
             return answers, version
         finally:
-            self._lock.release()
+            self._memory.release()
 
     def remember_rankings(self, batch: int = 256, progress: bool = False) -> int:
         """Rank the items for every user now, so that each user's first query is as fast as
@@ -329,7 +343,7 @@ class VectorIndex:
         18,700 items on one core, against 1 ms per user when it happens query by query. The
         lock is taken per batch, so queries go on meanwhile (after a refresh).
         """
-        with self._lock:
+        with self._memory:
             items, users = self._mirrors.get("items"), self._mirrors.get("users")
             if items is None or users is None:
                 return 0
@@ -339,7 +353,7 @@ class VectorIndex:
             range(0, len(keys), batch), desc="rankings", unit="batch", disable=not progress
         ):
             chunk = keys[start : start + batch]
-            with self._lock:
+            with self._memory:
                 if self._mirrors.get("items") is not items:
                     break  # another version was activated meanwhile: its rankings start anew
                 vectors = users.get(chunk)

@@ -182,8 +182,40 @@ def test_top_for_points_ranks_by_their_stored_vectors_and_answers_at_once_when_r
     assert [ids_and_scores(h)[0] for h in at_once[0]] == [ids_and_scores(e)[0] for e in expected]
     # Not at hand: a point whose ranking was never made, or an index another thread holds.
     assert index.top_for("items", "users", [PointQuery(7, 5)], wait=False) is None
-    with index._lock:
+    with index._memory:
         assert index.top_for("items", "users", queries, wait=False) is None
+
+
+def test_queries_from_memory_go_on_while_a_write_waits_for_qdrant(index, monkeypatch) -> None:
+    """A write holds the client while Qdrant commits to disk; in-memory queries must not
+    wait for it, and see the write once it returns."""
+    data = build_version(index, "a", 0)
+    index.activate("a")
+    if not index._mirrored:
+        pytest.skip("Qdrant's own queries go through the client, as they must")
+    user = data["users"][0]
+    writing, release = threading.Event(), threading.Event()
+    write_to_qdrant = index._client.upsert
+
+    def slow_upsert(*args, **kwargs):
+        writing.set()
+        release.wait(30)
+        return write_to_qdrant(*args, **kwargs)
+
+    monkeypatch.setattr(index._client, "upsert", slow_upsert)
+    writer = threading.Thread(
+        target=index.upsert, args=("items", [N_ITEMS + 1], 5 * user[None, :], [{"cold": True}])
+    )
+    writer.start()
+    try:
+        assert writing.wait(10)
+        before = index.top("items", user, 3)
+        assert writer.is_alive()  # answered while the write was still in Qdrant's hands
+        assert N_ITEMS + 1 not in ids_and_scores(before)[0]
+    finally:
+        release.set()
+        writer.join(30)
+    assert index.top("items", user, 1)[0][0] == N_ITEMS + 1
 
 
 def test_content_is_ranked_by_cosine_and_stored_unit_length(index) -> None:
