@@ -307,33 +307,31 @@ class VectorIndex:
         if they are at hand, in microseconds (in memory, the copies free, every query's
         ranking remembered), else None without blocking.
         """
-        if not self._mirrored:
-            if not wait:
-                return None
-            vectors = self.vectors(by, [q.point for q in queries])
-            tops = [
-                TopQuery(v, q.k, q.exclude, q.cold) for v, q in zip(vectors, queries, strict=True)
-            ]
-            return self.top_many(kind, tops), self.active_version(kind)
         if not self._memory.acquire(blocking=wait):
             return None
         try:
-            mirror = self._mirrors[kind]
-            vectors = self._mirrors[by].get([q.point for q in queries])
-            tops = [
-                TopQuery(vector, q.k, q.exclude, q.cold, key=q.point)
-                for vector, q in zip(vectors, queries, strict=True)
-            ]
-            if wait:
-                answers = mirror.top_many(tops)
-            else:
-                answers = [mirror.remembered(top) for top in tops]
-                if any(answer is None for answer in answers):
-                    return None
-            version = self._mirrored_collection[kind].removeprefix(f"{self.prefix}-{kind}-")
-            return answers, version
+            mirror, source = self._mirrors.get(kind), self._mirrors.get(by)
+            if mirror is not None and source is not None:
+                vectors = source.get([q.point for q in queries])
+                tops = [
+                    TopQuery(vector, q.k, q.exclude, q.cold, key=q.point)
+                    for vector, q in zip(vectors, queries, strict=True)
+                ]
+                if wait:
+                    answers = mirror.top_many(tops)
+                else:
+                    answers = [mirror.remembered(top) for top in tops]
+                    if any(answer is None for answer in answers):
+                        return None
+                version = self._mirrored_collection[kind].removeprefix(f"{self.prefix}-{kind}-")
+                return answers, version
         finally:
             self._memory.release()
+        if not wait:  # Qdrant's own queries are never at hand
+            return None
+        vectors = self.vectors(by, [q.point for q in queries])
+        tops = [TopQuery(v, q.k, q.exclude, q.cold) for v, q in zip(vectors, queries, strict=True)]
+        return self.top_many(kind, tops), self.active_version(kind)
 
     def remember_rankings(self, batch: int = 256, progress: bool = False) -> int:
         """Rank the items for every user now, so that each user's first query is as fast as
