@@ -186,6 +186,29 @@ def test_top_for_points_ranks_by_their_stored_vectors_and_answers_at_once_when_r
         assert index.top_for("items", "users", queries, wait=False) is None
 
 
+def test_a_write_that_refreezes_the_items_ranks_for_every_user_again(index) -> None:
+    """Rankings remembered before a refreeze are dropped by it; the write that froze must
+    leave every user's ranking remembered again, and exact."""
+    data = build_version(index, "a", 0)
+    index.activate("a")
+    if not index._mirrored:
+        pytest.skip("only in-memory copies remember rankings")
+    index.remember_rankings(batch=3)
+    every_user = [PointQuery(user, 10) for user in range(N_USERS)]
+    assert index.top_for("items", "users", every_user, wait=False) is not None
+    rng = np.random.default_rng(3)
+    ids = np.arange(1000, 2100)  # past the 1,024 rows written that freeze again
+    vectors = rng.normal(size=(len(ids), DIM)).astype(np.float32)
+    index.upsert("items", ids, vectors, [{"cold": True}] * len(ids))
+    at_once = index.top_for("items", "users", every_user, wait=False)
+    assert at_once is not None
+    items = np.concatenate([data["items"], vectors])
+    item_ids = np.concatenate([np.arange(N_ITEMS), ids])
+    for user, hits in enumerate(at_once[0]):
+        expected = item_ids[best(items @ data["users"][user], 10)].tolist()
+        assert ids_and_scores(hits)[0] == expected
+
+
 def test_queries_from_memory_go_on_while_a_write_waits_for_qdrant(index, monkeypatch) -> None:
     """A write holds the client while Qdrant commits to disk; in-memory queries must not
     wait for it, and see the write once it returns."""
