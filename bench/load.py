@@ -20,6 +20,7 @@ import asyncio
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -39,7 +40,7 @@ async def query_loop(
     seed: int,
     interval: float | None,
     offset: float,
-) -> tuple[list[float], dict[str, int]]:
+) -> tuple[list[float], Counter[str]]:
     """One connection's queries: back to back, or one every ``interval`` seconds.
 
     A paced client's latency counts from when its request was due, not when it went out,
@@ -51,23 +52,20 @@ async def query_loop(
     host, port = base.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     latencies: list[float] = []
-    errors: dict[str, int] = {}
+    errors: Counter[str] = Counter()
     due = time.perf_counter() + offset
     try:
         while due < deadline:
             if interval is not None:
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
             started = due if interval is not None else time.perf_counter()
-            user = int(rng.choice(users))
-            path = f"/v1/users/{user}/recommendations?k=20"
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-            status = await read_response(reader)
+            status = await recommend(reader, writer, host, int(rng.choice(users)))
             latencies.append(time.perf_counter() - started)
             if status != 200:
-                errors[str(status)] = errors.get(str(status), 0) + 1
+                errors[str(status)] += 1
             due = due + interval if interval is not None else time.perf_counter()
     except (ConnectionError, asyncio.IncompleteReadError) as error:
-        errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
+        errors[type(error).__name__] += 1
     finally:
         writer.close()
     return latencies, errors
@@ -81,13 +79,20 @@ async def warm_up(base: str, users: np.ndarray, connections: int = 4) -> None:
         reader, writer = await asyncio.open_connection(host, int(port))
         try:
             for user in part.tolist():
-                path = f"/v1/users/{user}/recommendations?k=20"
-                writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-                await read_response(reader)
+                await recommend(reader, writer, host, user)
         finally:
             writer.close()
 
     await asyncio.gather(*(one_connection(part) for part in np.array_split(users, connections)))
+
+
+async def recommend(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, user: int
+) -> int:
+    """Ask for one user's top 20 over a kept-alive connection; returns the status."""
+    path = f"/v1/users/{user}/recommendations?k=20"
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    return await read_response(reader)
 
 
 async def read_response(reader: asyncio.StreamReader) -> int:
@@ -105,7 +110,7 @@ async def post_loop(client: httpx.AsyncClient, every: float, deadline: float) ->
     """Post one new item every ``every`` seconds: the accepted ids, latencies and errors."""
     posted: list[str] = []
     latencies: list[float] = []
-    errors: dict[str, int] = {}
+    errors: Counter[str] = Counter()
     sent = 0
     while time.perf_counter() < deadline:
         item_id = f"load-{sent}-{time.time_ns()}"
@@ -115,15 +120,15 @@ async def post_loop(client: httpx.AsyncClient, every: float, deadline: float) ->
         try:
             response = await client.post("/v1/items", json=body)
         except httpx.HTTPError as error:
-            errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
+            errors[type(error).__name__] += 1
         else:
             latencies.append(time.perf_counter() - started)
             if response.status_code == 202:
                 posted.append(item_id)
             else:
-                errors[str(response.status_code)] = errors.get(str(response.status_code), 0) + 1
+                errors[str(response.status_code)] += 1
         await asyncio.sleep(every)
-    return {"sent": sent, "accepted": posted, "latencies": latencies, "errors": errors}
+    return {"sent": sent, "accepted": posted, "latencies": latencies, "errors": dict(errors)}
 
 
 async def drive(
@@ -146,10 +151,7 @@ async def drive(
         results = await asyncio.gather(*loops)
         elapsed = time.perf_counter() - started
         latencies = np.concatenate([r[0] for r in results[:clients]]) * 1000
-        errors: dict[str, int] = {}
-        for _, counts in results[:clients]:
-            for key, value in counts.items():
-                errors[key] = errors.get(key, 0) + value
+        errors = sum((counts for _, counts in results[:clients]), Counter())
         record = {
             "clients": clients,
             "offered_per_s": rate,
@@ -157,7 +159,7 @@ async def drive(
             "requests": int(len(latencies)),
             "requests_per_s": len(latencies) / elapsed,
             "latency_ms": {f"p{q}": float(np.percentile(latencies, q)) for q in (50, 90, 95, 99)},
-            "errors": errors,
+            "errors": dict(errors),
         }
         after = await server_histogram(client)
         total = after["+Inf"] - before.get("+Inf", 0.0)

@@ -231,8 +231,8 @@ class VectorIndex:
         and each user's next query would rank all items, as every query did before they
         were remembered (at 500 queries/s on 2 cores: p50 1.6 s, docs/results.md), until
         most users have asked again. So the writer ranks for every user again before it
-        returns (2.4 s for CiteULike, on the writer's thread, a warm-up's, while queries
-        go on).
+        returns (:meth:`remember_rankings`: on the writer's thread, a warm-up's, while
+        queries go on).
         """
         points = _batch(ids, vectors, payloads)
         with self._lock:
@@ -574,6 +574,10 @@ class _Mirror:
             vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return vectors
 
+    def _rows_of(self, ids: Sequence[int]) -> list[int]:
+        """Rows of the ``ids`` this copy holds (a query may leave out ids it never had)."""
+        return [self.row[int(i)] for i in ids if int(i) in self.row]
+
     def _in_pool(self, rows: np.ndarray, cold: bool | None) -> np.ndarray:
         return np.ones(len(rows), dtype=bool) if cold is None else self.cold[rows] == int(cold)
 
@@ -585,8 +589,7 @@ class _Mirror:
                 self._remember(query, scores[row])
             if query.cold is not None:
                 scores[row, self.cold[: self.size] != int(query.cold)] = -np.inf
-            left_out = [self.row[int(i)] for i in query.exclude if int(i) in self.row]
-            scores[row, left_out] = -np.inf
+            scores[row, self._rows_of(query.exclude)] = -np.inf
         most = min(max(q.k for q in queries), self.size)
         if most == 0:
             return [[] for _ in queries]
@@ -624,7 +627,7 @@ class _Mirror:
         shortlist = self.shortlists.get((query.key, query.cold))
         if shortlist is None or not np.array_equal(shortlist.vector, query.vector):
             return None
-        left_out = [self.row[int(i)] for i in query.exclude if int(i) in self.row]
+        left_out = self._rows_of(query.exclude)
         dirty = np.fromiter(self.dirty, np.int64, len(self.dirty))
         # One flag per row: cheaper than set operations on arrays this small.
         blocked = np.zeros(self.size, dtype=bool)

@@ -590,17 +590,16 @@ class Store:
         server about to serve: every user's row index and seen items (with the cache) and
         every indexed item's id. Otherwise each user's and item's first appearance is a
         database read on the event loop. Returns how many users have seen items."""
+        with self._seen_lock:
+            writes = self._seen_writes
+        seen: dict[str, list[int]] = {}
         with self.session() as session:
             rows = session.execute(select(User.id, User.index))
             self._index_of_user.update({user_id: index for user_id, index in rows})
             rows = session.execute(select(Item.index, Item.id).where(Item.index.is_not(None)))
             self._item_of_index.update({index: item_id for index, item_id in rows})
-        if self._seen is None:
-            return 0
-        with self._seen_lock:
-            writes = self._seen_writes
-        with self.session() as session:
-            seen: dict[str, list[int]] = {}
+            if self._seen is None:
+                return 0
             for user_id, index in session.execute(ALL_SEEN_ITEMS):
                 seen.setdefault(user_id, []).append(index)
         with self._seen_lock:
