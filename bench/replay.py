@@ -186,7 +186,8 @@ def offline_metrics(state_dir: Path, dataset, items: np.ndarray, cache_dir: Path
     store.dispose()
     content = encode_cached(MeanPoolEncoder(), dataset.item_texts, cache_dir, progress=False)
     table = release.items.copy()
-    table[items] = release.warmer.warm(content[items]).vectors
+    texts = [dataset.item_texts[item] for item in items]
+    table[items] = release.warmer.warm(content[items], texts).vectors
     metrics = evaluate(dataset, release.users, table, stage="test", tasks=("overall", "cold"))
     return {
         f"{task}_{name}": metrics[task][name]

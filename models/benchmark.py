@@ -29,7 +29,7 @@ from models.baselines.deepmusic import fit_deepmusic
 from models.baselines.generator import GeneratorConfig
 from models.data.dataset import SPLIT_NAMES, ColdStartDataset
 from models.encoders import MeanPoolEncoder, encode_cached
-from models.evaluation import TASKS, evaluate
+from models.evaluation import TASKS, evaluate, evaluate_per_user, summarize
 from models.llmins.pipeline import VARIANTS, Backbone, Workbench, warm_up
 from models.llmins.simulator import SimulatorConfig
 from models.plots import plot_metrics, plot_projection
@@ -43,6 +43,8 @@ METHODS: tuple[str, ...] = ("backbone", "deepmusic", "aldi", *VARIANTS)
 #: CPU), so it is asked for by name.
 DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m != "llmins-paper")
 REPORTED_METRICS: tuple[str, ...] = ("recall@20", "ndcg@20")
+#: Per method and seed, each test user's metrics (``<method>-seed<k>.npz``).
+PER_USER_DIR = "per_user"
 
 
 @dataclass(frozen=True)
@@ -150,8 +152,10 @@ def run_benchmark(load: DatasetLoader, config: BenchmarkConfig, out_dir: str | P
             with method_timer.stage(f"fit:{method}"):
                 result = fit_method(method, dataset, content, bench, backbone, config, seed)
             with method_timer.stage(f"evaluate:{method}"):
-                test = evaluate(dataset, result.users, result.items, stage="test")
+                per_user = evaluate_per_user(dataset, result.users, result.items, stage="test")
+                test = {task: summarize(*per_user[task]) for task in TASKS}
                 val = evaluate(dataset, result.users, result.items, stage="val")
+            save_per_user(per_user, out / PER_USER_DIR / f"{method}-seed{seed}.npz")
             if config.export_embeddings:
                 export_embeddings(result, out / method / f"seed{seed}")
             if seed == config.seeds[0]:
@@ -244,6 +248,46 @@ def fit_method(
     raise ValueError(f"unknown method {method!r}")
 
 
+def save_per_user(per_user: dict, path: Path) -> None:
+    """Each task's evaluated users and their Recall@20 and NDCG@20 (for paired tests)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for task, (users, values) in per_user.items():
+        arrays[f"{task}_users"] = users
+        for metric in REPORTED_METRICS:
+            arrays[f"{task}_{metric}"] = values[metric]
+    np.savez_compressed(path, **arrays)
+
+
+def paired_differences(
+    records: Sequence[dict], folder: Path, reference: str = "llmins"
+) -> list[dict]:
+    """``reference`` minus every other method, paired over the same test users.
+
+    Per seed, task and metric: the mean of the per-user differences and its standard
+    error (std / sqrt(users)). Empty when the reference has not run.
+    """
+    out = []
+    for record in records:
+        method, seed = record["method"], record["seed"]
+        ours = folder / f"{reference}-seed{seed}.npz"
+        theirs = folder / f"{method}-seed{seed}.npz"
+        if method == reference or not ours.is_file() or not theirs.is_file():
+            continue
+        a, b = np.load(ours), np.load(theirs)
+        row = {"method": method, "seed": seed}
+        for task in ("overall", "cold"):
+            for metric in REPORTED_METRICS:
+                difference = a[f"{task}_{metric}"] - b[f"{task}_{metric}"]
+                row[f"{task} {metric}"] = {
+                    "mean": float(difference.mean()),
+                    "se": float(difference.std(ddof=1) / np.sqrt(len(difference))),
+                    "users": int(len(difference)),
+                }
+        out.append(row)
+    return out
+
+
 def export_split(dataset: ColdStartDataset, folder: Path) -> None:
     """The split as ``user,item`` CSV files, ids matching the rows of the exported arrays."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -271,20 +315,23 @@ def write_results(records: Sequence[dict], out: Path) -> None:
     temporary.replace(out / "results.json")
     (out / "plots").mkdir(exist_ok=True)
     plot_metrics(records, out / "plots" / "recall.png")
-    (out / "report.md").write_text(render_report(records))
+    paired = paired_differences(records, out / PER_USER_DIR)
+    (out / "paired.json").write_text(json.dumps(paired, indent=2))
+    (out / "report.md").write_text(render_report(records, paired))
 
 
-def render_report(records: Sequence[dict]) -> str:
+def render_report(records: Sequence[dict], paired: Sequence[dict] = ()) -> str:
     """A table like the paper's: one row per (data set, backbone, method), mean ± std."""
     header = ["dataset", "backbone", "method", "seeds"]
     for task in TASKS:
         header += [f"{task} {metric}" for metric in REPORTED_METRICS]
-    header.append("fit+eval s")
+    header += ["fit+eval s", "fit s / cold item"]
     lines = [
         "# Benchmark report",
         "",
         "Recall@20 and NDCG@20, full ranking, test split; mean ± std over seeds. Recall divides"
-        " hits by the number of ground-truth items.",
+        " hits by the number of ground-truth items. Fit seconds per cold item: the method's"
+        " fit (shared pieces it built first included) over the validation and test cold items.",
         "",
         *_table_head(header),
     ]
@@ -307,6 +354,16 @@ def render_report(records: Sequence[dict]) -> str:
                 digits=1,
             )
         )
+        cells.append(
+            _mean_std(
+                [
+                    r["seconds"][f"fit:{method}"]
+                    / (r["data"]["cold_val_items"] + r["data"]["cold_test_items"])
+                    for r in group
+                ],
+                digits=4,
+            )
+        )
         lines.append("| " + " | ".join(cells) + " |")
     stage_lines = ["", "## Wall time of every stage (seconds, first seed)", ""]
     for (_, _, method), group in groups.items():
@@ -317,7 +374,28 @@ def render_report(records: Sequence[dict]) -> str:
         stage_lines.append(f"- {method}: {stages}")
     figures = ["", "## Figures", "", "![test Recall@20 per method](plots/recall.png)", ""]
     figures += [f"![{method}](plots/projection-{method}.png)" for (_, _, method) in groups]
-    return "\n".join(lines + simulation_lines(groups) + stage_lines + figures) + "\n"
+    return (
+        "\n".join(lines + paired_lines(paired) + simulation_lines(groups) + stage_lines + figures)
+        + "\n"
+    )
+
+
+def paired_lines(paired: Sequence[dict]) -> list[str]:
+    """``llmins`` minus each method, paired over test users, ± one standard error."""
+    if not paired:
+        return []
+    columns = [f"{task} {metric}" for task in ("overall", "cold") for metric in REPORTED_METRICS]
+    lines = [
+        "",
+        "## llmins minus each method, paired over the same test users (± standard error)",
+        "",
+        *_table_head(["method", "seed", *columns]),
+    ]
+    for row in paired:
+        cells = [row["method"], str(row["seed"])]
+        cells += [f"{row[c]['mean']:+.4f} ± {row[c]['se']:.4f}" for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 #: Per-variant measurements of LLM-InS shown in the report (keys of ``method_info``).

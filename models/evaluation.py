@@ -73,6 +73,35 @@ def rank_metrics(
     k: int = 20,
     chunk_size: int = 1024,
 ) -> dict[str, float]:
+    """Recall@k, NDCG@k and hit-normalised recall for one ranking task (means over users).
+
+    The arguments are those of :func:`per_user_metrics`. Returns ``{"recall@k", "ndcg@k",
+    "recall_min@k", "users"}``; metrics are means over users with at least one
+    ground-truth candidate.
+    """
+    return summarize(
+        *per_user_metrics(
+            user_embeddings, item_embeddings, candidates, ground_truth, excluded, k, chunk_size
+        )
+    )
+
+
+def summarize(users: np.ndarray, values: dict[str, np.ndarray]) -> dict[str, float]:
+    """Per-user metrics (:func:`per_user_metrics`) as means, with the count of users."""
+    if len(users) == 0:
+        return {**dict.fromkeys(values, float("nan")), "users": 0}
+    return {**{name: float(v.mean()) for name, v in values.items()}, "users": int(len(users))}
+
+
+def per_user_metrics(
+    user_embeddings: torch.Tensor | np.ndarray,
+    item_embeddings: torch.Tensor | np.ndarray,
+    candidates: np.ndarray,
+    ground_truth: np.ndarray,
+    excluded: np.ndarray,
+    k: int = 20,
+    chunk_size: int = 1024,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Recall@k, NDCG@k and hit-normalised recall for one ranking task.
 
     Args:
@@ -82,8 +111,9 @@ def rank_metrics(
         ground_truth: ``(n, 2)`` (user, item) pairs; items outside ``candidates`` are ignored.
         excluded: ``(n, 2)`` pairs removed from each user's ranking.
     Returns:
-        ``{"recall@k", "ndcg@k", "recall_min@k", "users"}``; metrics are means over users
-        with at least one ground-truth candidate.
+        the evaluated users (those with at least one ground-truth candidate, ascending) and
+        ``{"recall@k", "ndcg@k", "recall_min@k"}``, one value per evaluated user: what
+        paired comparisons of two methods on the same users need.
     """
     users_t = torch.as_tensor(user_embeddings, dtype=torch.float32)
     n_users = users_t.shape[0]
@@ -100,12 +130,12 @@ def rank_metrics(
     gt_sizes = np.diff(gt_ptr)
     eval_users = np.flatnonzero(gt_sizes)
     names = (f"recall@{k}", f"ndcg@{k}", f"recall_min@{k}")
+    values = np.zeros((3, len(eval_users)), dtype=np.float64)
     if len(eval_users) == 0:
-        return {**dict.fromkeys(names, float("nan")), "users": 0}
+        return eval_users, dict(zip(names, values, strict=True))
 
     discounts = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64))
     ideal_dcg = torch.cumsum(discounts, 0)
-    totals = torch.zeros(3, dtype=torch.float64)
     with torch.no_grad():
         for start in range(0, len(eval_users), chunk_size):
             users = eval_users[start : start + chunk_size]
@@ -121,11 +151,10 @@ def rank_metrics(
             dcg = (hits * discounts[: hits.shape[1]]).sum(1)
             idcg = ideal_dcg[(torch.clamp(sizes, max=k) - 1).long()]
             n_hits = hits.sum(1)
-            totals += torch.stack(
-                [(n_hits / sizes).sum(), (dcg / idcg).sum(), (n_hits / sizes.clamp(max=k)).sum()]
-            )
-    means = (totals / len(eval_users)).tolist()
-    return {**dict(zip(names, means, strict=True)), "users": int(len(eval_users))}
+            values[:, start : start + len(users)] = torch.stack(
+                [n_hits / sizes, dcg / idcg, n_hits / sizes.clamp(max=k)]
+            ).numpy()
+    return eval_users, dict(zip(names, values, strict=True))
 
 
 def _to_positions(pairs: np.ndarray, position: np.ndarray) -> np.ndarray:
@@ -163,6 +192,23 @@ def evaluate(
             user_embeddings, item_embeddings, candidates, ground_truth, excluded, k=k
         )
     return results
+
+
+def evaluate_per_user(
+    dataset: ColdStartDataset,
+    user_embeddings: torch.Tensor | np.ndarray,
+    item_embeddings: torch.Tensor | np.ndarray,
+    stage: str = "test",
+    k: int = 20,
+    tasks: Sequence[str] = TASKS,
+) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Per task, the evaluated users and each one's metrics (:func:`per_user_metrics`)."""
+    return {
+        task: per_user_metrics(
+            user_embeddings, item_embeddings, *task_protocol(dataset, task, stage), k=k
+        )
+        for task in tasks
+    }
 
 
 def validation_ndcg(

@@ -52,6 +52,7 @@ def small_workbench(**options):
     """A LLM-InS workbench on :func:`planted_dataset` with small, fast subtowers."""
     from models.baselines.generator import GeneratorConfig
     from models.llmins.pipeline import Workbench
+    from models.llmins.text_to_users import TextToUsersConfig
     from models.llmins.towers import TowerConfig
 
     data = planted_dataset()
@@ -64,6 +65,7 @@ def small_workbench(**options):
         items,
         towers=TowerConfig(dim=16, training=small),
         collaborative=small,
+        text_to_users=TextToUsersConfig(batch_size=32, max_epochs=4, k=30),
         progress=False,
         **options,
     )

@@ -4,7 +4,9 @@ Three signals score every (cold item, user) pair:
 
 * ``collaborative``: generated behavioural item vector . backbone user vector (E_Ci . E_Cu);
 * ``language``: item tower . user tower of the language subtower (E_Li . E_Lu);
-* ``history``: late-interaction similarity of the item's content to the user's history.
+* ``history``: late-interaction similarity of the item's content to the user's history;
+* ``text2users``: the LM fine-tuned to map an item's text into the backbone's user space
+  (:mod:`models.llmins.text_to_users`), scored against the backbone's user vectors.
 
 The paper merges by concatenation, i.e. it adds raw inner products whose scales are
 unrelated. Here each signal is first standardised over the users of the item (z-score), then
@@ -22,7 +24,9 @@ import torch
 
 from models.llmins.history import HistorySimilarity
 
-SIGNALS: tuple[str, ...] = ("collaborative", "language", "history")
+SIGNALS: tuple[str, ...] = ("collaborative", "language", "history", "text2users")
+#: Signals scored as inner products of an (item table, user table) pair.
+TABLE_SIGNALS: tuple[str, ...] = ("collaborative", "language", "text2users")
 
 #: Weights tried per signal when choosing the merge on validation.
 WEIGHT_GRID: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
@@ -37,12 +41,12 @@ def signal_scores(
 ) -> np.ndarray:
     """``(len(items), n_users)`` scores of one signal, standardised over users per item.
 
-    ``collaborative`` and ``language`` need their subtower's (user, item) ``tables``, scored by
-    inner product; ``history`` needs the late-interaction scorer.
+    The :data:`TABLE_SIGNALS` need their (user, item) ``tables``, scored by inner product;
+    ``history`` needs the late-interaction scorer.
     """
     if name == "history" and history is not None:
         raw = history.scores(items, exclude_self=exclude_self)
-    elif name in ("collaborative", "language") and tables is not None:
+    elif name in TABLE_SIGNALS and tables is not None:
         users, table = tables
         raw = table[items] @ users.T
     else:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,17 +25,19 @@ import torch
 from models.baselines.generator import ContentMap, rescale_to_norm
 from models.llmins.filtering import merge, standardize_rows, top_users
 from models.llmins.history import HistorySimilarity, UserHistories
-from models.llmins.pipeline import VARIANTS, LLMInSConfig, Workbench, simulate
+from models.llmins.pipeline import VARIANTS, LLMInSConfig, Workbench, simulate, update_online
 from models.llmins.prompts import PromptBuilder
 from models.llmins.refine import Refiner, candidate_features, select
 from models.llmins.simulator import LMSimulator
-from models.llmins.update import fit_item_vectors, online_update, ridge_inverse
+from models.llmins.text_to_users import TextToUsers
+from models.llmins.update import Blend, fit_item_vectors, ridge_inverse
 
 logger = logging.getLogger(__name__)
 
 WARMER_FILE = "warmer.pt"
 MANIFEST_FILE = "warmer.json"
 TEXTS_FILE = "texts.json"
+TEXT_TO_USERS_DIR = "text_to_users"
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,9 @@ class ItemWarmer:
             without it, which picks the ``lm_candidates`` per item the LM scores; the
             ``refiner`` then ranks those with the LM's answer as one more feature.
         prompts: the simulator's prompts (with ``screen``).
+        text_to_users: the LM tuned to map an item's text into the users' space, where the
+            ``text2users`` signal or the prior reads it.
+        blend: the mix of the fitted vector with the text-to-users prior (validation's).
     """
 
     config: LLMInSConfig
@@ -116,6 +121,8 @@ class ItemWarmer:
     content_scale: ColdScale
     screen: Refiner | None = None
     prompts: PromptBuilder | None = None
+    text_to_users: TextToUsers | None = None
+    blend: Blend = Blend()
 
     def __post_init__(self) -> None:
         self.inverse = ridge_inverse(self.users, self.ridge)
@@ -129,6 +136,11 @@ class ItemWarmer:
     def uses_lm(self) -> bool:
         return self.screen is not None
 
+    @property
+    def reads_text(self) -> bool:
+        """Whether :meth:`warm` needs the items' texts (the LM or text-to-users reads them)."""
+        return self.uses_lm or self.text_to_users is not None
+
     def warm(
         self,
         content: np.ndarray,
@@ -137,11 +149,19 @@ class ItemWarmer:
     ) -> WarmedItems:
         """Simulated users and fitted vectors for items with content vectors ``content``.
 
-        A warmer that :attr:`uses_lm` also needs the items' ``texts`` and ``lm``, a function
-        from prompts to P(Yes) (the refining service's client, or the simulator in process).
+        A warmer that :attr:`reads_text` needs the items' ``texts``; one that :attr:`uses_lm`
+        also needs ``lm``, a function from prompts to P(Yes) (the refining service's client,
+        or the simulator in process).
         """
         content = np.atleast_2d(content).astype(np.float32)
-        signals = {name: standardize_rows(self._raw_scores(name, content)) for name in self.signals}
+        mapped = None
+        if self.text_to_users is not None:
+            if texts is None:
+                raise ValueError("this warmer reads the items' texts: pass texts")
+            mapped = self.text_to_users.vectors(list(texts), content)
+        signals = {
+            name: standardize_rows(self._raw_scores(name, content, mapped)) for name in self.signals
+        }
         merged = merge(signals, self.weights)
         candidates = top_users(merged, self.config.k_filter)
         if self.refiner is None:
@@ -170,7 +190,8 @@ class ItemWarmer:
             [(user, row) for row, users in enumerate(kept) for user in users], dtype=np.int64
         ).reshape(-1, 2)
         fitted = fit_item_vectors(self.users, pairs, np.arange(len(content)), self.inverse)
-        return WarmedItems(candidates, kept, probabilities, self.scale.apply(fitted))
+        vectors = self.scale.apply(self.blend.apply(fitted, mapped))
+        return WarmedItems(candidates, kept, probabilities, vectors)
 
     def _with_lm(
         self,
@@ -207,9 +228,11 @@ class ItemWarmer:
         generated = self.content_maps["collaborative"](np.atleast_2d(content))
         return self.content_scale.apply(generated)
 
-    def _raw_scores(self, name: str, content: np.ndarray) -> np.ndarray:
+    def _raw_scores(self, name: str, content: np.ndarray, mapped: np.ndarray | None) -> np.ndarray:
         if name == "history":
             return self.history.scores_of_vectors(content)
+        if name == "text2users":
+            return mapped @ self.signal_users[name].T
         return self.content_maps[name](content) @ self.signal_users[name].T
 
     # -- persistence -------------------------------------------------------------------
@@ -243,10 +266,13 @@ class ItemWarmer:
             "refiner_names": None if self.refiner is None else list(self.refiner.names),
             "screen_names": None if self.screen is None else list(self.screen.names),
             "prompts": None if self.prompts is None else _prompt_settings(self.prompts),
+            "blend": vars(self.blend),
         }
         (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
         if self.prompts is not None:
             (folder / TEXTS_FILE).write_text(json.dumps(list(self.prompts.texts)))
+        if self.text_to_users is not None:
+            self.text_to_users.save(folder / TEXT_TO_USERS_DIR)
         return folder
 
     @classmethod
@@ -284,6 +310,12 @@ class ItemWarmer:
             content_scale=ColdScale(**manifest["content_scale"]),
             screen=screen,
             prompts=prompts,
+            text_to_users=(
+                TextToUsers.load(folder / TEXT_TO_USERS_DIR)
+                if (folder / TEXT_TO_USERS_DIR).is_dir()
+                else None
+            ),
+            blend=Blend(**manifest.get("blend", {})),
         )
 
 
@@ -300,7 +332,10 @@ def fit_item_warmer(
     if config.lm == "paper" or config.update != "online" or not config.refine:
         raise ValueError("the item warmer runs the refiner and the online update, per item")
     simulation = simulate(bench, config)
-    _, update_info = online_update(bench.dataset, bench.users, bench.items, simulation.pairs)
+    _, info, _ = update_online(bench, config, simulation)
+    update_info = info["online_update"]
+    if update_info["keep"] is not None:
+        config = replace(config, keep=update_info["keep"], keeps=())
     # The collaborative map is kept even when its signal is not: it is the fallback vector.
     content_maps = {"collaborative": bench.collaborative.content_map}
     signal_users = {}
@@ -309,6 +344,11 @@ def fit_item_warmer(
     if "language" in config.signals:
         content_maps["language"] = bench.language.item_map
         signal_users["language"] = bench.language.users
+    text_to_users = None
+    if config.uses_text_to_users:
+        text_to_users = bench.text_to_users(config.text_encoder)[0]
+    if "text2users" in config.signals:
+        signal_users["text2users"] = bench.users
     warmer = ItemWarmer(
         config=config,
         signals=config.signals,
@@ -321,13 +361,15 @@ def fit_item_warmer(
         ridge=update_info["ridge"],
         scale=ColdScale.from_info(update_info),
         content_scale=ColdScale.from_info(bench.collaborative.info),
+        text_to_users=text_to_users,
+        blend=Blend(**update_info["blend"]),
     )
     simulator = None
     if simulation.screen is not None:
         warmer.screen = simulation.screen
         warmer.prompts = bench.prompt_builder(config.simulator_training.history)
         simulator = bench.simulator(config.simulator_training)
-    return warmer, {**simulation.info, "online_update": update_info}, simulator
+    return warmer, info, simulator
 
 
 def _refiner(state: dict | None, names: list[str] | None) -> Refiner | None:

@@ -42,13 +42,22 @@ from models.llmins.refine import (
     select,
 )
 from models.llmins.simulator import LMSimulator, SimulatorConfig
+from models.llmins.text_to_users import TextToUsers, TextToUsersConfig, fit_text_to_users
 from models.llmins.towers import LanguageTowers, TowerConfig, fit_language_towers
-from models.llmins.update import online_update, retrain_backbone
+from models.llmins.update import kept_pairs, online_update, retrain_backbone
 from models.training import TrainConfig
 
 logger = logging.getLogger(__name__)
 
 STAGES: tuple[str, ...] = ("val", "test")
+
+#: Simulated users per item tried on validation (the update keeps the best count): items
+#: of different data sets have from a handful to hundreds of real users.
+KEEP_GRID: tuple[int, ...] = (5, 10, 15, 25, 40, 60, 100)
+
+#: The text-to-users encoder a variant reads: the LM fine-tuned end to end, or its head
+#: alone over the frozen LM's vectors (the ``no-ft`` ablation).
+TEXT_ENCODERS: tuple[str, ...] = ("fine-tuned", "frozen")
 
 
 @dataclass(frozen=True)
@@ -79,7 +88,10 @@ class LLMInSConfig:
 
     Attributes:
         k_filter: candidate users per cold item after filtering.
-        keep: simulated users kept per item (None: every candidate above ``threshold``).
+        keep: simulated users kept per item (None: every candidate above ``threshold``,
+            or, with ``keeps``, the count validation chooses).
+        keeps: counts of simulated users per item the update tries on validation when
+            ``keep`` is None (counts above ``k_filter`` become ``k_filter``).
         threshold: minimum refiner probability to keep a candidate (None: no minimum).
         signals: filter signals allowed (their weights are chosen on validation).
         candidates: ``filter`` or ``random`` (the ablation).
@@ -87,6 +99,10 @@ class LLMInSConfig:
         lm: ``auto`` uses the simulator's score where validation measured a gain, ``always``
             or ``never``. In ``paper`` mode the simulator alone decides, P(Yes) >= threshold.
         update: ``full`` (retrain the backbone on warm ∪ simulated) or ``online``.
+        text_encoder: ``fine-tuned`` or ``frozen`` text-to-users encoder, for the
+            ``text2users`` signal and the prior.
+        prior: blend each cold row with its text-to-users vector, the weight chosen on
+            validation (0 leaves the fitted vector alone).
         update_lr_factor: the full update's learning rate as a share of the backbone's. It
             continues from trained parameters, so a fresh Adam at full rate only shakes them
             (MF on CiteULike kept its starting point); validation chose 1/30 of 1, 1/10, 1/30
@@ -97,13 +113,16 @@ class LLMInSConfig:
     """
 
     k_filter: int = 100
-    keep: int | None = 15
+    keep: int | None = None
+    keeps: tuple[int, ...] = KEEP_GRID
     threshold: float | None = None
     signals: tuple[str, ...] = SIGNALS
     candidates: str = "filter"
     refine: bool = True
     lm: str = "auto"
     update: str = "full"
+    text_encoder: str = "fine-tuned"
+    prior: bool = True
     update_lr_factor: float = 1 / 30
     lm_items: int = 150
     lm_candidates: int = 30
@@ -116,12 +135,32 @@ class LLMInSConfig:
             raise ValueError("lm must be 'auto', 'always', 'never' or 'paper'")
         if self.update not in ("full", "online"):
             raise ValueError("update must be 'full' or 'online'")
+        if self.text_encoder not in TEXT_ENCODERS:
+            raise ValueError(f"text_encoder must be one of {TEXT_ENCODERS}")
+        if self.keep is None and not self.keeps and self.threshold is None:
+            raise ValueError("give keep, keeps or threshold")
         unknown = set(self.signals) - set(SIGNALS)
         if unknown or not self.signals:
             raise ValueError(f"signals must be a non-empty subset of {SIGNALS}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def keep_choices(self) -> tuple[int, ...]:
+        """The counts the update chooses from (empty: ``keep`` is fixed, or a threshold)."""
+        if self.keep is not None:
+            return ()
+        return tuple(sorted({min(keep, self.k_filter) for keep in self.keeps}))
+
+    @property
+    def most_kept(self) -> int | None:
+        """The largest number of users an item keeps before the update's choice."""
+        return max(self.keep_choices) if self.keep_choices else self.keep
+
+    @property
+    def uses_text_to_users(self) -> bool:
+        return "text2users" in self.signals or self.prior
 
     @classmethod
     def from_dict(cls, record: dict) -> LLMInSConfig:
@@ -130,32 +169,52 @@ class LLMInSConfig:
             **{
                 **record,
                 "signals": tuple(record["signals"]),
+                "keeps": tuple(record.get("keeps", ())),
                 "simulator_training": SimulatorTraining(**record["simulator_training"]),
             }
         )
+
+
+def _without(*names: str) -> tuple[str, ...]:
+    return tuple(name for name in SIGNALS if name not in names)
 
 
 #: The variants the benchmark runs, by method name. Each ablation differs from
 #: ``llmins-online`` in one setting: the online update makes a row cost seconds instead of a
 #: backbone retraining, so every row can run on every seed. The refining ablations leave the
 #: simulator out: on CiteULike it measured no gain for ``llmins`` (docs/results.md), and each
-#: measurement costs thousands of CPU prompts.
+#: measurement costs thousands of CPU prompts. ``filterllm`` is the text-to-users encoder
+#: alone (its top users, no refiner, no prior); ``no-ft`` is ``llmins`` on the frozen LM.
 VARIANTS: dict[str, LLMInSConfig] = {
-    "knn": LLMInSConfig(signals=("history",), refine=False, lm="never", update="online"),
+    "knn": LLMInSConfig(
+        signals=("history",), refine=False, lm="never", update="online", prior=False
+    ),
+    "filterllm": LLMInSConfig(
+        signals=("text2users",), refine=False, lm="never", update="online", prior=False
+    ),
     "llmins": LLMInSConfig(),
+    "no-ft": LLMInSConfig(text_encoder="frozen"),
     "llmins-online": LLMInSConfig(update="online"),
     "llmins-paper": LLMInSConfig(
         k_filter=20,
         keep=None,
+        keeps=(),
         threshold=0.5,
         signals=("collaborative", "language"),
         lm="paper",
+        prior=False,
         simulator_training=SimulatorTraining(negatives="random", history="random"),
     ),
-    "random": LLMInSConfig(candidates="random", refine=False, lm="never", update="online"),
-    "random+refine": LLMInSConfig(candidates="random", lm="never", update="online"),
-    "no-cs": LLMInSConfig(signals=("language", "history"), lm="never", update="online"),
-    "no-ls": LLMInSConfig(signals=("collaborative",), lm="never", update="online"),
+    "random": LLMInSConfig(
+        candidates="random", refine=False, lm="never", update="online", prior=False
+    ),
+    "random+refine": LLMInSConfig(candidates="random", lm="never", update="online", prior=False),
+    "no-cs": LLMInSConfig(signals=_without("collaborative"), lm="never", update="online"),
+    "no-ls": LLMInSConfig(signals=_without("language", "history"), lm="never", update="online"),
+    "no-t2u": LLMInSConfig(
+        signals=_without("text2users"), lm="never", update="online", prior=False
+    ),
+    "no-prior": LLMInSConfig(lm="never", update="online", prior=False),
     "no-refine": LLMInSConfig(refine=False, lm="never", update="online"),
     "no-lm": LLMInSConfig(lm="never", update="online"),
 }
@@ -171,6 +230,8 @@ class Simulation:
     refiner: Refiner | None = None
     #: When the simulator was used: the refiner without it, which picks what it scores.
     screen: Refiner | None = None
+    #: Per pair, its rank in its item's kept list (0: best): the update keeps a prefix.
+    ranks: np.ndarray | None = None
 
 
 class Workbench:
@@ -187,6 +248,8 @@ class Workbench:
         towers: TowerConfig = TowerConfig(),
         collaborative: GeneratorConfig | None = None,
         history_top: int = 3,
+        text_to_users: TextToUsersConfig = TextToUsersConfig(),
+        encoder_path: str | None = None,
         progress: bool = True,
     ) -> None:
         self.dataset = dataset
@@ -198,6 +261,8 @@ class Workbench:
         self.tower_config = replace(towers, training=replace(towers.training, seed=seed))
         self.collaborative_config = replace(collaborative or TUNED_GENERATORS["aldi"], seed=seed)
         self.history_top = history_top
+        self.text_to_users_config = replace(text_to_users, seed=seed)
+        self.encoder_path = encoder_path
         self.progress = progress
         self.seconds: dict[str, float] = {}
         self.histories = UserHistories.from_pairs(dataset.splits["warm_train"], dataset.n_users)
@@ -205,6 +270,7 @@ class Workbench:
         self._weights: dict[tuple, tuple[dict, dict]] = {}
         self._simulators: dict[tuple, LMSimulator] = {}
         self._lm_logits: dict[tuple, dict[str, np.ndarray]] = {}
+        self._text_to_users: dict[str, tuple[TextToUsers, np.ndarray]] = {}
 
     def timed(self, name: str, build: Callable, *args):
         """``build(*args)``, its wall time added to stage ``name``."""
@@ -244,8 +310,28 @@ class Workbench:
     def history(self) -> HistorySimilarity:
         return HistorySimilarity(self.histories, self.content, self.history_top)
 
-    def tables(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """(user, item) tables of the ``collaborative`` or ``language`` subtower."""
+    def text_to_users(self, encoder: str) -> tuple[TextToUsers, np.ndarray]:
+        """The ``fine-tuned`` or ``frozen`` text-to-users encoder and every item's vector."""
+        if encoder not in self._text_to_users:
+            config = replace(self.text_to_users_config, finetune=encoder == "fine-tuned")
+            self._text_to_users[encoder] = self.timed(
+                f"text-to-users ({encoder})",
+                lambda: fit_text_to_users(
+                    self.dataset,
+                    self.content,
+                    self.users,
+                    self.items,
+                    config,
+                    self.encoder_path,
+                    self.progress,
+                ),
+            )
+        return self._text_to_users[encoder]
+
+    def tables(self, name: str, encoder: str = "fine-tuned") -> tuple[np.ndarray, np.ndarray]:
+        """(user, item) tables of a subtower, or of the text-to-users ``encoder``."""
+        if name == "text2users":
+            return self.users, self.text_to_users(encoder)[1]
         subtower = self.collaborative if name == "collaborative" else self.language
         return subtower.users, subtower.items
 
@@ -264,24 +350,36 @@ class Workbench:
             truth[position[int(item)]].add(int(user))
         return truth
 
-    def signals(self, stage: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    def signals(
+        self, stage: str, names: tuple[str, ...], encoder: str = "fine-tuned"
+    ) -> dict[str, np.ndarray]:
+        """Standardised scores of the stage's cold items, per signal (``encoder``: which
+        text-to-users encoder the ``text2users`` signal reads)."""
         cache = self._signals.setdefault(stage, {})
-        missing = [name for name in names if name not in cache]
-        for name in missing:
-            tables = self.tables(name) if name != "history" else None
+        keys = {name: f"{name}/{encoder}" if name == "text2users" else name for name in names}
+        for name, key in keys.items():
+            if key in cache:
+                continue
+            tables = self.tables(name, encoder) if name != "history" else None
             history = self.history if name == "history" else None
             items = self.stage_items(stage)
-            cache[name] = self.timed("signals", signal_scores, name, items, tables, history)
-        return {name: cache[name] for name in names}
+            cache[key] = self.timed("signals", signal_scores, name, items, tables, history)
+        return {name: cache[key] for name, key in keys.items()}
 
-    def weights(self, names: tuple[str, ...], keep: int) -> tuple[dict, dict]:
+    def weights(
+        self, names: tuple[str, ...], keep: int, encoder: str = "fine-tuned"
+    ) -> tuple[dict, dict]:
         """Merge weights chosen on validation precision@keep, cached per signal set."""
-        key = (names, keep)
+        key = (names, keep, encoder)
         if key not in self._weights:
             self._weights[key] = choose_weights(
-                self.signals("val", names), self.truth("val"), keep, names
+                self.signals("val", names, encoder), self.truth("val"), keep, names
             )
         return self._weights[key]
+
+    def prior(self, config: LLMInSConfig) -> np.ndarray | None:
+        """The text-to-users vectors a variant blends its cold rows with (None: no prior)."""
+        return self.text_to_users(config.text_encoder)[1] if config.prior else None
 
     # -- simulator ---------------------------------------------------------------------
 
@@ -406,13 +504,15 @@ def simulate(bench: Workbench, config: LLMInSConfig) -> Simulation:
     info: dict = {"config": config.to_dict()}
     weights: dict[str, float] = {}
     if config.candidates == "filter":
-        weights, tried = bench.weights(config.signals, config.keep or config.k_filter)
+        weights, tried = bench.weights(
+            config.signals, config.keep or config.k_filter, config.text_encoder
+        )
         info["filter_weights"] = weights
         info["filter_weights_tried"] = tried
     lists: dict[str, dict] = {}
     for stage in STAGES:
         items = bench.stage_items(stage)
-        signals = bench.signals(stage, config.signals)
+        signals = bench.signals(stage, config.signals, config.text_encoder)
         if config.candidates == "random":
             candidates = np.stack(
                 [rng.choice(bench.dataset.n_users, config.k_filter, replace=False) for _ in items]
@@ -436,16 +536,32 @@ def simulate(bench: Workbench, config: LLMInSConfig) -> Simulation:
     for stage in STAGES:
         info[f"{stage}_candidate_precision"] = float(lists[stage]["labels"].mean())
     kept, refiner, screen = _refine(bench, config, lists, names, info)
-    pairs = []
+    pairs, ranks = [], []
     for stage in STAGES:
         mask, data = kept[stage], lists[stage]
+        # Rank of each kept candidate among its item's kept ones, by the refiner's score
+        # (the filter's order without a refiner).
+        order_scores = data.get("scores", -np.arange(mask.shape[1], dtype=np.float64)[None, :])
+        ranked = np.where(mask, np.broadcast_to(order_scores, mask.shape), -np.inf)
+        rank = np.argsort(np.argsort(-ranked, axis=1, kind="stable"), axis=1, kind="stable")
         rows, columns = np.nonzero(mask)
         pairs.append(np.stack([data["candidates"][rows, columns], data["items"][rows]], axis=1))
-        selected = data["labels"][mask]
-        info[f"{stage}_precision"] = float(selected.mean()) if selected.size else 0.0
-        info[f"{stage}_adoption"] = float(mask.mean())
-        info[f"{stage}_pairs_per_item"] = float(mask.sum(1).mean())
-    return Simulation(np.concatenate(pairs).astype(np.int64), info, weights, refiner, screen)
+        ranks.append(rank[rows, columns])
+        for keep in config.keep_choices or (None,):
+            chosen = mask if keep is None else mask & (rank < keep)
+            selected = data["labels"][chosen]
+            suffix = "" if keep is None else f"@{keep}"
+            info[f"{stage}_precision{suffix}"] = float(selected.mean()) if selected.size else 0.0
+            info[f"{stage}_adoption{suffix}"] = float(chosen.mean())
+            info[f"{stage}_pairs_per_item{suffix}"] = float(chosen.sum(1).mean())
+    return Simulation(
+        np.concatenate(pairs).astype(np.int64),
+        info,
+        weights,
+        refiner,
+        screen,
+        ranks=np.concatenate(ranks).astype(np.int64),
+    )
 
 
 def _refine(
@@ -461,10 +577,10 @@ def _refine(
     The refiner's measurements are added to ``info``.
     """
     if not config.refine:
-        # The filter's own order: its first ``keep`` candidates.
+        # The filter's own order: its first ``most_kept`` candidates.
         masks = {
             stage: np.arange(config.k_filter)[None, :].repeat(len(data["items"]), 0)
-            < (config.keep or config.k_filter)
+            < (config.most_kept or config.k_filter)
             for stage, data in lists.items()
         }
         return masks, None, None
@@ -500,7 +616,7 @@ def _refine(
         merged = data["features"][..., len(config.signals) + 1]
         info[f"{stage}_filter_auc"] = float(np.nanmean(per_item_auc(merged, data["labels"])))
     info["refiner_weights"] = refiner.describe()
-    masks = {stage: select(scores[stage], config.keep, config.threshold) for stage in lists}
+    masks = {stage: select(scores[stage], config.most_kept, config.threshold) for stage in lists}
     return masks, refiner, screen
 
 
@@ -630,6 +746,33 @@ class Backbone:
     train_config: TrainConfig
 
 
+def update_online(
+    bench: Workbench, config: LLMInSConfig, simulation: Simulation
+) -> tuple[np.ndarray, dict, np.ndarray]:
+    """The online update of a simulation: item table, record, and the pairs it kept.
+
+    Validation chooses how many of each item's ranked users to keep (``config.keeps``), the
+    ridge, the blend with the text-to-users prior and the rows' length; the record's
+    precision, adoption and pairs per item are those of the chosen count.
+    """
+    table, update_info = online_update(
+        bench.dataset,
+        bench.users,
+        bench.items,
+        simulation.pairs,
+        ranks=simulation.ranks,
+        keeps=config.keep_choices,
+        prior=bench.prior(config),
+    )
+    info = {**simulation.info, "online_update": update_info}
+    keep = update_info["keep"]
+    if keep is not None:
+        for stage in STAGES:
+            for measure in ("precision", "adoption", "pairs_per_item"):
+                info[f"{stage}_{measure}"] = info[f"{stage}_{measure}@{keep}"]
+    return table, info, kept_pairs(simulation.pairs, simulation.ranks, keep)
+
+
 def warm_up(
     bench: Workbench, config: LLMInSConfig, backbone: Backbone | None
 ) -> ColdStartEmbeddings:
@@ -643,8 +786,7 @@ def warm_up(
     simulate_seconds = time.perf_counter() - started
     dataset = bench.dataset
     started = time.perf_counter()
-    online, online_info = online_update(dataset, bench.users, bench.items, simulation.pairs)
-    info = {**simulation.info, "online_update": online_info}
+    online, info, pairs = update_online(bench, config, simulation)
     seconds = {"simulate": simulate_seconds, "online update": time.perf_counter() - started}
     users, items = bench.users, online
     if config.update == "full":
@@ -655,7 +797,7 @@ def warm_up(
             dataset,
             backbone.name,
             backbone.model,
-            simulation.pairs,
+            pairs,
             online,
             backbone.config,
             replace(
@@ -677,5 +819,5 @@ def warm_up(
     # Shared pieces this variant built first (subtowers, simulator) count towards it.
     built = {k: v - before.get(k, 0.0) for k, v in bench.seconds.items()}
     info["seconds"] = {**{k: v for k, v in built.items() if v > 0}, **seconds}
-    info["simulated_pairs"] = int(len(simulation.pairs))
+    info["simulated_pairs"] = int(len(pairs))
     return ColdStartEmbeddings(users, items, info)

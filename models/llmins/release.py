@@ -25,6 +25,7 @@ from models.evaluation import rank_metrics
 from models.llmins.online import ItemWarmer, WarmedItems, fit_item_warmer
 from models.llmins.pipeline import VARIANTS, LLMInSConfig, Workbench
 from models.llmins.simulator import LMSimulator
+from models.llmins.text_to_users import TextToUsersConfig
 from models.llmins.towers import TowerConfig
 from models.training import TrainConfig, train_bpr
 
@@ -117,10 +118,12 @@ def train_release(
     settings. Users keep the data set's ids, as decimal strings.
     """
     towers, collaborative = TowerConfig(), TUNED_GENERATORS["aldi"]
+    text_to_users = TextToUsersConfig()
     if max_epochs is not None:
         config = replace(config, train_config=replace(config.train_config, max_epochs=max_epochs))
         towers = replace(towers, training=replace(towers.training, max_epochs=max_epochs))
         collaborative = replace(collaborative, max_epochs=max_epochs)
+        text_to_users = replace(text_to_users, max_epochs=min(max_epochs, text_to_users.max_epochs))
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     backbone, training = train_backbone(dataset, config, seed)
@@ -135,6 +138,8 @@ def train_release(
         config.simulator,
         towers=towers,
         collaborative=collaborative,
+        text_to_users=text_to_users,
+        encoder_path=config.encoder_path,
         progress=config.progress,
     )
     started = time.perf_counter()
@@ -161,8 +166,9 @@ def train_release(
             "online_update": {
                 key: value
                 for key, value in info["online_update"].items()
-                if key in ("ridge", "cold_scale")
+                if key in ("keep", "ridge", "blend", "cold_scale")
             },
+            "text_to_users": None if warmer.text_to_users is None else warmer.text_to_users.info,
         },
         "seconds": seconds,
         "versions": library_versions(),

@@ -17,6 +17,7 @@ Two ways, reported side by side:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -54,25 +55,98 @@ def fit_item_vectors(
     return (sums @ inverse).astype(np.float32)
 
 
+#: Weights tried for the content prior in the blend with the fitted vector.
+BLEND_GRID: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass(frozen=True)
+class Blend:
+    """A cold row as ``(1 - weight) * fitted / fitted_norm + weight * prior / prior_norm``.
+
+    The fitted vector (from the simulated users) and the prior (the item's content mapped
+    into the backbone's space) are put on one scale by their mean norms over the cold
+    items before mixing, so ``weight`` means the same on any data set. Weight 0 is the
+    fitted vector alone.
+    """
+
+    weight: float = 0.0
+    fitted_norm: float = 1.0
+    prior_norm: float = 1.0
+
+    def apply(self, fitted: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
+        if self.weight == 0.0 or prior is None:
+            return fitted
+        mixed = (1.0 - self.weight) * fitted / max(self.fitted_norm, 1e-12)
+        return (mixed + self.weight * prior / max(self.prior_norm, 1e-12)).astype(np.float32)
+
+
+def kept_pairs(simulated: np.ndarray, ranks: np.ndarray | None, keep: int | None) -> np.ndarray:
+    """The pairs ranked among their item's best ``keep`` (all pairs for None)."""
+    if keep is None or ranks is None:
+        return simulated
+    return simulated[ranks < keep]
+
+
 def online_update(
     dataset: ColdStartDataset,
     users: np.ndarray,
     items: np.ndarray,
     simulated: np.ndarray,
     ridges: Sequence[float] = RIDGE_GRID,
+    ranks: np.ndarray | None = None,
+    keeps: Sequence[int] = (),
+    prior: np.ndarray | None = None,
+    blends: Sequence[float] = BLEND_GRID,
 ) -> tuple[np.ndarray, dict]:
-    """Cold rows fitted to their simulated users; ridge and length chosen on validation."""
+    """Cold rows fitted to their simulated users; every choice made on validation.
+
+    Chosen on the cold validation NDCG@20: the number of simulated users kept per item
+    (with ``ranks``, each pair's rank in its item's list, and ``keeps`` to try; else every
+    pair counts), the ridge, then the blend with ``prior`` (``(n_items, d)`` content-side
+    vectors in the backbone's space; None: no blend), and last the rows' length on the
+    overall validation NDCG@20. Returns the table and what was chosen and measured.
+    """
     cold = cold_item_ids(dataset)
-    scores: dict[str, float] = {}
-    best_table, best_ridge = items, None
-    for ridge in ridges:
+    inverses = {ridge: ridge_inverse(users, ridge) for ridge in ridges}
+
+    def cold_ndcg(cold_rows: np.ndarray) -> float:
         table = items.copy()
-        table[cold] = fit_item_vectors(users, simulated, cold, ridge_inverse(users, ridge))
-        scores[str(ridge)] = validation_ndcg(dataset, users, table, "cold")
-        if best_ridge is None or scores[str(ridge)] > scores[str(best_ridge)]:
-            best_table, best_ridge = table, ridge
-    table, scale = choose_cold_scale(dataset, users, best_table)
-    return table, {"ridge": best_ridge, "val_cold_ndcg_by_ridge": scores, **scale}
+        table[cold] = cold_rows
+        return validation_ndcg(dataset, users, table, "cold")
+
+    scores: dict[str, float] = {}
+    best: tuple[float, int | None, float, np.ndarray] | None = None
+    for keep in keeps or (None,):
+        pairs = kept_pairs(simulated, ranks, keep)
+        for ridge in ridges:
+            fitted = fit_item_vectors(users, pairs, cold, inverses[ridge])
+            score = cold_ndcg(fitted)
+            scores[f"keep={keep},ridge={ridge}"] = score
+            if best is None or score > best[0]:
+                best = (score, keep, ridge, fitted)
+    _, keep, ridge, fitted = best
+    blend, blend_scores = Blend(), {}
+    if prior is not None:
+        fitted_norm = float(np.linalg.norm(fitted, axis=1).mean())
+        prior_norm = float(np.linalg.norm(prior[cold], axis=1).mean())
+        best_score = -1.0
+        for weight in blends:
+            candidate = Blend(weight, fitted_norm, prior_norm)
+            blend_scores[str(weight)] = cold_ndcg(candidate.apply(fitted, prior[cold]))
+            if blend_scores[str(weight)] > best_score:
+                blend, best_score = candidate, blend_scores[str(weight)]
+    table = items.copy()
+    table[cold] = blend.apply(fitted, None if prior is None else prior[cold])
+    table, scale = choose_cold_scale(dataset, users, table)
+    info = {
+        "keep": keep,
+        "ridge": ridge,
+        "blend": asdict(blend),
+        "val_cold_ndcg_by_keep_and_ridge": scores,
+        "val_cold_ndcg_by_blend": blend_scores,
+        **scale,
+    }
+    return table, info
 
 
 def retrain_backbone(

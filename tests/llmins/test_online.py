@@ -10,10 +10,15 @@ import pytest
 from models.llmins.online import ItemWarmer, fit_item_warmer
 from models.llmins.pipeline import VARIANTS, SimulatorTraining, Workbench, simulate, warm_up
 from models.llmins.simulator import SimulatorConfig
+from models.llmins.update import kept_pairs
 from services.simulator.client import LocalSimulator
 from tests.factories import small_workbench
 
 SMALL = dict(k_filter=30, keep=8)
+
+
+def texts_of(bench: Workbench, items) -> list[str]:
+    return [bench.dataset.item_texts[int(item)] for item in np.atleast_1d(items)]
 
 
 @pytest.fixture(scope="module")
@@ -23,24 +28,39 @@ def bench() -> Workbench:
 
 @pytest.fixture(scope="module")
 def fitted(bench):
-    config = replace(VARIANTS["llmins-online"], lm="never", **SMALL)
+    """The default warm-up's form: every signal, the kept count and the prior's blend
+    chosen on validation."""
+    config = replace(VARIANTS["llmins-online"], lm="never", k_filter=30)
     warmer, info, simulator = fit_item_warmer(bench, config)
     assert simulator is None
     offline = warm_up(bench, config, backbone=None)
-    pairs = simulate(bench, config).pairs
+    simulation = simulate(bench, config)
+    pairs = kept_pairs(simulation.pairs, simulation.ranks, info["online_update"]["keep"])
     return warmer, info, offline, config, pairs
 
 
+def test_the_warmer_keeps_the_count_and_blend_validation_chose(fitted) -> None:
+    warmer, info, _, _, _ = fitted
+    chosen = info["online_update"]
+    assert warmer.config.keep == chosen["keep"] in (5, 10, 15, 25, 30)
+    assert set(chosen["val_cold_ndcg_by_keep_and_ridge"]) >= {
+        f"keep={k},ridge=0.1" for k in (5, 30)
+    }
+    assert warmer.blend.weight == chosen["blend"]["weight"]
+    assert "text2users" in warmer.signals and warmer.text_to_users is not None
+    assert info["test_pairs_per_item"] == info[f"test_pairs_per_item@{chosen['keep']}"]
+
+
 def test_one_item_at_a_time_matches_the_offline_run(bench, fitted) -> None:
-    warmer, _, offline, config, offline_pairs = fitted
+    warmer, _, offline, _, offline_pairs = fitted
     items = bench.dataset.cold_test_items[:12]
     for item in items:
-        warmed = warmer.warm(bench.content[item])
-        assert len(warmed.kept[0]) == config.keep
+        warmed = warmer.warm(bench.content[item], texts_of(bench, item))
+        assert len(warmed.kept[0]) == warmer.config.keep
         np.testing.assert_allclose(warmed.vectors[0], offline.items[item], rtol=1e-4, atol=1e-5)
     # The simulated users themselves: the vector is their (ridge) sum, so equal vectors from
     # different users would be a coincidence; check the users too, for a batch.
-    batch = warmer.warm(bench.content[items])
+    batch = warmer.warm(bench.content[items], texts_of(bench, items))
     for row, item in enumerate(items):
         expected = set(offline_pairs[offline_pairs[:, 1] == item, 0].tolist())
         assert set(batch.kept[row].tolist()) == expected
@@ -48,7 +68,8 @@ def test_one_item_at_a_time_matches_the_offline_run(bench, fitted) -> None:
 
 def test_probabilities_are_best_first_and_in_range(fitted, bench) -> None:
     warmer = fitted[0]
-    warmed = warmer.warm(bench.content[bench.dataset.cold_val_items[:5]])
+    items = bench.dataset.cold_val_items[:5]
+    warmed = warmer.warm(bench.content[items], texts_of(bench, items))
     for probabilities in warmed.probabilities:
         assert np.all((probabilities > 0) & (probabilities < 1))
         assert np.all(np.diff(probabilities) <= 1e-12)
@@ -56,10 +77,12 @@ def test_probabilities_are_best_first_and_in_range(fitted, bench) -> None:
 
 def test_save_and_load_give_the_same_answers(fitted, bench, tmp_path) -> None:
     warmer = fitted[0]
-    content = bench.content[bench.dataset.cold_test_items[:6]]
-    before = warmer.warm(content)
+    items = bench.dataset.cold_test_items[:6]
+    content = bench.content[items]
+    before = warmer.warm(content, texts_of(bench, items))
     loaded = ItemWarmer.load(warmer.save(tmp_path / "warmer"))
-    after = loaded.warm(content)
+    after = loaded.warm(content, texts_of(bench, items))
+    assert loaded.blend == warmer.blend
     assert loaded.config == warmer.config
     for row in range(len(content)):
         np.testing.assert_array_equal(before.kept[row], after.kept[row])
@@ -107,7 +130,7 @@ def test_a_warmer_that_asks_the_lm_matches_the_offline_cascade(tmp_path) -> None
     offline = simulate(bench, config).pairs
     for row, item in enumerate(items):
         assert set(warmed.kept[row].tolist()) == set(offline[offline[:, 1] == item, 0].tolist())
-    with pytest.raises(ValueError, match="pass texts and lm"):
+    with pytest.raises(ValueError, match="pass texts"):
         warmer.warm(bench.content[items])
     loaded = ItemWarmer.load(warmer.save(tmp_path / "warmer"))
     again = loaded.warm(bench.content[items], texts, LocalSimulator(simulator).p_yes)

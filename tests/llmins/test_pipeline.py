@@ -91,3 +91,30 @@ def test_full_update_retrains_the_backbone_on_simulated_interactions(bench) -> N
     assert cold_recall(data, result.users, result.items) > cold_recall(
         data, bench.users, bench.items
     )
+
+
+def test_filterllm_and_no_ft_read_the_text_to_users_encoder_they_name(bench) -> None:
+    """``filterllm``: the fine-tuned encoder's top users alone; ``no-ft``: the frozen one."""
+    filterllm = warm_up(bench, replace(VARIANTS["filterllm"], k_filter=30), None)
+    assert filterllm.info["filter_weights"] == {"text2users": 1.0}
+    assert "refiner_weights" not in filterllm.info
+    assert filterllm.info["online_update"]["keep"] in (5, 10, 15, 25, 30)
+    assert cold_recall(bench.dataset, filterllm.users, filterllm.items) > (
+        cold_recall(bench.dataset, bench.users, bench.items) + 0.3
+    )
+    frozen = replace(VARIANTS["no-ft"], update="online", lm="never", k_filter=30)
+    no_ft = simulate(bench, frozen)
+    fine_tuned = simulate(bench, replace(frozen, text_encoder="fine-tuned"))
+    assert not bench.text_to_users("frozen")[0].finetuned
+    assert bench.text_to_users("fine-tuned")[0].finetuned
+    assert not np.array_equal(no_ft.pairs, fine_tuned.pairs)
+
+
+def test_the_prior_blend_is_chosen_on_validation_and_never_loses_to_the_fit(bench) -> None:
+    config = replace(VARIANTS["llmins-online"], lm="never", k_filter=30)
+    with_prior = warm_up(bench, config, None).info["online_update"]
+    scores = with_prior["val_cold_ndcg_by_blend"]
+    assert set(scores) == {"0.0", "0.25", "0.5", "0.75", "1.0"}
+    assert scores[str(with_prior["blend"]["weight"])] == max(scores.values())
+    without = warm_up(bench, replace(config, prior=False), None).info["online_update"]
+    assert without["blend"]["weight"] == 0.0 and not without["val_cold_ndcg_by_blend"]

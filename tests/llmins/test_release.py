@@ -30,10 +30,14 @@ def test_a_saved_release_loads_with_the_same_answers(release, tmp_path) -> None:
     loaded = ModelRelease.load(release.save(tmp_path / "v1"))
     assert loaded.version == "v1" and loaded.user_ids == [str(u) for u in range(data.n_users)]
     np.testing.assert_array_equal(loaded.users, release.users)
-    content = bag_of_words([data.item_texts[i] for i in data.cold_test_items[:4]])
+    texts = [data.item_texts[i] for i in data.cold_test_items[:4]]
+    content = bag_of_words(texts)
     np.testing.assert_allclose(
-        loaded.warmer.warm(content).vectors, release.warmer.warm(content).vectors, atol=1e-6
+        loaded.warmer.warm(content, texts).vectors,
+        release.warmer.warm(content, texts).vectors,
+        atol=1e-6,
     )
+    assert loaded.manifest["warmer"]["online_update"]["keep"] == loaded.warmer.config.keep
     assert loaded.manifest["data"]["fingerprint"] == data.fingerprint
     assert set(loaded.manifest["seconds"]) == {"backbone", "warmer"}
 

@@ -69,7 +69,16 @@ def test_benchmark_writes_results_report_and_exports(csv_dataset, tmp_path, monk
     assert "## Simulated interactions" in report and "| knn |" in report
     assert "## What the LM adds" in report
     full = records[-1]["method_info"]
-    assert full["full_update"]["epochs_run"] >= 1 and full["test_pairs_per_item"] == 15
+    kept = full["online_update"]["keep"]
+    assert full["full_update"]["epochs_run"] >= 1 and full["test_pairs_per_item"] == kept
+    # The update chose the count of simulated users on validation, among every one tried.
+    tried = {key.split(",")[0] for key in full["online_update"]["val_cold_ndcg_by_keep_and_ridge"]}
+    assert tried == {"keep=5", "keep=10", "keep=15", "keep=25", "keep=40", "keep=60", "keep=100"}
+    # llmins is compared with every other method over the same test users.
+    paired = json.loads((out / "paired.json").read_text())
+    assert {row["method"] for row in paired} == {"backbone", "deepmusic", "aldi", "knn"}
+    assert all(row["overall ndcg@20"]["se"] > 0 for row in paired if row["method"] == "knn")
+    assert "## llmins minus each method, paired over the same test users" in report
     assert full["simulator"]["examples"] == 32 and full["lm_measurement"]["test"]["items"] > 0
     for figure in ("recall.png", "projection-aldi.png", "projection-llmins.png"):
         assert (out / "plots" / figure).read_bytes()[:4] == b"\x89PNG"

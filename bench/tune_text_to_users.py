@@ -1,0 +1,99 @@
+"""Sweep the text-to-users encoder's settings on the *validation* split.
+
+Trains the backbone once per data set and seed (cached under runs/), then fits the encoder
+for every combination of the given settings and prints one JSON line each: the validation
+recall@k of real users among each cold item's top predicted users (what early stopping
+watches), the cold validation NDCG@20 of its vectors used as item vectors, the training
+curve and seconds. Test data is never read here.
+
+    python bench/tune_text_to_users.py --dataset ml-100k --set finetune=1,0 \
+        --set align_weight=0.3,1,3 --out runs/tune-t2u-ml100k.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from dataclasses import fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from models.benchmark import BenchmarkConfig, train_backbone
+from models.evaluation import validation_ndcg
+from models.llmins.text_to_users import TextToUsersConfig, fit_text_to_users
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from citeulike import dataset_and_content  # noqa: E402
+
+TYPES = {f.name: f.type for f in fields(TextToUsersConfig)}
+
+
+def setting(text: str) -> tuple[str, list]:
+    key, values = text.split("=", 1)
+    if key not in TYPES:
+        raise argparse.ArgumentTypeError(f"unknown setting {key!r}; known: {', '.join(TYPES)}")
+    cast = {"bool": lambda v: bool(int(v)), "int": int}.get(TYPES[key], float)
+    return key, [cast(value) for value in values.split(",")]
+
+
+def backbone_vectors(dataset, name: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The tuned backbone's (users, items), trained once and cached under runs/."""
+    cached = Path("runs") / f"backbone-{dataset.name}-{name}-{dataset.fingerprint}-s{seed}.npz"
+    if cached.is_file():
+        arrays = np.load(cached)
+        return arrays["users"], arrays["items"]
+    backbone, _ = train_backbone(dataset, BenchmarkConfig(backbone=name, progress=False), seed)
+    users, items = backbone.model.export_embeddings()
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cached, users=users, items=items)
+    return users, items
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="citeulike")
+    parser.add_argument("--data-dir", type=Path, help="default: the settings' data_dir")
+    parser.add_argument("--backbone", default="mf")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", type=setting, action="append", default=[], dest="settings")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    from models.data import load_dataset
+
+    dataset, content = dataset_and_content(args.dataset, args.data_dir)
+    if args.seed:
+        dataset = load_dataset(args.dataset, args.data_dir or "../shared/data", args.seed)
+    users, items = backbone_vectors(dataset, args.backbone, args.seed)
+    keys = [key for key, _ in args.settings]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("a") as out:
+        for values in itertools.product(*(v for _, v in args.settings)):
+            chosen = dict(zip(keys, values, strict=True))
+            config = replace(TextToUsersConfig(seed=args.seed), **chosen)
+            encoder, table = fit_text_to_users(dataset, content, users, items, config)
+            line = {
+                "dataset": args.dataset,
+                "backbone": args.backbone,
+                "seed": args.seed,
+                "config": config.to_dict(),
+                "val_cold_ndcg@20_as_item_vectors": validation_ndcg(
+                    dataset, users, _with_cold(items, table, dataset), "cold"
+                ),
+                **{k: v for k, v in encoder.info.items()},
+            }
+            print(json.dumps(line), flush=True)
+            out.write(json.dumps(line) + "\n")
+
+
+def _with_cold(items: np.ndarray, table: np.ndarray, dataset) -> np.ndarray:
+    out = items.copy()
+    cold = np.union1d(dataset.cold_val_items, dataset.cold_test_items)
+    out[cold] = table[cold]
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,494 @@
+"""Text-to-users: the content LM fine-tuned to map an item's text to the users who want it.
+
+The FilterLLM form of the simulator (Liu et al., "Text-To-Distribution LLM for
+Billion-Scale Cold-Start Recommendation", arXiv 2502.16924): one LM pass per item instead of
+one per (item, user) prompt. The LM's mean-pooled last hidden state goes through a linear
+head into the backbone's space; its inner products with the backbone's (frozen) user vectors
+are logits of a softmax over every user. Training, on warm items only, maximises the
+likelihood of each item's real users under that softmax, plus an alignment term that pulls
+the head's output towards the item's collaborative vector (so the output is also an item
+vector in the backbone's space: the content-side fallback and prior of the update).
+
+``finetune=False`` trains the head alone on the frozen encoder's vectors: the ``no-ft``
+ablation, which says what the fine-tuning itself buys. Early stopping watches the recall of
+cold *validation* items' real users among each item's top ``k`` predicted users (the
+filter's use of the signal).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from models.data.dataset import ColdStartDataset
+from models.encoders import default_model_path
+
+logger = logging.getLogger(__name__)
+
+HEAD_FILE = "head.pt"
+CONFIG_FILE = "text_to_users.json"
+ENCODER_DIR = "encoder"
+
+
+@dataclass(frozen=True)
+class TextToUsersConfig:
+    """How the text-to-users encoder is trained.
+
+    Attributes:
+        finetune: train the LM's weights too (False: the head alone, on frozen vectors).
+        train_layers: how many of the LM's top transformer layers train (None: all, the
+            embeddings included). The lower ones stay as pretrained, so their output is
+            computed once per item and cached (BERT-like models), and a step runs the
+            trained layers alone: on a CPU, a few times cheaper than full tuning.
+        encoder_lr: AdamW learning rate of the LM's weights.
+        head_lr: learning rate of the linear head and the logit scale.
+        align_weight: weight of the alignment term, the head's squared distance to the
+            item's backbone vector relative to the warm vectors' mean squared length
+            (scale-free, so one weight suits every backbone and data set).
+        batch_size: warm items per step (each with all its training users).
+        max_epochs, patience: early stopping on cold validation recall@``k``.
+        k: users per item whose recall of real validation users is watched.
+        max_length: tokens per text (titles are short).
+        weight_decay: AdamW decay.
+        seed: initialisation and batch order.
+    """
+
+    finetune: bool = True
+    train_layers: int | None = 2
+    encoder_lr: float = 5e-5
+    head_lr: float = 1e-3
+    align_weight: float = 1.0
+    batch_size: int = 64
+    max_epochs: int = 8
+    patience: int = 2
+    k: int = 100
+    max_length: int = 48
+    weight_decay: float = 0.01
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class TextToUsersModel(nn.Module):
+    """LM (mean pooled) -> linear head into the backbone's space, and a learnt logit scale.
+
+    ``encoder`` is None for the frozen variant: its inputs are then precomputed vectors.
+    """
+
+    def __init__(self, encoder: nn.Module | None, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(in_dim, out_dim)
+        self.log_scale = nn.Parameter(torch.zeros(()))
+
+    def forward(self, inputs: dict[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        """``(batch, out_dim)`` vectors of tokenised texts (or of frozen content vectors)."""
+        if isinstance(inputs, torch.Tensor):
+            return self.head(inputs)
+        hidden = self.encoder(**inputs).last_hidden_state
+        return self.head(_mean_pool(hidden, inputs["attention_mask"]))
+
+    def from_hidden(
+        self, upper: nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Vectors from hidden states cached below the trained layers (``upper``: those
+        layers, :func:`_upper_view`)."""
+        states = upper(inputs_embeds=hidden, attention_mask=attention_mask).last_hidden_state
+        return self.head(_mean_pool(states, attention_mask))
+
+
+@dataclass
+class TextToUsers:
+    """A trained text-to-users encoder: texts (or content vectors) -> backbone-space vectors.
+
+    Attributes:
+        model: the LM and head (the LM is None when it stayed frozen).
+        tokenizer: the LM's tokenizer (None when frozen).
+        config: how it was trained.
+        info: the training record (loss and validation curve, best epoch, seconds).
+    """
+
+    model: TextToUsersModel
+    tokenizer: object | None
+    config: TextToUsersConfig
+    info: dict = field(default_factory=dict)
+
+    @property
+    def finetuned(self) -> bool:
+        return self.model.encoder is not None
+
+    @torch.inference_mode()
+    def vectors(
+        self,
+        texts: Sequence[str],
+        content: np.ndarray | None = None,
+        batch_size: int = 128,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """``(n, out_dim)`` float32 vectors of items with these ``texts``.
+
+        The frozen variant reads ``content`` (the frozen encoder's vectors) instead of texts.
+        """
+        self.model.eval()
+        if not self.finetuned:
+            if content is None:
+                raise ValueError("the frozen text-to-users head needs content vectors")
+            return self.model(torch.from_numpy(np.atleast_2d(content).astype(np.float32))).numpy()
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out = np.zeros((len(texts), self.model.head.out_features), dtype=np.float32)
+        starts = range(0, len(texts), batch_size)
+        for start in tqdm(starts, desc="text-to-users", disable=not progress):
+            index = order[start : start + batch_size]
+            batch = self._tokenize([texts[i] for i in index])
+            out[index] = self.model(batch).numpy()
+        return out
+
+    def _tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.config.max_length,
+            return_tensors="pt",
+        )
+
+    # -- persistence -------------------------------------------------------------------
+
+    def save(self, folder: str | Path) -> Path:
+        """The LM in Hugging Face format (``encoder/``), the head as tensors, a JSON record."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.finetuned:
+            self.model.encoder.save_pretrained(folder / ENCODER_DIR)
+            self.tokenizer.save_pretrained(folder / ENCODER_DIR)
+        head = {
+            "weight": self.model.head.weight.detach().clone(),
+            "bias": self.model.head.bias.detach().clone(),
+            "log_scale": self.model.log_scale.detach().clone(),
+        }
+        torch.save(head, folder / HEAD_FILE)
+        record = {"config": self.config.to_dict(), "info": _jsonable(self.info)}
+        (folder / CONFIG_FILE).write_text(json.dumps(record, indent=2))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> TextToUsers:
+        folder = Path(folder)
+        record = json.loads((folder / CONFIG_FILE).read_text())
+        config = TextToUsersConfig(**record["config"])
+        head = torch.load(folder / HEAD_FILE, weights_only=True)
+        encoder, tokenizer = None, None
+        if config.finetune:
+            encoder, tokenizer = _load_lm(folder / ENCODER_DIR)
+        out_dim, in_dim = head["weight"].shape
+        model = TextToUsersModel(encoder, in_dim, out_dim)
+        with torch.no_grad():
+            model.head.weight.copy_(head["weight"])
+            model.head.bias.copy_(head["bias"])
+            model.log_scale.copy_(head["log_scale"])
+        model.eval()
+        return cls(model, tokenizer, config, record.get("info", {}))
+
+
+def fit_text_to_users(
+    dataset: ColdStartDataset,
+    content: np.ndarray,
+    users: np.ndarray,
+    items: np.ndarray,
+    config: TextToUsersConfig = TextToUsersConfig(),
+    encoder_path: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[TextToUsers, np.ndarray]:
+    """Train on the warm items of ``dataset``; return the encoder and every item's vector.
+
+    ``users``/``items`` are the backbone's vectors (the softmax's user table and the
+    alignment targets); ``content`` the frozen encoder's vectors (read by the frozen variant,
+    and by neither otherwise). The returned ``(n_items, d)`` table holds the encoder's
+    vector for every item, cold ones included (computed from their text alone).
+    """
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    encoder, tokenizer = (None, None)
+    if config.finetune:
+        encoder, tokenizer = _load_lm(encoder_path or default_model_path())
+        _freeze_below(encoder, config.train_layers)
+        in_dim = int(encoder.config.hidden_size)
+    else:
+        in_dim = content.shape[1]
+    model = TextToUsersModel(encoder, in_dim, users.shape[1])
+    trained = TextToUsers(model, tokenizer, config)
+    user_table = torch.from_numpy(np.ascontiguousarray(users, dtype=np.float32))
+    targets = torch.from_numpy(np.ascontiguousarray(items, dtype=np.float32))
+    train = dataset.splits["warm_train"]
+    warm = np.unique(train[:, 1])
+    # Each warm item's training users, as a dense 0/1 row built per batch from CSR.
+    order = np.argsort(train[:, 1], kind="stable")
+    by_item = train[order]
+    starts = np.searchsorted(by_item[:, 1], warm)
+    ends = np.searchsorted(by_item[:, 1], warm, side="right")
+    mean_square = float((targets[torch.from_numpy(warm)] ** 2).sum(1).mean())
+    texts = dataset.item_texts
+    text_lengths = np.array([len(texts[item]) for item in warm])
+    frozen_inputs = torch.from_numpy(np.ascontiguousarray(content, dtype=np.float32))
+
+    val_items = dataset.cold_items("val")
+    cache = None
+    if config.finetune:
+        cache = _LayerCache.build(trained, texts, np.union1d(warm, val_items))
+
+    def predict(item_ids: np.ndarray) -> torch.Tensor:
+        if cache is not None:
+            return model.from_hidden(cache.upper, *cache.batch(item_ids))
+        if config.finetune:
+            return model(trained._tokenize([texts[i] for i in item_ids]))
+        return model(frozen_inputs[torch.from_numpy(item_ids)])
+
+    groups = [
+        {"params": model.head.parameters(), "lr": config.head_lr},
+        {"params": [model.log_scale], "lr": config.head_lr, "weight_decay": 0.0},
+    ]
+    if encoder is not None:
+        trainable = [p for p in encoder.parameters() if p.requires_grad]
+        groups.append({"params": trainable, "lr": config.encoder_lr})
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    val_truth = _truth(dataset.splits["cold_val"], val_items)
+
+    @torch.inference_mode()
+    def validate() -> float:
+        model.eval()
+        vectors = torch.cat(
+            [predict(val_items[i : i + 256]) for i in range(0, len(val_items), 256)]
+        ).numpy()
+        return float(np.mean(_recall_at(vectors @ users.T, val_truth, config.k)))
+
+    curve: list[dict] = []
+    best = {"score": validate(), "epoch": 0, "state": copy.deepcopy(model.state_dict())}
+    curve.append({"epoch": 0, "train_loss": None, f"val_recall@{config.k}": best["score"]})
+    stale = 0
+    bar = tqdm(range(1, config.max_epochs + 1), desc="text-to-users", disable=not progress)
+    for epoch in bar:
+        model.train()
+        losses = []
+        for batch in _length_batches(text_lengths, config.batch_size, rng):
+            item_ids = warm[batch]
+            predicted = predict(item_ids)
+            logits = predicted @ user_table.T * model.log_scale.exp()
+            positives = torch.zeros_like(logits)
+            for row, position in enumerate(batch):
+                positives[row, by_item[starts[position] : ends[position], 0]] = 1.0
+            log_p = F.log_softmax(logits, dim=1)
+            softmax_loss = -((log_p * positives).sum(1) / positives.sum(1)).mean()
+            target = targets[torch.from_numpy(item_ids)]
+            align = ((predicted - target) ** 2).sum(1).mean() / mean_square
+            loss = softmax_loss + config.align_weight * align
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append((softmax_loss.item(), align.item()))
+        score = validate()
+        softmax_mean, align_mean = np.mean(losses, axis=0)
+        curve.append(
+            {
+                "epoch": epoch,
+                "train_softmax": float(softmax_mean),
+                "train_align": float(align_mean),
+                f"val_recall@{config.k}": score,
+            }
+        )
+        bar.set_postfix(val=f"{score:.4f}", loss=f"{softmax_mean:.3f}")
+        logger.info(
+            "text-to-users epoch %d: softmax %.4f, align %.4f, val recall@%d %.4f",
+            epoch,
+            softmax_mean,
+            align_mean,
+            config.k,
+            score,
+        )
+        if score > best["score"]:
+            best = {"score": score, "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
+            stale = 0
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    model.load_state_dict(best["state"])
+    model.eval()
+    trained.info = {
+        "best_epoch": best["epoch"],
+        f"best_val_recall@{config.k}": best["score"],
+        "epochs_run": curve[-1]["epoch"],
+        "curve": curve,
+        "warm_items": int(len(warm)),
+        "seconds": time.perf_counter() - started,
+    }
+    table = trained.vectors(texts, content, progress=progress)
+    return trained, table
+
+
+class _Passthrough(nn.Module):
+    """Stands in for the embeddings: the cached hidden states go in as they are."""
+
+    def forward(self, inputs_embeds: torch.Tensor | None = None, **_) -> torch.Tensor:
+        return inputs_embeds
+
+
+def _upper_view(encoder: nn.Module, train_layers: int) -> nn.Module | None:
+    """The encoder's top ``train_layers`` layers as a model of their own (None where the
+    model is not BERT-like), sharing the encoder's parameters: fed the hidden states that
+    enter those layers, it returns what the whole encoder returns."""
+    stack = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if stack is None or not hasattr(encoder, "embeddings") or not train_layers:
+        return None
+    inner = copy.copy(encoder.encoder)
+    inner._modules = dict(encoder.encoder._modules)
+    inner._modules["layer"] = nn.ModuleList(list(stack)[len(stack) - train_layers :])
+    upper = copy.copy(encoder)
+    upper._modules = dict(encoder._modules)
+    upper._modules["embeddings"] = _Passthrough()
+    upper._modules["encoder"] = inner
+    return upper
+
+
+@dataclass
+class _LayerCache:
+    """Per item, the hidden states entering the first trained layer (computed once)."""
+
+    upper: nn.Module
+    states: dict[int, torch.Tensor]
+
+    @classmethod
+    @torch.inference_mode()
+    def build(
+        cls, trained: TextToUsers, texts: Sequence[str], items: np.ndarray, batch_size: int = 256
+    ) -> _LayerCache | None:
+        """None where the encoder is not BERT-like, or the cached path does not reproduce
+        the encoder's own output (then training runs the whole encoder)."""
+        encoder, layers = trained.model.encoder, trained.config.train_layers
+        upper = _upper_view(encoder, layers) if layers else None
+        if upper is None:
+            return None
+        encoder.eval()
+        depth = len(encoder.encoder.layer) - layers
+        states: dict[int, torch.Tensor] = {}
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            batch = trained._tokenize([texts[i] for i in chunk])
+            hidden = encoder(**batch, output_hidden_states=True).hidden_states[depth]
+            for row, item in enumerate(chunk):
+                length = int(batch["attention_mask"][row].sum())
+                states[int(item)] = hidden[row, :length].clone()
+        cache = cls(upper, states)
+        probe = items[:8]
+        expected = encoder(**trained._tokenize([texts[i] for i in probe])).last_hidden_state
+        got = upper(inputs_embeds=cache.batch(probe)[0], attention_mask=cache.batch(probe)[1])
+        mask = cache.batch(probe)[1].unsqueeze(-1).bool()
+        width = mask.shape[1]
+        if not torch.allclose(
+            got.last_hidden_state.masked_fill(~mask, 0),
+            expected[:, :width].masked_fill(~mask, 0),
+            atol=1e-4,
+        ):
+            logger.warning("cached layers do not reproduce the encoder: training it whole")
+            return None
+        logger.info("text-to-users: %d items' states cached below layer %d", len(states), depth)
+        return cache
+
+    def batch(self, items: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(batch, tokens, hidden)`` padded states and the ``(batch, tokens)`` mask."""
+        tensors = [self.states[int(item)] for item in items]
+        hidden = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True)
+        mask = torch.zeros(hidden.shape[:2], dtype=torch.long)
+        for row, tensor in enumerate(tensors):
+            mask[row, : len(tensor)] = 1
+        return hidden, mask
+
+
+def _mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+def _load_lm(path: str | Path) -> tuple[nn.Module, object]:
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return AutoModel.from_pretrained(path, local_files_only=True), tokenizer
+
+
+def _length_batches(
+    lengths: np.ndarray, size: int, rng: np.random.Generator, pool: int = 50
+) -> list[np.ndarray]:
+    """Shuffled batches of positions whose texts have similar lengths (little padding).
+
+    Positions are shuffled, cut into pools of ``pool`` batches, sorted by length within a
+    pool and batched; the batches' order is shuffled again.
+    """
+    order = rng.permutation(len(lengths))
+    batches = []
+    for start in range(0, len(order), size * pool):
+        chunk = order[start : start + size * pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i : i + size] for i in range(0, len(chunk), size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def _freeze_below(encoder: nn.Module, train_layers: int | None) -> None:
+    """Freeze everything but the top ``train_layers`` transformer layers (None: nothing).
+
+    Finds the layer stack as BERT-like (``encoder.layer``) and Llama-like (``layers``)
+    models name it; a model with neither trains whole.
+    """
+    if train_layers is None:
+        return
+    stack = getattr(getattr(encoder, "encoder", None), "layer", None)
+    stack = stack if stack is not None else getattr(encoder, "layers", None)
+    if stack is None:
+        logger.warning("no layer stack found in %s: training every layer", type(encoder).__name__)
+        return
+    for parameter in encoder.parameters():
+        parameter.requires_grad_(False)
+    for layer in list(stack)[len(stack) - train_layers :] if train_layers else []:
+        for parameter in layer.parameters():
+            parameter.requires_grad_(True)
+
+
+def _truth(pairs: np.ndarray, items: np.ndarray) -> list[np.ndarray]:
+    """Per item of ``items``, its users in ``pairs``."""
+    position = {int(item): row for row, item in enumerate(items)}
+    truth: list[list[int]] = [[] for _ in items]
+    for user, item in pairs:
+        truth[position[int(item)]].append(int(user))
+    return [np.array(users, dtype=np.int64) for users in truth]
+
+
+def _recall_at(scores: np.ndarray, truth: Sequence[np.ndarray], k: int) -> np.ndarray:
+    """Per row, the share of its true users among its ``k`` best-scored users."""
+    top = np.argpartition(-scores, min(k, scores.shape[1] - 1), axis=1)[:, :k]
+    return np.array(
+        [np.isin(users, top[row]).mean() if len(users) else 0.0 for row, users in enumerate(truth)]
+    )
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

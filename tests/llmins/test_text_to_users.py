@@ -1,0 +1,120 @@
+"""The text-to-users encoder: it learns whom an item's text suits, and saves exactly."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from models.encoders import default_model_path
+from models.llmins.text_to_users import (
+    TextToUsers,
+    TextToUsersConfig,
+    _freeze_below,
+    _LayerCache,
+    _length_batches,
+    _load_lm,
+    fit_text_to_users,
+)
+from tests.factories import bag_of_words, planted_dataset, trained_mf
+
+SMALL = TextToUsersConfig(batch_size=32, max_epochs=4, k=30)
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[TextToUsers, np.ndarray]:
+    data = planted_dataset()
+    users, items = trained_mf()
+    return fit_text_to_users(data, bag_of_words(data.item_texts), users, items, SMALL)
+
+
+def user_auc(table: np.ndarray, users: np.ndarray, pairs: np.ndarray) -> float:
+    """Share of (real user, random user) pairs of cold items ranked the right way round."""
+    rng = np.random.default_rng(0)
+    scores = table @ users.T
+    real = scores[pairs[:, 1], pairs[:, 0]]
+    other = scores[pairs[:, 1], rng.integers(0, len(users), len(pairs))]
+    return float((real > other).mean())
+
+
+def test_fine_tuning_learns_whom_a_text_suits(fitted) -> None:
+    encoder, table = fitted
+    data = planted_dataset()
+    users, _ = trained_mf()
+    curve = encoder.info["curve"]
+    # Early stopping kept an epoch better than the untrained head (epoch 0).
+    assert encoder.info["best_epoch"] > 0
+    assert encoder.info["best_val_recall@30"] > curve[0]["val_recall@30"] + 0.1
+    assert all(np.isfinite(point["train_softmax"]) for point in curve[1:])
+    # Cold test items were never seen: their real users rank above random users.
+    assert user_auc(table, users, data.splits["cold_test"]) > 0.75
+    assert encoder.finetuned and table.shape == (data.n_items, users.shape[1])
+
+
+def test_the_frozen_variant_trains_the_head_alone_on_content_vectors() -> None:
+    data = planted_dataset()
+    users, items = trained_mf()
+    content = bag_of_words(data.item_texts)
+    frozen, table = fit_text_to_users(
+        data, content, users, items, replace(SMALL, finetune=False, max_epochs=30)
+    )
+    assert not frozen.finetuned and frozen.tokenizer is None
+    assert user_auc(table, users, data.splits["cold_test"]) > 0.75
+    with pytest.raises(ValueError, match="content vectors"):
+        frozen.vectors(["a title"])
+
+
+@pytest.mark.parametrize("finetune", [True, False])
+def test_save_then_load_gives_identical_vectors(fitted, finetune, tmp_path) -> None:
+    data = planted_dataset()
+    content = bag_of_words(data.item_texts)
+    if finetune:
+        encoder = fitted[0]
+    else:
+        users, items = trained_mf()
+        encoder, _ = fit_text_to_users(
+            data, content, users, items, replace(SMALL, finetune=False, max_epochs=2)
+        )
+    items = data.cold_test_items[:7]
+    texts = [data.item_texts[i] for i in items]
+    loaded = TextToUsers.load(encoder.save(tmp_path / "t2u"))
+    assert (
+        loaded.config == encoder.config and loaded.info["best_epoch"] == encoder.info["best_epoch"]
+    )
+    np.testing.assert_allclose(
+        loaded.vectors(texts, content[items]), encoder.vectors(texts, content[items]), atol=1e-5
+    )
+
+
+def test_only_the_top_layers_train() -> None:
+    encoder, _ = _load_lm(default_model_path())
+    _freeze_below(encoder, 2)
+    trainable = {name for name, p in encoder.named_parameters() if p.requires_grad}
+    assert trainable and all(
+        name.startswith(("encoder.layer.4.", "encoder.layer.5.")) for name in trainable
+    )
+    _freeze_below(encoder, None)  # None leaves the model as it is
+    assert {name for name, p in encoder.named_parameters() if p.requires_grad} == trainable
+
+
+def test_length_batches_cover_every_position_once() -> None:
+    lengths = np.random.default_rng(0).integers(1, 80, size=1003)
+    batches = _length_batches(lengths, 16, np.random.default_rng(1), pool=4)
+    together = np.concatenate(batches)
+    assert sorted(together.tolist()) == list(range(1003))
+    assert max(len(batch) for batch in batches) == 16
+
+
+def test_cached_lower_layers_give_the_whole_encoders_vectors(fitted) -> None:
+    """Training runs the top layers on cached states; that must be the same function."""
+    encoder = fitted[0]
+    data = planted_dataset()
+    items = data.cold_val_items[:9]
+    cache = _LayerCache.build(encoder, data.item_texts, items)
+    assert cache is not None and len(cache.upper.encoder.layer) == SMALL.train_layers
+    with torch.inference_mode():
+        cached = encoder.model.from_hidden(cache.upper, *cache.batch(items)).numpy()
+    whole = encoder.vectors([data.item_texts[i] for i in items])
+    np.testing.assert_allclose(cached, whole, atol=1e-5)
