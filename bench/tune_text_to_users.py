@@ -2,9 +2,9 @@
 
 Trains the backbone once per data set and seed (cached under runs/), then fits the encoder
 for every combination of the given settings and prints one JSON line each: the validation
-recall@k of real users among each cold item's top predicted users (what early stopping
-watches), the cold validation NDCG@20 of its vectors used as item vectors, the training
-curve and seconds. Test data is never read here.
+recall@k of real users among each cold item's top predicted users by the users head, the
+cold validation NDCG@20 of the items head's vectors used as item vectors (early stopping
+watches their sum), the training curve and seconds. Test data is never read here.
 
     python bench/tune_text_to_users.py --dataset ml-100k --set finetune=1,0 \
         --set align_weight=0.3,1,3 --out runs/tune-t2u-ml100k.jsonl
@@ -73,14 +73,14 @@ def main() -> None:
         for values in itertools.product(*(v for _, v in args.settings)):
             chosen = dict(zip(keys, values, strict=True))
             config = replace(TextToUsersConfig(seed=args.seed), **chosen)
-            encoder, table = fit_text_to_users(dataset, content, users, items, config)
+            encoder, mapped = fit_text_to_users(dataset, content, users, items, config)
             line = {
                 "dataset": args.dataset,
                 "backbone": args.backbone,
                 "seed": args.seed,
                 "config": config.to_dict(),
                 "val_cold_ndcg@20_as_item_vectors": validation_ndcg(
-                    dataset, users, _with_cold(items, table, dataset), "cold"
+                    dataset, users, _with_cold(items, mapped.items, dataset), "cold"
                 ),
                 **{k: v for k, v in encoder.info.items()},
             }

@@ -29,7 +29,7 @@ from models.llmins.pipeline import VARIANTS, LLMInSConfig, Workbench, simulate, 
 from models.llmins.prompts import PromptBuilder
 from models.llmins.refine import Refiner, candidate_features, select
 from models.llmins.simulator import LMSimulator
-from models.llmins.text_to_users import TextToUsers
+from models.llmins.text_to_users import Mapped, TextToUsers
 from models.llmins.update import Blend, fit_item_vectors, ridge_inverse
 
 logger = logging.getLogger(__name__)
@@ -190,7 +190,8 @@ class ItemWarmer:
             [(user, row) for row, users in enumerate(kept) for user in users], dtype=np.int64
         ).reshape(-1, 2)
         fitted = fit_item_vectors(self.users, pairs, np.arange(len(content)), self.inverse)
-        vectors = self.scale.apply(self.blend.apply(fitted, mapped))
+        prior = None if mapped is None else mapped.items
+        vectors = self.scale.apply(self.blend.apply(fitted, prior))
         return WarmedItems(candidates, kept, probabilities, vectors)
 
     def _with_lm(
@@ -228,11 +229,11 @@ class ItemWarmer:
         generated = self.content_maps["collaborative"](np.atleast_2d(content))
         return self.content_scale.apply(generated)
 
-    def _raw_scores(self, name: str, content: np.ndarray, mapped: np.ndarray | None) -> np.ndarray:
+    def _raw_scores(self, name: str, content: np.ndarray, mapped: Mapped | None) -> np.ndarray:
         if name == "history":
             return self.history.scores_of_vectors(content)
         if name == "text2users":
-            return mapped @ self.signal_users[name].T
+            return mapped.users @ self.signal_users[name].T
         return self.content_maps[name](content) @ self.signal_users[name].T
 
     # -- persistence -------------------------------------------------------------------

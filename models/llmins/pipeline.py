@@ -42,7 +42,7 @@ from models.llmins.refine import (
     select,
 )
 from models.llmins.simulator import LMSimulator, SimulatorConfig
-from models.llmins.text_to_users import TextToUsers, TextToUsersConfig, fit_text_to_users
+from models.llmins.text_to_users import Mapped, TextToUsers, TextToUsersConfig, fit_text_to_users
 from models.llmins.towers import LanguageTowers, TowerConfig, fit_language_towers
 from models.llmins.update import kept_pairs, online_update, retrain_backbone
 from models.training import TrainConfig
@@ -270,7 +270,7 @@ class Workbench:
         self._weights: dict[tuple, tuple[dict, dict]] = {}
         self._simulators: dict[tuple, LMSimulator] = {}
         self._lm_logits: dict[tuple, dict[str, np.ndarray]] = {}
-        self._text_to_users: dict[str, tuple[TextToUsers, np.ndarray]] = {}
+        self._text_to_users: dict[str, tuple[TextToUsers, Mapped]] = {}
 
     def timed(self, name: str, build: Callable, *args):
         """``build(*args)``, its wall time added to stage ``name``."""
@@ -310,8 +310,8 @@ class Workbench:
     def history(self) -> HistorySimilarity:
         return HistorySimilarity(self.histories, self.content, self.history_top)
 
-    def text_to_users(self, encoder: str) -> tuple[TextToUsers, np.ndarray]:
-        """The ``fine-tuned`` or ``frozen`` text-to-users encoder and every item's vector."""
+    def text_to_users(self, encoder: str) -> tuple[TextToUsers, Mapped]:
+        """The ``fine-tuned`` or ``frozen`` text-to-users encoder and every item mapped."""
         if encoder not in self._text_to_users:
             config = replace(self.text_to_users_config, finetune=encoder == "fine-tuned")
             self._text_to_users[encoder] = self.timed(
@@ -331,7 +331,7 @@ class Workbench:
     def tables(self, name: str, encoder: str = "fine-tuned") -> tuple[np.ndarray, np.ndarray]:
         """(user, item) tables of a subtower, or of the text-to-users ``encoder``."""
         if name == "text2users":
-            return self.users, self.text_to_users(encoder)[1]
+            return self.users, self.text_to_users(encoder)[1].users
         subtower = self.collaborative if name == "collaborative" else self.language
         return subtower.users, subtower.items
 
@@ -379,7 +379,7 @@ class Workbench:
 
     def prior(self, config: LLMInSConfig) -> np.ndarray | None:
         """The text-to-users vectors a variant blends its cold rows with (None: no prior)."""
-        return self.text_to_users(config.text_encoder)[1] if config.prior else None
+        return self.text_to_users(config.text_encoder)[1].items if config.prior else None
 
     # -- simulator ---------------------------------------------------------------------
 

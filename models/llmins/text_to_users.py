@@ -5,14 +5,16 @@ Billion-Scale Cold-Start Recommendation", arXiv 2502.16924): one LM pass per ite
 one per (item, user) prompt. The LM's mean-pooled last hidden state goes through a linear
 head into the backbone's space; its inner products with the backbone's (frozen) user vectors
 are logits of a softmax over every user. Training, on warm items only, maximises the
-likelihood of each item's real users under that softmax, plus an alignment term that pulls
-the head's output towards the item's collaborative vector (so the output is also an item
-vector in the backbone's space: the content-side fallback and prior of the update).
+likelihood of each item's real users under that softmax, plus an alignment term: a second
+linear head regresses the item's collaborative vector (FilterLLM aligns its one head; two
+heads let the ranking of users and the item vector, the update's prior, each be as good as
+the shared LM allows, where one head trades one for the other).
 
 ``finetune=False`` trains the head alone on the frozen encoder's vectors: the ``no-ft``
-ablation, which says what the fine-tuning itself buys. Early stopping watches the recall of
-cold *validation* items' real users among each item's top ``k`` predicted users (the
-filter's use of the signal).
+ablation, which says what the fine-tuning itself buys. Early stopping watches, on cold
+*validation* items, the sum of the recall of their real users among their top ``k``
+predicted users (the filter's use) and the cold NDCG@20 of the aligned vectors (the prior's
+use).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -33,6 +36,7 @@ from tqdm.auto import tqdm
 
 from models.data.dataset import ColdStartDataset
 from models.encoders import default_model_path
+from models.evaluation import validation_ndcg
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +56,12 @@ class TextToUsersConfig:
             computed once per item and cached (BERT-like models), and a step runs the
             trained layers alone: on a CPU, a few times cheaper than full tuning.
         encoder_lr: AdamW learning rate of the LM's weights.
-        head_lr: learning rate of the linear head and the logit scale.
-        align_weight: weight of the alignment term, the head's squared distance to the
-            item's backbone vector relative to the warm vectors' mean squared length
+        head_lr: learning rate of the linear heads and the logit scale.
+        align_weight: weight of the alignment term, the item head's squared distance to
+            the item's backbone vector relative to the warm vectors' mean squared length
             (scale-free, so one weight suits every backbone and data set).
         batch_size: warm items per step (each with all its training users).
-        max_epochs, patience: early stopping on cold validation recall@``k``.
+        max_epochs, patience: early stopping on cold validation items.
         k: users per item whose recall of real validation users is watched.
         max_length: tokens per text (titles are short).
         weight_decay: AdamW decay.
@@ -82,31 +86,45 @@ class TextToUsersConfig:
 
 
 class TextToUsersModel(nn.Module):
-    """LM (mean pooled) -> linear head into the backbone's space, and a learnt logit scale.
+    """LM (mean pooled) -> two linear heads into the backbone's space, a learnt logit scale.
 
+    ``users_head`` ranks users (the softmax), ``items_head`` regresses the item's vector.
     ``encoder`` is None for the frozen variant: its inputs are then precomputed vectors.
     """
 
     def __init__(self, encoder: nn.Module | None, in_dim: int, out_dim: int) -> None:
         super().__init__()
         self.encoder = encoder
-        self.head = nn.Linear(in_dim, out_dim)
+        self.users_head = nn.Linear(in_dim, out_dim)
+        self.items_head = nn.Linear(in_dim, out_dim)
         self.log_scale = nn.Parameter(torch.zeros(()))
 
     def forward(self, inputs: dict[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
-        """``(batch, out_dim)`` vectors of tokenised texts (or of frozen content vectors)."""
+        """``(batch, 2 * out_dim)``: the users head's then the items head's vector, of
+        tokenised texts (or of frozen content vectors)."""
         if isinstance(inputs, torch.Tensor):
-            return self.head(inputs)
+            return self._heads(inputs)
         hidden = self.encoder(**inputs).last_hidden_state
-        return self.head(_mean_pool(hidden, inputs["attention_mask"]))
+        return self._heads(_mean_pool(hidden, inputs["attention_mask"]))
 
     def from_hidden(
         self, upper: nn.Module, hidden: torch.Tensor, attention_mask: torch.Tensor
     ) -> torch.Tensor:
-        """Vectors from hidden states cached below the trained layers (``upper``: those
-        layers, :func:`_upper_view`)."""
+        """:meth:`forward` from hidden states cached below the trained layers (``upper``:
+        those layers, :func:`_upper_view`)."""
         states = upper(inputs_embeds=hidden, attention_mask=attention_mask).last_hidden_state
-        return self.head(_mean_pool(states, attention_mask))
+        return self._heads(_mean_pool(states, attention_mask))
+
+    def _heads(self, pooled: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.users_head(pooled), self.items_head(pooled)], dim=1)
+
+
+class Mapped(NamedTuple):
+    """Items mapped into the backbone's space: ``users`` ranks users (the filter signal),
+    ``items`` is an item vector (the update's prior); both ``(n, d)``."""
+
+    users: np.ndarray
+    items: np.ndarray
 
 
 @dataclass
@@ -136,8 +154,8 @@ class TextToUsers:
         content: np.ndarray | None = None,
         batch_size: int = 128,
         progress: bool = False,
-    ) -> np.ndarray:
-        """``(n, out_dim)`` float32 vectors of items with these ``texts``.
+    ) -> Mapped:
+        """Both heads' float32 vectors of items with these ``texts``.
 
         The frozen variant reads ``content`` (the frozen encoder's vectors) instead of texts.
         """
@@ -145,15 +163,16 @@ class TextToUsers:
         if not self.finetuned:
             if content is None:
                 raise ValueError("the frozen text-to-users head needs content vectors")
-            return self.model(torch.from_numpy(np.atleast_2d(content).astype(np.float32))).numpy()
+            inputs = torch.from_numpy(np.atleast_2d(content).astype(np.float32))
+            return _split(self.model(inputs).numpy())
         order = np.argsort([len(t) for t in texts], kind="stable")
-        out = np.zeros((len(texts), self.model.head.out_features), dtype=np.float32)
+        out = np.zeros((len(texts), 2 * self.model.users_head.out_features), dtype=np.float32)
         starts = range(0, len(texts), batch_size)
         for start in tqdm(starts, desc="text-to-users", disable=not progress):
             index = order[start : start + batch_size]
             batch = self._tokenize([texts[i] for i in index])
             out[index] = self.model(batch).numpy()
-        return out
+        return _split(out)
 
     def _tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         return self.tokenizer(
@@ -167,18 +186,18 @@ class TextToUsers:
     # -- persistence -------------------------------------------------------------------
 
     def save(self, folder: str | Path) -> Path:
-        """The LM in Hugging Face format (``encoder/``), the head as tensors, a JSON record."""
+        """The LM in Hugging Face format (``encoder/``), the heads as tensors, a record."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         if self.finetuned:
             self.model.encoder.save_pretrained(folder / ENCODER_DIR)
             self.tokenizer.save_pretrained(folder / ENCODER_DIR)
-        head = {
-            "weight": self.model.head.weight.detach().clone(),
-            "bias": self.model.head.bias.detach().clone(),
-            "log_scale": self.model.log_scale.detach().clone(),
+        heads = {
+            name: value.detach().clone()
+            for name, value in self.model.state_dict().items()
+            if not name.startswith("encoder.")
         }
-        torch.save(head, folder / HEAD_FILE)
+        torch.save(heads, folder / HEAD_FILE)
         record = {"config": self.config.to_dict(), "info": _jsonable(self.info)}
         (folder / CONFIG_FILE).write_text(json.dumps(record, indent=2))
         return folder
@@ -188,16 +207,13 @@ class TextToUsers:
         folder = Path(folder)
         record = json.loads((folder / CONFIG_FILE).read_text())
         config = TextToUsersConfig(**record["config"])
-        head = torch.load(folder / HEAD_FILE, weights_only=True)
+        heads = torch.load(folder / HEAD_FILE, weights_only=True)
         encoder, tokenizer = None, None
         if config.finetune:
             encoder, tokenizer = _load_lm(folder / ENCODER_DIR)
-        out_dim, in_dim = head["weight"].shape
+        out_dim, in_dim = heads["users_head.weight"].shape
         model = TextToUsersModel(encoder, in_dim, out_dim)
-        with torch.no_grad():
-            model.head.weight.copy_(head["weight"])
-            model.head.bias.copy_(head["bias"])
-            model.log_scale.copy_(head["log_scale"])
+        model.load_state_dict(heads, strict=False)
         model.eval()
         return cls(model, tokenizer, config, record.get("info", {}))
 
@@ -210,12 +226,12 @@ def fit_text_to_users(
     config: TextToUsersConfig = TextToUsersConfig(),
     encoder_path: str | Path | None = None,
     progress: bool = True,
-) -> tuple[TextToUsers, np.ndarray]:
-    """Train on the warm items of ``dataset``; return the encoder and every item's vector.
+) -> tuple[TextToUsers, Mapped]:
+    """Train on the warm items of ``dataset``; return the encoder and every item mapped.
 
     ``users``/``items`` are the backbone's vectors (the softmax's user table and the
     alignment targets); ``content`` the frozen encoder's vectors (read by the frozen variant,
-    and by neither otherwise). The returned ``(n_items, d)`` table holds the encoder's
+    and by neither otherwise). The returned ``(n_items, d)`` tables hold the encoder's
     vector for every item, cold ones included (computed from their text alone).
     """
     started = time.perf_counter()
@@ -256,8 +272,9 @@ def fit_text_to_users(
             return model(trained._tokenize([texts[i] for i in item_ids]))
         return model(frozen_inputs[torch.from_numpy(item_ids)])
 
+    heads = [*model.users_head.parameters(), *model.items_head.parameters()]
     groups = [
-        {"params": model.head.parameters(), "lr": config.head_lr},
+        {"params": heads, "lr": config.head_lr},
         {"params": [model.log_scale], "lr": config.head_lr, "weight_decay": 0.0},
     ]
     if encoder is not None:
@@ -266,17 +283,29 @@ def fit_text_to_users(
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     val_truth = _truth(dataset.splits["cold_val"], val_items)
 
-    @torch.inference_mode()
-    def validate() -> float:
-        model.eval()
-        vectors = torch.cat(
-            [predict(val_items[i : i + 256]) for i in range(0, len(val_items), 256)]
-        ).numpy()
-        return float(np.mean(_recall_at(vectors @ users.T, val_truth, config.k)))
+    recall_name = f"val_recall@{config.k}"
 
-    curve: list[dict] = []
-    best = {"score": validate(), "epoch": 0, "state": copy.deepcopy(model.state_dict())}
-    curve.append({"epoch": 0, "train_loss": None, f"val_recall@{config.k}": best["score"]})
+    @torch.inference_mode()
+    def validate() -> dict[str, float]:
+        model.eval()
+        mapped = _split(
+            torch.cat(
+                [predict(val_items[i : i + 256]) for i in range(0, len(val_items), 256)]
+            ).numpy()
+        )
+        table = items.copy()
+        table[val_items] = mapped.items
+        return {
+            recall_name: float(np.mean(_recall_at(mapped.users @ users.T, val_truth, config.k))),
+            "val_cold_ndcg@20": validation_ndcg(dataset, users, table, "cold"),
+        }
+
+    def improvement(scores: dict[str, float]) -> float:
+        return scores[recall_name] + scores["val_cold_ndcg@20"]
+
+    scores = validate()
+    curve: list[dict] = [{"epoch": 0, **scores}]
+    best = {"score": improvement(scores), "epoch": 0, "state": copy.deepcopy(model.state_dict())}
     stale = 0
     bar = tqdm(range(1, config.max_epochs + 1), desc="text-to-users", disable=not progress)
     for epoch in bar:
@@ -285,37 +314,38 @@ def fit_text_to_users(
         for batch in _length_batches(text_lengths, config.batch_size, rng):
             item_ids = warm[batch]
             predicted = predict(item_ids)
-            logits = predicted @ user_table.T * model.log_scale.exp()
+            ranking, aligned = predicted[:, : users.shape[1]], predicted[:, users.shape[1] :]
+            logits = ranking @ user_table.T * model.log_scale.exp()
             positives = torch.zeros_like(logits)
             for row, position in enumerate(batch):
                 positives[row, by_item[starts[position] : ends[position], 0]] = 1.0
             log_p = F.log_softmax(logits, dim=1)
             softmax_loss = -((log_p * positives).sum(1) / positives.sum(1)).mean()
             target = targets[torch.from_numpy(item_ids)]
-            align = ((predicted - target) ** 2).sum(1).mean() / mean_square
+            align = ((aligned - target) ** 2).sum(1).mean() / mean_square
             loss = softmax_loss + config.align_weight * align
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             losses.append((softmax_loss.item(), align.item()))
-        score = validate()
+        scores = validate()
+        score = improvement(scores)
         softmax_mean, align_mean = np.mean(losses, axis=0)
         curve.append(
             {
                 "epoch": epoch,
                 "train_softmax": float(softmax_mean),
                 "train_align": float(align_mean),
-                f"val_recall@{config.k}": score,
+                **scores,
             }
         )
-        bar.set_postfix(val=f"{score:.4f}", loss=f"{softmax_mean:.3f}")
+        bar.set_postfix(recall=f"{scores[recall_name]:.4f}", loss=f"{softmax_mean:.3f}")
         logger.info(
-            "text-to-users epoch %d: softmax %.4f, align %.4f, val recall@%d %.4f",
+            "text-to-users epoch %d: softmax %.4f, align %.4f, %s",
             epoch,
             softmax_mean,
             align_mean,
-            config.k,
-            score,
+            ", ".join(f"{name} {value:.4f}" for name, value in scores.items()),
         )
         if score > best["score"]:
             best = {"score": score, "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
@@ -328,14 +358,17 @@ def fit_text_to_users(
     model.eval()
     trained.info = {
         "best_epoch": best["epoch"],
-        f"best_val_recall@{config.k}": best["score"],
+        **{
+            f"best_{name}": value
+            for name, value in curve[best["epoch"]].items()
+            if name.startswith("val")
+        },
         "epochs_run": curve[-1]["epoch"],
         "curve": curve,
         "warm_items": int(len(warm)),
         "seconds": time.perf_counter() - started,
     }
-    table = trained.vectors(texts, content, progress=progress)
-    return trained, table
+    return trained, trained.vectors(texts, content, progress=progress)
 
 
 class _Passthrough(nn.Module):
@@ -414,6 +447,11 @@ class _LayerCache:
         for row, tensor in enumerate(tensors):
             mask[row, : len(tensor)] = 1
         return hidden, mask
+
+
+def _split(both: np.ndarray) -> Mapped:
+    half = both.shape[1] // 2
+    return Mapped(both[:, :half], both[:, half:])
 
 
 def _mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
