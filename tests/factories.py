@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -69,6 +71,13 @@ def small_workbench(**options):
         progress=False,
         **options,
     )
+
+
+def kept_per_item(version_path: str | Path) -> int:
+    """Simulated users per item of the model version in ``version_path``: the count its
+    validation items chose (README: the default warm-up keeps that many per item)."""
+    manifest = json.loads((Path(version_path) / "manifest.json").read_text())
+    return int(manifest["warmer"]["online_update"]["keep"])
 
 
 def free_port() -> int:

@@ -536,6 +536,9 @@ def simulate(bench: Workbench, config: LLMInSConfig) -> Simulation:
     for stage in STAGES:
         info[f"{stage}_candidate_precision"] = float(lists[stage]["labels"].mean())
     kept, refiner, screen = _refine(bench, config, lists, names, info)
+    # A count past the lists' length (the LM's cascade shortens them) keeps them whole.
+    width = min(data["candidates"].shape[1] for data in lists.values())
+    info["keep_choices"] = sorted({min(keep, width) for keep in config.keep_choices})
     pairs, ranks = [], []
     for stage in STAGES:
         mask, data = kept[stage], lists[stage]
@@ -547,7 +550,7 @@ def simulate(bench: Workbench, config: LLMInSConfig) -> Simulation:
         rows, columns = np.nonzero(mask)
         pairs.append(np.stack([data["candidates"][rows, columns], data["items"][rows]], axis=1))
         ranks.append(rank[rows, columns])
-        for keep in config.keep_choices or (None,):
+        for keep in info["keep_choices"] or (None,):
             chosen = mask if keep is None else mask & (rank < keep)
             selected = data["labels"][chosen]
             suffix = "" if keep is None else f"@{keep}"
@@ -761,7 +764,7 @@ def update_online(
         bench.items,
         simulation.pairs,
         ranks=simulation.ranks,
-        keeps=config.keep_choices,
+        keeps=simulation.info["keep_choices"],
         prior=bench.prior(config),
     )
     info = {**simulation.info, "online_update": update_info}

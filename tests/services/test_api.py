@@ -16,7 +16,7 @@ from services.queues import InProcessQueue, requeue_pending
 from services.runtime import Runtime
 from services.settings import Settings
 from services.warmup import warm_up_item
-from tests.factories import bag_of_words, install_lm_version, planted_dataset
+from tests.factories import bag_of_words, install_lm_version, kept_per_item, planted_dataset
 
 
 def wait_until_idle(queue: InProcessQueue, seconds: float = 60.0) -> None:
@@ -46,7 +46,8 @@ def test_a_posted_item_warms_and_is_recommended_to_its_simulated_users(service) 
     body = client.get(f"/v1/items/new-{item}").json()
     assert body["status"] == "warm", body
     users = body["simulated_users"]
-    assert len(users) == 15
+    _, runtime, _ = service
+    assert len(users) == kept_per_item(runtime.store.active_version().path)
     assert [u["p_yes"] for u in users] == sorted((u["p_yes"] for u in users), reverse=True)
     assert set(body["timings"]) >= {"embed", "filter and refine"}
     # The simulated users are mostly real ones of the planted topic (held out from training).
@@ -232,5 +233,5 @@ def test_a_version_that_kept_the_lm_asks_it_for_each_posted_item(tmp_path) -> No
     runtime.store.submit_item("lm-item", data.item_texts[item])
     result = warm_up_item(runtime, "lm-item")
     runtime.close()
-    assert result["status"] == "warm" and result["simulated_users"] == 15
+    assert result["status"] == "warm" and result["simulated_users"] == release.warmer.config.keep
     assert len(asked) == 20 and all(data.item_texts[item].split()[0] in p for p in asked)

@@ -91,8 +91,9 @@ def test_an_item_is_served_degraded_while_the_refining_service_is_down_or_slow(
             )
             assert warm["error"] is None and warm["model_version"] == release.version
             users = [u["user_id"] for u in warm["simulated_users"]]
-            assert len(users) == 15 and len(set(users)) == 15
-            assert len(runtime.store.simulated_for("fresh")) == 15
+            kept = release.warmer.config.keep
+            assert len(users) == kept and len(set(users)) == kept
+            assert len(runtime.store.simulated_for("fresh")) == kept
             job = runtime.store.latest_job("fresh")
             assert job.status == "succeeded" and job.attempts >= 3
             warmed = runtime.index.vectors("items", [index])

@@ -30,6 +30,7 @@ from tests.factories import (
     SimulatorServer,
     free_port,
     install_lm_version,
+    kept_per_item,
     planted_dataset,
     stop,
 )
@@ -147,9 +148,10 @@ def test_a_celery_worker_warms_an_item_once(worker_state, tmp_path) -> None:
         assert second.get(timeout=60)["skipped"] == "already warm"
     finally:
         stop(worker)
-    assert result["status"] == "warm" and result["simulated_users"] == 15
+    kept = kept_per_item(store.active_version().path)
+    assert result["status"] == "warm" and result["simulated_users"] == kept
     assert store.get_item(record.id).status == "warm"
-    assert len(store.simulated_for(record.id)) == 15
+    assert len(store.simulated_for(record.id)) == kept
     assert store.get_job(job.id).status == "succeeded"
     index = VectorIndex(path=worker_state / "qdrant")
     try:
@@ -209,7 +211,8 @@ def test_a_worker_killed_mid_task_leaves_the_item_warmed_once(
                 stop(worker)
         simulator.stop()
     users = [user for user, _ in store.simulated_for(record.id)]
-    assert len(users) == 15 and len(set(users)) == 15
+    kept = kept_per_item(store.active_version().path)
+    assert len(users) == kept and len(set(users)) == kept
     assert store.get_job(job.id).attempts >= 2
     assert store.get_item(record.id).status == "warm"
     store.dispose()
@@ -261,8 +264,9 @@ def test_items_posted_around_a_redis_restart_are_not_lost(
         if worker is not None:
             stop(worker)
         api_runtime.close()
+    kept = kept_per_item(api_runtime.store.active_version().path)
     for item_id in texts:
-        assert len(api_runtime.store.simulated_for(item_id)) == 15
+        assert len(api_runtime.store.simulated_for(item_id)) == kept
 
 
 @pytest.mark.slow
@@ -288,7 +292,8 @@ def test_the_embedded_server_warms_a_citeulike_cold_item(data_dir, tmp_path) -> 
         assert posted.status_code == 202, posted.text
         body = wait_warm(base, str(item))
         users = body["simulated_users"]
-        assert len(users) == 15
+        (manifest,) = (tmp_path / "state" / "models").glob("*/manifest.json")
+        assert len(users) == kept_per_item(manifest.parent)
         recommended = httpx.get(
             f"{base}/v1/users/{users[0]['user_id']}/recommendations",
             params={"pool": "all", "k": 100},
