@@ -768,6 +768,9 @@ def update_online(
         prior=bench.prior(config),
     )
     info = {**simulation.info, "online_update": update_info}
+    if config.uses_text_to_users:
+        # The encoder's training record: its loss and validation curve, best epoch, time.
+        info["text_to_users"] = bench.text_to_users(config.text_encoder)[0].info
     keep = update_info["keep"]
     if keep is not None:
         for stage in STAGES:

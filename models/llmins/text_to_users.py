@@ -368,7 +368,20 @@ def fit_text_to_users(
         "warm_items": int(len(warm)),
         "seconds": time.perf_counter() - started,
     }
-    return trained, trained.vectors(texts, content, progress=progress)
+    if cache is None:
+        return trained, trained.vectors(texts, content, progress=progress)
+    # Items whose lower states are cached need the trained layers alone; the rest (the
+    # cold test items) go through the whole encoder, which gives the same function.
+    with torch.inference_mode():
+        cached = np.array(sorted(cache.states))
+        both = np.zeros((dataset.n_items, 2 * users.shape[1]), dtype=np.float32)
+        for start in range(0, len(cached), 256):
+            both[cached[start : start + 256]] = predict(cached[start : start + 256]).numpy()
+        rest = np.setdiff1d(np.arange(dataset.n_items), cached)
+        if len(rest):
+            mapped = trained.vectors([texts[i] for i in rest], progress=progress)
+            both[rest] = np.concatenate(mapped, axis=1)
+    return trained, _split(both)
 
 
 class _Passthrough(nn.Module):
@@ -385,14 +398,21 @@ def _upper_view(encoder: nn.Module, train_layers: int) -> nn.Module | None:
     stack = getattr(getattr(encoder, "encoder", None), "layer", None)
     if stack is None or not hasattr(encoder, "embeddings") or not train_layers:
         return None
+    upper = _with_layers(encoder, slice(len(stack) - train_layers, None))
+    upper._modules["embeddings"] = _Passthrough()
+    return upper
+
+
+def _with_layers(encoder: nn.Module, layers: slice) -> nn.Module:
+    """A shallow copy of a BERT-like ``encoder`` that runs only ``layers`` of its stack
+    (the same parameter objects: training one trains the other)."""
     inner = copy.copy(encoder.encoder)
     inner._modules = dict(encoder.encoder._modules)
-    inner._modules["layer"] = nn.ModuleList(list(stack)[len(stack) - train_layers :])
-    upper = copy.copy(encoder)
-    upper._modules = dict(encoder._modules)
-    upper._modules["embeddings"] = _Passthrough()
-    upper._modules["encoder"] = inner
-    return upper
+    inner._modules["layer"] = nn.ModuleList(list(encoder.encoder.layer)[layers])
+    view = copy.copy(encoder)
+    view._modules = dict(encoder._modules)
+    view._modules["encoder"] = inner
+    return view
 
 
 @dataclass
@@ -415,11 +435,12 @@ class _LayerCache:
             return None
         encoder.eval()
         depth = len(encoder.encoder.layer) - layers
+        lower = _with_layers(encoder, slice(0, depth))
         states: dict[int, torch.Tensor] = {}
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             batch = trained._tokenize([texts[i] for i in chunk])
-            hidden = encoder(**batch, output_hidden_states=True).hidden_states[depth]
+            hidden = lower(**batch).last_hidden_state
             for row, item in enumerate(chunk):
                 length = int(batch["attention_mask"][row].sum())
                 states[int(item)] = hidden[row, :length].clone()

@@ -97,6 +97,7 @@ def test_filterllm_and_no_ft_read_the_text_to_users_encoder_they_name(bench) -> 
     """``filterllm``: the fine-tuned encoder's top users alone; ``no-ft``: the frozen one."""
     filterllm = warm_up(bench, replace(VARIANTS["filterllm"], k_filter=30), None)
     assert filterllm.info["filter_weights"] == {"text2users": 1.0}
+    assert filterllm.info["text_to_users"]["curve"][0]["epoch"] == 0
     assert "refiner_weights" not in filterllm.info
     assert filterllm.info["online_update"]["keep"] in (5, 10, 15, 25, 30)
     assert cold_recall(bench.dataset, filterllm.users, filterllm.items) > (

@@ -55,6 +55,12 @@ def test_fine_tuning_learns_whom_a_text_suits(fitted) -> None:
     assert user_auc(mapped.users, users, data.splits["cold_test"]) > 0.75
     assert user_auc(mapped.items, users, data.splits["cold_test"]) > 0.75
     assert encoder.finetuned and mapped.users.shape == (data.n_items, users.shape[1])
+    # The table came through the cached layers (warm and validation items) or the whole
+    # encoder (test items): both are what the encoder gives any text.
+    some = np.concatenate([data.warm_items[:3], data.cold_val_items[:3], data.cold_test_items[:3]])
+    again = encoder.vectors([data.item_texts[i] for i in some])
+    np.testing.assert_allclose(mapped.users[some], again.users, atol=1e-5)
+    np.testing.assert_allclose(mapped.items[some], again.items, atol=1e-5)
 
 
 def test_the_frozen_variant_trains_the_head_alone_on_content_vectors() -> None:
