@@ -283,7 +283,7 @@ def test_the_embedded_server_warms_a_citeulike_cold_item(data_dir, tmp_path) -> 
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(base, server, tmp_path / "server.log", minutes=25)
+        wait_ready(base, server, tmp_path / "server.log", minutes=40)
         data = load_dataset("citeulike", data_dir)
         item = int(data.cold_test_items[0])
         posted = httpx.post(
