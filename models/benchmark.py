@@ -45,6 +45,8 @@ DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m != "llmins-pape
 REPORTED_METRICS: tuple[str, ...] = ("recall@20", "ndcg@20")
 #: Per method and seed, each test user's metrics (``<method>-seed<k>.npz``).
 PER_USER_DIR = "per_user"
+#: Tasks where ``llmins`` is compared with every other method, paired over test users.
+PAIRED_TASKS: tuple[str, ...] = ("overall", "cold")
 
 
 @dataclass(frozen=True)
@@ -276,7 +278,7 @@ def paired_differences(
             continue
         a, b = np.load(ours), np.load(theirs)
         row = {"method": method, "seed": seed}
-        for task in ("overall", "cold"):
+        for task in PAIRED_TASKS:
             for metric in REPORTED_METRICS:
                 difference = a[f"{task}_{metric}"] - b[f"{task}_{metric}"]
                 row[f"{task} {metric}"] = {
@@ -384,7 +386,7 @@ def paired_lines(paired: Sequence[dict]) -> list[str]:
     """``llmins`` minus each method, paired over test users, ± one standard error."""
     if not paired:
         return []
-    columns = [f"{task} {metric}" for task in ("overall", "cold") for metric in REPORTED_METRICS]
+    columns = [f"{task} {metric}" for task in PAIRED_TASKS for metric in REPORTED_METRICS]
     lines = [
         "",
         "## llmins minus each method, paired over the same test users (± standard error)",

@@ -185,13 +185,8 @@ def evaluate(
     tasks: Sequence[str] = TASKS,
 ) -> dict[str, dict[str, float]]:
     """Metrics of every task in ``tasks`` at ``stage`` for inner-product embeddings."""
-    results = {}
-    for task in tasks:
-        candidates, ground_truth, excluded = task_protocol(dataset, task, stage)
-        results[task] = rank_metrics(
-            user_embeddings, item_embeddings, candidates, ground_truth, excluded, k=k
-        )
-    return results
+    per_user = evaluate_per_user(dataset, user_embeddings, item_embeddings, stage, k, tasks)
+    return {task: summarize(*values) for task, values in per_user.items()}
 
 
 def evaluate_per_user(

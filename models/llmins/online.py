@@ -136,11 +136,6 @@ class ItemWarmer:
     def uses_lm(self) -> bool:
         return self.screen is not None
 
-    @property
-    def reads_text(self) -> bool:
-        """Whether :meth:`warm` needs the items' texts (the LM or text-to-users reads them)."""
-        return self.uses_lm or self.text_to_users is not None
-
     def warm(
         self,
         content: np.ndarray,
@@ -149,9 +144,9 @@ class ItemWarmer:
     ) -> WarmedItems:
         """Simulated users and fitted vectors for items with content vectors ``content``.
 
-        A warmer that :attr:`reads_text` needs the items' ``texts``; one that :attr:`uses_lm`
-        also needs ``lm``, a function from prompts to P(Yes) (the refining service's client,
-        or the simulator in process).
+        A warmer with :attr:`text_to_users` or one that :attr:`uses_lm` needs the items'
+        ``texts``; one that :attr:`uses_lm` also needs ``lm``, a function from prompts to
+        P(Yes) (the refining service's client, or the simulator in process).
         """
         content = np.atleast_2d(content).astype(np.float32)
         mapped = None

@@ -168,7 +168,7 @@ def train_release(
                 for key, value in info["online_update"].items()
                 if key in ("keep", "ridge", "blend", "cold_scale")
             },
-            "text_to_users": None if warmer.text_to_users is None else warmer.text_to_users.info,
+            "text_to_users": info.get("text_to_users"),
         },
         "seconds": seconds,
         "versions": library_versions(),

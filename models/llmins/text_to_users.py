@@ -447,8 +447,9 @@ class _LayerCache:
         cache = cls(upper, states)
         probe = items[:8]
         expected = encoder(**trained._tokenize([texts[i] for i in probe])).last_hidden_state
-        got = upper(inputs_embeds=cache.batch(probe)[0], attention_mask=cache.batch(probe)[1])
-        mask = cache.batch(probe)[1].unsqueeze(-1).bool()
+        hidden, attention_mask = cache.batch(probe)
+        got = upper(inputs_embeds=hidden, attention_mask=attention_mask)
+        mask = attention_mask.unsqueeze(-1).bool()
         width = mask.shape[1]
         if not torch.allclose(
             got.last_hidden_state.masked_fill(~mask, 0),
