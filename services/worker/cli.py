@@ -33,10 +33,13 @@ def _names(text: str, known: Sequence[str], what: str) -> tuple[str, ...]:
 
 
 def _seeds(text: str) -> tuple[int, ...]:
-    """``3`` means seeds 0,1,2; ``1,5,9`` lists them."""
+    """``3`` means seeds 0,1,2; ``1,5,9`` lists them; ``2,`` is seed 2 alone."""
     try:
         if "," in text:
-            return tuple(int(seed) for seed in text.split(","))
+            seeds = tuple(int(seed) for seed in text.split(",") if seed.strip())
+            if not seeds:
+                raise ValueError(text)
+            return seeds
         count = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"seeds must be a count or a list: {text!r}") from None

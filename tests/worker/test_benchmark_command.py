@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 from models.data.dataset import SPLIT_NAMES, ColdStartDataset
 from models.data.readers import read_pairs_csv
 from models.evaluation import evaluate
-from services.worker.cli import main
+from services.worker.cli import _seeds, main
 from tests.conftest import REPO_ROOT
 from tests.factories import planted_dataset
 
@@ -105,6 +106,19 @@ def test_benchmark_writes_results_report_and_exports(csv_dataset, tmp_path, monk
         assert again[task]["recall@20"] == pytest.approx(records[-1][task]["recall@20"])
         assert again[task]["ndcg@20"] == pytest.approx(records[-1][task]["ndcg@20"])
     assert len(list((tmp_path / "cache").glob("content-*.npy"))) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "seeds"), [("3", (0, 1, 2)), ("1,5,9", (1, 5, 9)), ("2,", (2,)), (" 4 , 7", (4, 7))]
+)
+def test_seeds_are_a_count_or_a_list(text, seeds) -> None:
+    assert _seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text", ["0", ",", "two", "1,x"])
+def test_bad_seeds_are_refused(text) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        _seeds(text)
 
 
 @pytest.mark.parametrize(
