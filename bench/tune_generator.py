@@ -24,7 +24,7 @@ import torch
 from models.baselines import TUNED
 from models.baselines.aldi import AldiConfig
 from models.baselines.generator import GeneratorConfig
-from models.benchmark import BenchmarkConfig, fit_method, train_backbone
+from models.benchmark import BenchmarkConfig, fit_baseline, train_backbone
 from models.evaluation import evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -52,7 +52,8 @@ def main() -> None:
         arrays = np.load(cached)
         users, items = arrays["users"], arrays["items"]
     else:
-        users, items, _ = train_backbone(dataset, base, seed=0)
+        backbone, _ = train_backbone(dataset, base, seed=0)
+        users, items = backbone.model.export_embeddings()
         cached.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cached, users=users, items=items)
 
@@ -64,20 +65,19 @@ def main() -> None:
         generator = {k: _typed(GeneratorConfig, k, v) for k, v in chosen.items()
                      if k in generator_keys}  # fmt: skip
         aldi = {k: _typed(AldiConfig, k, v) for k, v in chosen.items() if k not in generator_keys}
-        config = replace(
-            base,
-            generator_config=replace(TUNED[args.method], **generator),
-            aldi_config=replace(base.aldi_config, **aldi),
-        )
+        config = replace(base, aldi_config=replace(base.aldi_config, **aldi))
+        trained_with = replace(TUNED[args.method], **generator)
         torch.manual_seed(0)
-        result = fit_method(args.method, dataset, content, users, items, config, seed=0)
+        result = fit_baseline(
+            args.method, dataset, content, users, items, (trained_with,), config, seed=0
+        )
         val = evaluate(dataset, result.users, result.items, stage="val")
         row = {
             "method": args.method,
             "settings": chosen,
             "val_cold_ndcg@20": round(val["cold"]["ndcg@20"], 4),
             "val_overall_ndcg@20": round(val["overall"]["ndcg@20"], 4),
-            "info": {k: v for k, v in result.info.items() if k != "aldi"},
+            "info": {k: v for k, v in result.info.items() if k not in ("aldi", "grid")},
         }
         rows.append(row)
         print(json.dumps(row), flush=True)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from models.backbones import BackboneConfig, build_backbone
-from models.baselines import TUNED as TUNED_GENERATORS
+from models.baselines import GENERATOR_GRID
 from models.baselines.aldi import AldiConfig, fit_aldi
 from models.baselines.common import ColdStartEmbeddings
 from models.baselines.deepmusic import fit_deepmusic
@@ -58,8 +58,9 @@ class BenchmarkConfig:
         backbone_config, train_config: None takes the backbone's tuned settings.
         simulator: the LM simulator's model and LoRA settings (LLM-InS methods).
         simulator_examples: training prompts of the simulator (None: each variant's own).
-        generator_config: None gives each baseline its own tuned settings
-            (``models.baselines.TUNED``); a value applies to every baseline (for sweeps).
+        generator_config: None lets each baseline choose its settings from
+            ``models.baselines.GENERATOR_GRID`` on the cold validation items; a value is
+            the one setting every baseline trains with (for sweeps).
         methods: names from :data:`METHODS`, run in this order.
         seeds: one full run (backbone training included) per seed.
         encoder_path: local Hugging Face model folder (None: the packaged MiniLM).
@@ -240,14 +241,48 @@ def fit_method(
         return warm_up(bench, variant, backbone)
     if method == "backbone":
         return ColdStartEmbeddings(users, items, {"note": "cold items keep untrained embeddings"})
-    generator = replace(config.generator_config or TUNED_GENERATORS[method], seed=seed)
-    if method == "deepmusic":
-        return fit_deepmusic(dataset, content, users, items, generator, config.progress)
-    if method == "aldi":
-        return fit_aldi(
-            dataset, content, users, items, generator, config.aldi_config, config.progress
-        )
-    raise ValueError(f"unknown method {method!r}")
+    if method not in GENERATOR_GRID:
+        raise ValueError(f"unknown method {method!r}")
+    grid = (config.generator_config,) if config.generator_config else GENERATOR_GRID[method]
+    return fit_baseline(method, dataset, content, users, items, grid, config, seed)
+
+
+def fit_baseline(
+    method: str,
+    dataset: ColdStartDataset,
+    content: np.ndarray,
+    users: np.ndarray,
+    items: np.ndarray,
+    grid: Sequence[GeneratorConfig],
+    config: BenchmarkConfig,
+    seed: int,
+) -> ColdStartEmbeddings:
+    """DeepMusic or ALDI trained with each setting of ``grid``; the best on cold validation.
+
+    The choice reads the validation split only (cold NDCG@20 of the final tables, the same
+    criterion LLM-InS's choices use), and ``info["grid"]`` records every candidate's score.
+    """
+    best: ColdStartEmbeddings | None = None
+    best_score = -np.inf
+    tried = []
+    for candidate in grid:
+        generator = replace(candidate, seed=seed)
+        if method == "deepmusic":
+            result = fit_deepmusic(dataset, content, users, items, generator, config.progress)
+        else:
+            result = fit_aldi(
+                dataset, content, users, items, generator, config.aldi_config, config.progress
+            )
+        score = evaluate(dataset, result.users, result.items, stage="val")["cold"]["ndcg@20"]
+        tried.append({"lr": generator.lr, "dropout": generator.dropout, "val_cold_ndcg@20": score})
+        logger.info("%s lr %g dropout %g: val cold NDCG@20 %.4f", method, generator.lr,
+                    generator.dropout, score)  # fmt: skip
+        if score > best_score:
+            best, best_score = result, score
+    if best is None:
+        raise ValueError(f"{method}: the grid of settings is empty")
+    best.info["grid"] = tried
+    return best
 
 
 def save_per_user(per_user: dict, path: Path) -> None:

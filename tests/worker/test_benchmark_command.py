@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+from models.baselines import GENERATOR_GRID
 from models.data.dataset import SPLIT_NAMES, ColdStartDataset
 from models.data.readers import read_pairs_csv
 from models.evaluation import evaluate
@@ -64,6 +65,11 @@ def test_benchmark_writes_results_report_and_exports(csv_dataset, tmp_path, monk
         assert {"load", "encode", "backbone", f"fit:{record['method']}"} <= set(record["seconds"])
         assert record["versions"]["torch"].startswith("2.13.0")
         assert len(record["data"]["fingerprint"]) == 16
+    # Each baseline chose its settings on this data set's cold validation items.
+    for record in (r for r in records if r["method"] in ("deepmusic", "aldi")):
+        scores = [tried["val_cold_ndcg@20"] for tried in record["method_info"]["grid"]]
+        assert len(scores) == len(GENERATOR_GRID[record["method"]])
+        assert record["val"]["cold"]["ndcg@20"] == pytest.approx(max(scores))
     report = (out / "report.md").read_text()
     assert "| csv | lightgcn | aldi | 2 |" in report and "±" in report
     # LLM-InS rows carry their simulation measurements; the report links its figures.
