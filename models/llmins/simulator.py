@@ -15,10 +15,12 @@ serves with ``--enable-lora`` for causal models (its default maximum rank is 16)
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +34,9 @@ from models.llmins.prompts import ANSWERS, TEMPLATE
 
 logger = logging.getLogger(__name__)
 
-#: The encoder's Yes/No head, saved beside the adapter.
+#: The encoder's Yes/No head, saved beside the adapter, and which kind of head it is.
 HEAD_FILE = "yes_no_head.pt"
+HEAD_KIND_FILE = "yes_no_head.json"
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,11 @@ class SimulatorConfig:
         max_length: tokens per prompt; the cost of every training and scoring step.
         lr, batch_size, epochs: AdamW over the training prompts.
         score_batch_size: prompts per forward pass when scoring.
+        head: an encoder's Yes/No head. ``pair`` reads the history and the target item
+            apart (the means of their tokens u and v, then [u, v, u*v, |u-v|], as
+            sentence-pair classifiers do), so the similarity of the two is there from the
+            first step; ``mean`` reads the mean of the whole prompt, in which a linear head
+            cannot see whether the two parts agree.
     """
 
     model_path: str | None = None
@@ -57,7 +65,12 @@ class SimulatorConfig:
     batch_size: int = 16
     epochs: int = 1
     score_batch_size: int = 16
+    head: str = "pair"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.head not in ("pair", "mean"):
+            raise ValueError(f"head must be 'pair' or 'mean', not {self.head!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -105,6 +118,35 @@ def model_kind(model_path: str | Path) -> str:
     architectures = " ".join(config.architectures or [])
     causal = "CausalLM" in architectures or getattr(config, "is_decoder", False)
     return "causal" if causal else "encoder"
+
+
+#: The target item's text in a prompt: after "target <kind>: ", in quotes when the
+#: PromptBuilder wrote it (its texts hold no double quotes), up to the closing "?".
+_TARGET = re.compile(r'target [^:\n]*: "?(?P<text>[^"\n]*?)"?\?')
+
+
+def target_token_mask(prompts: Sequence[str], offsets: torch.Tensor) -> torch.Tensor:
+    """``(batch, tokens)`` 1 where a token lies inside its prompt's last target span.
+
+    ``offsets`` is a fast tokenizer's ``offset_mapping`` (character spans; special and
+    padding tokens have empty spans). All zeros for a prompt with no target.
+    """
+    mask = torch.zeros(offsets.shape[:2], dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        matches = list(_TARGET.finditer(prompt))
+        if not matches:
+            continue
+        start, end = matches[-1].span("text")
+        spans = offsets[row]
+        inside = (spans[:, 0] >= start) & (spans[:, 1] <= end) & (spans[:, 1] > spans[:, 0])
+        mask[row] = inside.long()
+    return mask
+
+
+def _masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``hidden`` (batch, tokens, width) over the tokens where ``mask`` is 1."""
+    weights = mask.unsqueeze(-1)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
 def answer_token_ids(tokenizer) -> list[int]:
@@ -182,31 +224,51 @@ class LMSimulator:
                 lora_dropout=config.lora_dropout,
             )
             self.model = get_peft_model(base, lora)
-        # Encoders: No/Yes logits from the attention-masked mean of the last hidden states,
-        # the pooling sentence encoders such as MiniLM are trained for (a head on the [CLS]
-        # pooler did not fit even its training prompts).
-        self.head = nn.Linear(base.config.hidden_size, 2) if self.kind == "encoder" else None
-        if self.head is not None and adapter_path is not None:
-            self.head.load_state_dict(torch.load(Path(adapter_path) / HEAD_FILE))
+        self.head: nn.Linear | None = None
+        if self.kind == "encoder":
+            if adapter_path is not None and (Path(adapter_path) / HEAD_KIND_FILE).is_file():
+                saved = json.loads((Path(adapter_path) / HEAD_KIND_FILE).read_text())
+                self.config = config = replace(config, head=saved["head"])
+            # Encoders read the attention-masked means of the last hidden states, the
+            # pooling sentence encoders such as MiniLM are trained for (a head on the [CLS]
+            # pooler did not fit even its training prompts); see SimulatorConfig.head.
+            width = base.config.hidden_size * (4 if config.head == "pair" else 1)
+            self.head = nn.Linear(width, 2)
+            if adapter_path is not None:
+                self.head.load_state_dict(torch.load(Path(adapter_path) / HEAD_FILE))
         self.model.eval()
 
     def _batch(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
-        return self.tokenizer(
+        pair = self.kind == "encoder" and self.config.head == "pair"
+        batch = self.tokenizer(
             list(prompts),
             padding=True,
             truncation=True,
             max_length=self.config.max_length,
             return_tensors="pt",
+            return_offsets_mapping=pair,
         )
+        if pair:
+            batch["target_mask"] = target_token_mask(prompts, batch.pop("offset_mapping"))
+        return batch
 
     def _yes_no_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """``(batch, 2)`` logits of No and Yes."""
+        inputs = {k: v for k, v in batch.items() if k != "target_mask"}
         if self.kind == "causal":
-            logits = self.model(**batch).logits[:, -1, :]
+            logits = self.model(**inputs).logits[:, -1, :]
             return logits[:, self.answer_ids]
-        hidden = self.model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        return self.head((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0))
+        hidden = self.model(**inputs).last_hidden_state
+        mask = batch["attention_mask"].to(hidden.dtype)
+        if self.config.head != "pair":
+            return self.head(_masked_mean(hidden, mask))
+        target = batch["target_mask"].to(hidden.dtype)
+        # A prompt without a recognisable target is read as a whole on both sides.
+        found = target.sum(1, keepdim=True) > 0
+        target = torch.where(found, target, mask)
+        history = torch.where(found, mask * (1 - target), mask)
+        u, v = _masked_mean(hidden, history), _masked_mean(hidden, target)
+        return self.head(torch.cat([u, v, u * v, (u - v).abs()], dim=1))
 
     def loss(self, prompts: Sequence[str], labels: Sequence[int]) -> torch.Tensor:
         """Training loss for prompts with 0/1 (No/Yes) labels."""
@@ -328,6 +390,7 @@ class LMSimulator:
         self.tokenizer.save_pretrained(folder)
         if self.kind == "encoder":
             torch.save(self.head.state_dict(), folder / HEAD_FILE)
+            (folder / HEAD_KIND_FILE).write_text(json.dumps({"head": self.config.head}))
         return folder
 
 

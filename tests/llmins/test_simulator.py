@@ -13,7 +13,13 @@ import pytest
 import torch
 
 from models.encoders import default_model_path
-from models.llmins.prompts import ANSWERS, PromptBuilder, training_record
+from models.llmins.prompts import (
+    ANSWERS,
+    INSTRUCTION,
+    TEMPLATE,
+    PromptBuilder,
+    training_record,
+)
 from models.llmins.simulator import (
     LMSimulator,
     SimulatorConfig,
@@ -21,17 +27,17 @@ from models.llmins.simulator import (
     loss_curve,
     model_kind,
     packaged_smollm2,
+    target_token_mask,
 )
 from tests.factories import bag_of_words, planted_dataset
 
 LIKED = "User preference: apples, pears. Whether the user will like the target paper: plums?"
 DISLIKED = "User preference: engines, gears. Whether the user will like the target paper: plums?"
-#: A prompt in the paper's form (TEMPLATE) that an instruction-tuned model answers zero-shot.
-MOVIE_PROMPT = (
-    "### Instruction:\nGiven the user's interaction movie set, determine whether the user will "
-    "like the target movie by answering Yes or No.\n### Input:\nUser interaction movie set: "
-    '"Star Wars (1977)", "Return of the Jedi (1983)", "Alien (1979)". Target movie: '
-    '"The Empire Strikes Back (1980)"\n### Response:\n'
+#: A prompt as PromptBuilder writes it, which an instruction-tuned model answers zero-shot.
+MOVIE_PROMPT = TEMPLATE.format(
+    instruction=INSTRUCTION.format(kind="movie"),
+    input='User preference: "Star Wars (1977)", "Return of the Jedi (1983)", "Alien (1979)". '
+    'Whether the user will like the target movie: "The Empire Strikes Back (1980)"?',
 )
 
 
@@ -157,3 +163,30 @@ def test_smollm2_loads_from_its_gguf_file_and_answers_the_paper_prompt(smollm2) 
     from services.simulator.client import p_yes_from_top_logprobs
 
     assert p_yes_from_top_logprobs(top) == pytest.approx(smollm2.score([MOVIE_PROMPT])[0], abs=1e-5)
+
+
+def test_the_pair_head_reads_the_target_apart_from_the_history() -> None:
+    simulator = LMSimulator(SimulatorConfig(head="pair"))
+    prompts = [MOVIE_PROMPT, LIKED, "no target here"]
+    batch = simulator._batch(prompts)
+    targets = [
+        simulator.tokenizer.decode(ids[mask.bool()])
+        for ids, mask in zip(batch["input_ids"], batch["target_mask"], strict=True)
+    ]
+    assert targets == ["the empire strikes back ( 1980 )", "plums", ""]
+    offsets = simulator.tokenizer(prompts, return_offsets_mapping=True, padding=True,
+                                  return_tensors="pt")["offset_mapping"]  # fmt: skip
+    assert target_token_mask(prompts, offsets).equal(batch["target_mask"])
+    assert np.isfinite(simulator.score(prompts)).all()
+
+
+def test_a_saved_head_reloads_as_the_kind_it_was(tmp_path) -> None:
+    mean = LMSimulator(SimulatorConfig(head="mean", lr=5e-3, batch_size=8, epochs=3))
+    fit_toy(mean)
+    saved = mean.save(tmp_path / "adapter")
+    reloaded = LMSimulator(SimulatorConfig(head="pair"), adapter_path=saved)
+    assert reloaded.config.head == "mean"
+    np.testing.assert_allclose(reloaded.score([LIKED, DISLIKED]), mean.score([LIKED, DISLIKED]),
+                               atol=1e-5)  # fmt: skip
+    with pytest.raises(ValueError, match="head must be"):
+        SimulatorConfig(head="cls")
