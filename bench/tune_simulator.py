@@ -107,7 +107,7 @@ def measure(data, content, simulator: SimulatorConfig, training: SimulatorTraini
         "final_loss": tuned.training_info["final_loss"],
         "curve": tuned.training_info["curve"],
         "examples": tuned.training_info["examples"],
-        "easy_auc": easy_auc(bench, tuned, training, args.easy_pairs, rng),
+        **easy_task(bench, tuned, training, args.easy_pairs, rng),
         "lm_auc": float(np.nanmean(per_item_auc(lm, labels))),
         "history_auc": float(np.nanmean(per_item_auc(similarity, labels))),
         "lm_precision": precision_at(lm, labels, args.keep),
@@ -120,9 +120,10 @@ def measure(data, content, simulator: SimulatorConfig, training: SimulatorTraini
     }
 
 
-def easy_auc(bench: Workbench, simulator, training, pairs: int, rng) -> float:
-    """AUC of P(Yes): real (user, cold validation item) pairs against the same users with a
-    random cold validation item they did not interact with."""
+def easy_task(bench: Workbench, simulator, training, pairs: int, rng) -> dict[str, float]:
+    """AUC of P(Yes) (``easy_auc``) and of history similarity (``easy_history_auc``): real
+    (user, cold validation item) pairs against the same users with a random cold
+    validation item they did not interact with."""
     real = bench.dataset.splits["cold_val"]
     real = real[rng.choice(len(real), min(pairs, len(real)), replace=False)]
     seen = set(map(tuple, bench.dataset.splits["cold_val"].tolist()))
@@ -137,7 +138,14 @@ def easy_auc(bench: Workbench, simulator, training, pairs: int, rng) -> float:
     builder = bench.prompt_builder(training.history)
     logits = simulator.logits(builder.prompts(pairs_all[:, 0], pairs_all[:, 1]))
     labels = np.r_[np.ones(len(real)), np.zeros(len(fake))]
-    return float(per_item_auc(logits[None, :], labels[None, :])[0])
+    row = {int(item): position for position, item in enumerate(items)}
+    similarity = bench.history.scores(items)[
+        [row[int(i)] for i in pairs_all[:, 1]], pairs_all[:, 0]
+    ]
+    return {
+        "easy_auc": float(per_item_auc(logits[None, :], labels[None, :])[0]),
+        "easy_history_auc": float(per_item_auc(similarity[None, :], labels[None, :])[0]),
+    }
 
 
 def precision_at(scores: np.ndarray, labels: np.ndarray, keep: int) -> float:

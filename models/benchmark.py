@@ -302,9 +302,12 @@ def paired_differences(
     """``reference`` minus every other method, paired over the same test users.
 
     Per seed, task and metric: the mean of the per-user differences and its standard
-    error (std / sqrt(users)). Empty when the reference has not run.
+    error (std / sqrt(users)). A method run on several seeds also gets a ``"pooled"`` row:
+    the seeds' per-user differences together (each seed is its own split, so a user can
+    count once per seed). Empty when the reference has not run.
     """
     out = []
+    differences: dict[str, list[dict[str, np.ndarray]]] = {}
     for record in records:
         method, seed = record["method"], record["seed"]
         ours = folder / f"{reference}-seed{seed}.npz"
@@ -312,17 +315,29 @@ def paired_differences(
         if method == reference or not ours.is_file() or not theirs.is_file():
             continue
         a, b = np.load(ours), np.load(theirs)
-        row = {"method": method, "seed": seed}
-        for task in PAIRED_TASKS:
-            for metric in REPORTED_METRICS:
-                difference = a[f"{task}_{metric}"] - b[f"{task}_{metric}"]
-                row[f"{task} {metric}"] = {
-                    "mean": float(difference.mean()),
-                    "se": float(difference.std(ddof=1) / np.sqrt(len(difference))),
-                    "users": int(len(difference)),
-                }
-        out.append(row)
+        columns = {
+            f"{task} {metric}": a[f"{task}_{metric}"] - b[f"{task}_{metric}"]
+            for task in PAIRED_TASKS
+            for metric in REPORTED_METRICS
+        }
+        differences.setdefault(method, []).append(columns)
+        out.append(_paired_row(method, seed, columns))
+    for method, per_seed in differences.items():
+        if len(per_seed) > 1:
+            pooled = {c: np.concatenate([seed[c] for seed in per_seed]) for c in per_seed[0]}
+            out.append(_paired_row(method, "pooled", pooled))
     return out
+
+
+def _paired_row(method: str, seed: int | str, columns: dict[str, np.ndarray]) -> dict:
+    row: dict = {"method": method, "seed": seed}
+    for column, difference in columns.items():
+        row[column] = {
+            "mean": float(difference.mean()),
+            "se": float(difference.std(ddof=1) / np.sqrt(len(difference))),
+            "users": int(len(difference)),
+        }
+    return row
 
 
 def export_split(dataset: ColdStartDataset, folder: Path) -> None:

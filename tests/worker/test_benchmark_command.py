@@ -86,6 +86,12 @@ def test_benchmark_writes_results_report_and_exports(csv_dataset, tmp_path, monk
     paired = json.loads((out / "paired.json").read_text())
     assert {row["method"] for row in paired} == {"backbone", "deepmusic", "aldi", "knn"}
     assert all(row["overall ndcg@20"]["se"] > 0 for row in paired if row["method"] == "knn")
+    # Over both seeds, the per-user differences pooled: a user-weighted mean of the seeds'.
+    knn = {row["seed"]: row["cold recall@20"] for row in paired if row["method"] == "knn"}
+    assert set(knn) == {0, 1, "pooled"}
+    assert knn["pooled"]["users"] == knn[0]["users"] + knn[1]["users"]
+    weighted = sum(knn[s]["mean"] * knn[s]["users"] for s in (0, 1)) / knn["pooled"]["users"]
+    assert knn["pooled"]["mean"] == pytest.approx(weighted)
     assert "## llmins minus each method, paired over the same test users" in report
     assert full["simulator"]["examples"] == 32 and full["lm_measurement"]["test"]["items"] > 0
     for figure in ("recall.png", "projection-aldi.png", "projection-llmins.png"):
