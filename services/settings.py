@@ -111,8 +111,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, description="Port the API binds.")
     refresh_interval_s: float = Field(
         default=6 * 3600.0,
+        ge=0,
         description="Period of the backbone refresh (Celery beat, or the embedded server's "
-        "timer); 0 turns the embedded timer off.",
+        "timer); 0 turns the periodic refresh off in both modes.",
     )
 
     @property

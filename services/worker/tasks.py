@@ -38,9 +38,12 @@ def make_celery(settings: Settings | None = None) -> Celery:
         accept_content=["json"],
         result_expires=24 * 3600,
         broker_connection_retry_on_startup=True,
-        beat_schedule={
-            "refresh": {"task": "llmins.refresh", "schedule": settings.refresh_interval_s}
-        },
+        # 0 turns the periodic refresh off: beat would read a 0-second schedule as "always".
+        beat_schedule=(
+            {"refresh": {"task": "llmins.refresh", "schedule": settings.refresh_interval_s}}
+            if settings.refresh_interval_s > 0
+            else {}
+        ),
     )
     return celery
 
