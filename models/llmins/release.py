@@ -229,10 +229,10 @@ def refresh_release(
     )
     model = build_backbone(name, n_users, n_items, train, backbone_config)
     state = dict(release.backbone_state)
-    trained = state["item_embedding.weight"]
-    egos = torch.zeros((n_items, trained.shape[1]), dtype=trained.dtype)
-    egos[: min(len(trained), n_items)] = trained[:n_items]
-    egos[torch.from_numpy(fresh)] = torch.from_numpy(item_vectors[fresh]).to(trained.dtype)
+    old_egos = state["item_embedding.weight"]
+    egos = torch.zeros((n_items, old_egos.shape[1]), dtype=old_egos.dtype)
+    egos[: min(len(old_egos), n_items)] = old_egos[:n_items]
+    egos[torch.from_numpy(fresh)] = torch.from_numpy(item_vectors[fresh]).to(old_egos.dtype)
     state["item_embedding.weight"] = egos
     model.load_state_dict(state, strict=False)
     everything = np.arange(n_items)

@@ -66,6 +66,8 @@ def test_refresh_learns_from_new_items_interactions(release) -> None:
     )
     info = refreshed.manifest["refresh"]
     assert info["from"] == "v1" and info["new"] == len(arrived) and info["held_out"] >= 20
+    # The real interactions it started from, not the item table's row count.
+    assert info["trained"] == len(data.splits["warm_train"]) != data.n_items
     assert info["best_epoch"] > 0
     assert refreshed.warmer.users is refreshed.users
 
