@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from services.refresh import refresh
 from services.runtime import Runtime
 from services.settings import Settings
-from services.warmup import warm_up_item
+from services.warmup import give_up, warm_up_item
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -90,13 +90,10 @@ class InProcessQueue:
     def _retry_later(self, item_id: str, job_id: str, retry: int) -> None:
         """Try again after a back-off, as Celery's autoretry does in distributed mode."""
         settings = self.runtime.settings
-        if retry > settings.warm_up_retries or self._stopped.is_set():
-            logger.warning(
-                "item %s stays degraded: %d retries spent (it is tried again at the next "
-                "start)",
-                item_id,
-                settings.warm_up_retries,
-            )
+        if self._stopped.is_set():
+            return  # degraded, and sent again at the next start
+        if retry > settings.warm_up_retries:
+            give_up(self.runtime, item_id, settings.warm_up_retries)
             return
         delay = backoff_s(settings, retry)
         logger.warning("item %s degraded; retry %d in %.1f s", item_id, retry, delay)

@@ -65,7 +65,7 @@ JobStatus = Literal["queued", "running", "succeeded", "failed"]
 #: bigger batches only cost memory.
 CHUNK = 5000
 #: Items a starting process enqueues again: accepted, not warm, not given up on.
-PENDING: tuple[ItemStatus, ...] = ("queued", "warming", "degraded")
+PENDING: tuple[ItemStatus, ...] = ("queued", "warming", "degraded", "failed")
 #: Key of the PostgreSQL advisory lock that serialises ``create_all`` across processes.
 SCHEMA_LOCK = 0x6C6C6D696E73  # "llmins"
 

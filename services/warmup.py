@@ -15,6 +15,21 @@ from services.runtime import Runtime
 logger = logging.getLogger(__name__)
 
 
+def give_up(runtime: Runtime, item_id: str, retries: int) -> None:
+    """Mark ``item_id`` ``failed``: its retries are spent.
+
+    It keeps its content vector (still recommendable) and its last error, and is sent
+    again at the next start (``failed`` is among the store's pending statuses).
+    """
+    item = runtime.store.get_item(item_id)
+    if item is None or item.status == "warm":
+        return
+    last = item.error or "unknown error"
+    runtime.store.set_item_status(item_id, "failed", error=f"{retries} retries spent; {last}")
+    logger.warning("item %s failed: %d retries spent (tried again at the next start)",
+                   item_id, retries)  # fmt: skip
+
+
 def warm_up_item(runtime: Runtime, item_id: str, job_id: str | None = None) -> dict:
     """Make ``item_id`` warm; returns what its job records (users, timings, version).
 

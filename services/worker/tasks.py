@@ -19,7 +19,7 @@ from celery.signals import worker_ready
 from services.queues import MAX_BACKOFF_S, CeleryQueue, requeue_pending, run_refresh
 from services.runtime import Runtime
 from services.settings import Settings, get_settings
-from services.warmup import warm_up_item
+from services.warmup import give_up, warm_up_item
 
 logger = logging.getLogger(__name__)
 
@@ -59,15 +59,24 @@ def runtime() -> Runtime:
 
 @app.task(
     name="llmins.warm_up",
+    bind=True,
     autoretry_for=(Exception,),
     dont_autoretry_for=(LookupError,),
     retry_backoff=get_settings().warm_up_backoff_s,
     retry_backoff_max=MAX_BACKOFF_S,
     max_retries=get_settings().warm_up_retries,
 )
-def warm_up(item_id: str, job_id: str | None = None) -> dict:
-    """Warm one posted item (see :func:`services.warmup.warm_up_item`)."""
-    return warm_up_item(runtime(), item_id, job_id)
+def warm_up(self, item_id: str, job_id: str | None = None) -> dict:
+    """Warm one posted item (see :func:`services.warmup.warm_up_item`); ``failed`` once
+    the last retry has failed too."""
+    try:
+        return warm_up_item(runtime(), item_id, job_id)
+    except LookupError:
+        raise
+    except Exception:
+        if self.request.retries >= self.max_retries:
+            give_up(runtime(), item_id, self.max_retries)
+        raise
 
 
 @app.task(name="llmins.refresh")

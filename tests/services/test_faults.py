@@ -124,7 +124,8 @@ def test_retries_stop_after_the_configured_number_and_the_item_stays_served(
         wait_for(queue.idle, seconds=30)
         assert runtime.store.get_job(job.id).attempts == 3  # the first try and 2 retries
         item = runtime.store.get_item("never")
-        assert item.status == "degraded" and "unreachable" in item.error
+        assert item.status == "failed" and "unreachable" in item.error
+        assert item.error.startswith("2 retries spent")
         assert runtime.store.pending_items() == ["never"]  # sent again at the next start
         assert len(runtime.index.vectors("items", [item.index])) == 1
     finally:
