@@ -65,16 +65,18 @@ class SimulatorTraining:
     """How the simulator's training prompts are made.
 
     Attributes:
-        examples: labelled prompts (half Yes, half No).
-        negatives: ``lists`` draws No examples from the filter lists of warm items playing
-            cold ones (what the simulator meets in use); ``random`` from items the user never
-            interacted with (the paper).
+        examples: labelled prompts (half Yes, half No). The default is the budget at which
+            the MiniLM simulator learned on CiteULike's validation items (docs/results.md,
+            "The LM simulator: does it learn?"); 2,000 prompts left it at ln 2.
+        negatives: ``random`` draws No examples from items the user never interacted with
+            (the paper's, and the task the default budget learns); ``lists`` from the filter
+            lists of warm items playing cold ones (what the simulator meets in use).
         history: ``similar`` or ``random`` history titles in each prompt.
         pseudo_cold_items: warm items whose lists are built for ``lists``.
     """
 
-    examples: int = 2000
-    negatives: str = "lists"
+    examples: int = 6000
+    negatives: str = "random"
     history: str = "similar"
     pseudo_cold_items: int = 1000
 

@@ -61,7 +61,7 @@ class SimulatorConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     max_length: int = 128
-    lr: float = 5e-4
+    lr: float = 2e-3
     batch_size: int = 16
     epochs: int = 1
     score_batch_size: int = 16
