@@ -28,12 +28,7 @@ from models.benchmark import BenchmarkConfig, fit_baseline, train_backbone
 from models.evaluation import evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from citeulike import dataset_and_content  # noqa: E402
-
-
-def setting(text: str) -> tuple[str, list[float]]:
-    key, values = text.split("=", 1)
-    return key, [float(value) for value in values.split(",")]
+from citeulike import dataset_and_content, setting_parser  # noqa: E402
 
 
 def main() -> None:
@@ -42,7 +37,13 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, help="default: the settings' data_dir")
     parser.add_argument("--backbone", default="mf")
     parser.add_argument("--method", choices=("deepmusic", "aldi"), required=True)
-    parser.add_argument("--set", type=setting, action="append", default=[], dest="settings")
+    parser.add_argument(
+        "--set",
+        type=setting_parser(GeneratorConfig, AldiConfig),
+        action="append",
+        default=[],
+        dest="settings",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     dataset, content = dataset_and_content(args.dataset, args.data_dir)
@@ -62,9 +63,8 @@ def main() -> None:
     rows = []
     for values in itertools.product(*(values for _, values in args.settings)):
         chosen = dict(zip(keys, values, strict=True))
-        generator = {k: _typed(GeneratorConfig, k, v) for k, v in chosen.items()
-                     if k in generator_keys}  # fmt: skip
-        aldi = {k: _typed(AldiConfig, k, v) for k, v in chosen.items() if k not in generator_keys}
+        generator = {k: v for k, v in chosen.items() if k in generator_keys}
+        aldi = {k: v for k, v in chosen.items() if k not in generator_keys}
         config = replace(base, aldi_config=replace(base.aldi_config, **aldi))
         trained_with = replace(TUNED[args.method], **generator)
         torch.manual_seed(0)
@@ -83,12 +83,6 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2))
-
-
-def _typed(config_class, key: str, value: float):
-    """Cast a swept number to the type of the config field it sets (int, bool or float)."""
-    default = getattr(config_class(), key)
-    return type(default)(value)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import numpy as np
 
 from models.llmins.filtering import top_users
 from models.llmins.pipeline import SimulatorTraining, Workbench
-from models.llmins.refine import per_item_auc
+from models.llmins.refine import per_item_auc, per_item_precision
 from models.llmins.simulator import SimulatorConfig, packaged_smollm2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -110,8 +110,8 @@ def measure(data, content, simulator: SimulatorConfig, training: SimulatorTraini
         **easy_task(bench, tuned, training, args.easy_pairs, rng),
         "lm_auc": float(np.nanmean(per_item_auc(lm, labels))),
         "history_auc": float(np.nanmean(per_item_auc(similarity, labels))),
-        "lm_precision": precision_at(lm, labels, args.keep),
-        "history_precision": precision_at(similarity, labels, args.keep),
+        "lm_precision": float(per_item_precision(lm, labels, args.keep).mean()),
+        "history_precision": float(per_item_precision(similarity, labels, args.keep).mean()),
         "seconds": {
             "training": round(tuned.training_info["seconds"], 1),
             "scoring": round(scoring, 1),
@@ -138,20 +138,13 @@ def easy_task(bench: Workbench, simulator, training, pairs: int, rng) -> dict[st
     builder = bench.prompt_builder(training.history)
     logits = simulator.logits(builder.prompts(pairs_all[:, 0], pairs_all[:, 1]))
     labels = np.r_[np.ones(len(real)), np.zeros(len(fake))]
-    row = {int(item): position for position, item in enumerate(items)}
-    similarity = bench.history.scores(items)[
-        [row[int(i)] for i in pairs_all[:, 1]], pairs_all[:, 0]
-    ]
+    # Similarities of the items the pairs name only, not of every cold item.
+    scored, rows = np.unique(pairs_all[:, 1], return_inverse=True)
+    similarity = bench.history.scores(scored)[rows, pairs_all[:, 0]]
     return {
         "easy_auc": float(per_item_auc(logits[None, :], labels[None, :])[0]),
         "easy_history_auc": float(per_item_auc(similarity[None, :], labels[None, :])[0]),
     }
-
-
-def precision_at(scores: np.ndarray, labels: np.ndarray, keep: int) -> float:
-    """Mean share of real users among each item's ``keep`` best-scored candidates."""
-    best = np.argsort(-scores, axis=1)[:, :keep]
-    return float(np.take_along_axis(labels, best, axis=1).mean())
 
 
 if __name__ == "__main__":

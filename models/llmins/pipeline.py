@@ -39,6 +39,7 @@ from models.llmins.refine import (
     fit_refiner,
     paired_difference,
     per_item_auc,
+    per_item_precision,
     select,
 )
 from models.llmins.simulator import LMSimulator, SimulatorConfig
@@ -701,7 +702,7 @@ def _measure_lm(
             "lm_alone": per_item_auc(lm_alone, labels),
         }
         precision = {
-            name: _precision_at_keep(score, labels, keep)
+            name: per_item_precision(score, labels, keep)
             for name, score in (
                 ("without_lm", without),
                 ("with_lm", with_lm),
@@ -720,11 +721,6 @@ def _measure_lm(
     info["simulator"] = bench.simulator(training).training_info
     gain = measured["val"]["precision_gain"]
     return bool(gain["mean"] > 2 * gain["se"])
-
-
-def _precision_at_keep(scores: np.ndarray, labels: np.ndarray, keep: int) -> np.ndarray:
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :keep]
-    return np.take_along_axis(labels, order, axis=1).mean(1).astype(np.float64)
 
 
 def _paper_refine(

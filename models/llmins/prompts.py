@@ -67,6 +67,17 @@ def neutralize(text: str) -> str:
         text = cleaned
 
 
+#: The target item's text in a prompt, as :meth:`PromptBuilder._compose` writes it: after
+#: "target <kind>: ", in double quotes (neutralized texts hold none), up to the closing "?".
+_TARGET = re.compile(r'target [^:\n]*: "?(?P<text>[^"\n]*?)"?\?')
+
+
+def target_span(prompt: str) -> tuple[int, int] | None:
+    """Character span of the target item's text in ``prompt`` (its last mention), if any."""
+    matches = list(_TARGET.finditer(prompt))
+    return matches[-1].span("text") if matches else None
+
+
 def shorten(text: str, words: int) -> str:
     """The first ``words`` words of a one-line version of ``text``."""
     parts = text.split()

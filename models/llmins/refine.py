@@ -143,6 +143,12 @@ def per_item_auc(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return out
 
 
+def per_item_precision(scores: np.ndarray, labels: np.ndarray, keep: int) -> np.ndarray:
+    """Per item (row), the share of label 1 among its ``keep`` best-scored candidates."""
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :keep]
+    return np.take_along_axis(labels, order, axis=1).mean(1).astype(np.float64)
+
+
 def paired_difference(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """Mean of ``a - b`` over items where both are defined, with its standard error."""
     keep = ~(np.isnan(a) | np.isnan(b))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -30,7 +29,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from models.encoders import default_model_path
-from models.llmins.prompts import ANSWERS, TEMPLATE
+from models.llmins.prompts import ANSWERS, TEMPLATE, target_span
 
 logger = logging.getLogger(__name__)
 
@@ -120,11 +119,6 @@ def model_kind(model_path: str | Path) -> str:
     return "causal" if causal else "encoder"
 
 
-#: The target item's text in a prompt: after "target <kind>: ", in quotes when the
-#: PromptBuilder wrote it (its texts hold no double quotes), up to the closing "?".
-_TARGET = re.compile(r'target [^:\n]*: "?(?P<text>[^"\n]*?)"?\?')
-
-
 def target_token_mask(prompts: Sequence[str], offsets: torch.Tensor) -> torch.Tensor:
     """``(batch, tokens)`` 1 where a token lies inside its prompt's last target span.
 
@@ -133,10 +127,10 @@ def target_token_mask(prompts: Sequence[str], offsets: torch.Tensor) -> torch.Te
     """
     mask = torch.zeros(offsets.shape[:2], dtype=torch.long)
     for row, prompt in enumerate(prompts):
-        matches = list(_TARGET.finditer(prompt))
-        if not matches:
+        span = target_span(prompt)
+        if span is None:
             continue
-        start, end = matches[-1].span("text")
+        start, end = span
         spans = offsets[row]
         inside = (spans[:, 0] >= start) & (spans[:, 1] <= end) & (spans[:, 1] > spans[:, 0])
         mask[row] = inside.long()
