@@ -24,7 +24,7 @@ import torch
 from models.backbones import BackboneConfig, build_backbone
 from models.baselines import GENERATOR_GRID
 from models.baselines.aldi import AldiConfig, fit_aldi
-from models.baselines.common import ColdStartEmbeddings
+from models.baselines.common import ColdStartEmbeddings, best_on_validation
 from models.baselines.deepmusic import fit_deepmusic
 from models.baselines.generator import GeneratorConfig
 from models.data.dataset import SPLIT_NAMES, ColdStartDataset
@@ -257,32 +257,16 @@ def fit_baseline(
     config: BenchmarkConfig,
     seed: int,
 ) -> ColdStartEmbeddings:
-    """DeepMusic or ALDI trained with each setting of ``grid``; the best on cold validation.
+    """DeepMusic or ALDI trained with each setting of ``grid``; the best on cold validation."""
 
-    The choice reads the validation split only (cold NDCG@20 of the final tables, the same
-    criterion LLM-InS's choices use), and ``info["grid"]`` records every candidate's score.
-    """
-    best: ColdStartEmbeddings | None = None
-    best_score = -np.inf
-    tried = []
-    for candidate in grid:
-        generator = replace(candidate, seed=seed)
+    def fit(generator: GeneratorConfig) -> ColdStartEmbeddings:
         if method == "deepmusic":
-            result = fit_deepmusic(dataset, content, users, items, generator, config.progress)
-        else:
-            result = fit_aldi(
-                dataset, content, users, items, generator, config.aldi_config, config.progress
-            )
-        score = evaluate(dataset, result.users, result.items, stage="val")["cold"]["ndcg@20"]
-        tried.append({"lr": generator.lr, "dropout": generator.dropout, "val_cold_ndcg@20": score})
-        logger.info("%s lr %g dropout %g: val cold NDCG@20 %.4f", method, generator.lr,
-                    generator.dropout, score)  # fmt: skip
-        if score > best_score:
-            best, best_score = result, score
-    if best is None:
-        raise ValueError(f"{method}: the grid of settings is empty")
-    best.info["grid"] = tried
-    return best
+            return fit_deepmusic(dataset, content, users, items, generator, config.progress)
+        return fit_aldi(
+            dataset, content, users, items, generator, config.aldi_config, config.progress
+        )
+
+    return best_on_validation(method, dataset, [replace(g, seed=seed) for g in grid], fit)
 
 
 def save_per_user(per_user: dict, path: Path) -> None:

@@ -52,6 +52,8 @@ def trained_mf(seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
 
 def small_workbench(**options):
     """A LLM-InS workbench on :func:`planted_dataset` with small, fast subtowers."""
+    from dataclasses import replace
+
     from models.baselines.generator import GeneratorConfig
     from models.llmins.pipeline import Workbench
     from models.llmins.text_to_users import TextToUsersConfig
@@ -66,7 +68,7 @@ def small_workbench(**options):
         users,
         items,
         towers=TowerConfig(dim=16, training=small),
-        collaborative=small,
+        collaborative=(small, replace(small, dropout=0.5)),
         text_to_users=TextToUsersConfig(batch_size=32, max_epochs=4, k=30),
         progress=False,
         **options,

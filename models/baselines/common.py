@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.baselines.generator import ContentMap, rescale_to_norm
+from models.baselines.generator import ContentMap, GeneratorConfig, rescale_to_norm
 from models.data.dataset import ColdStartDataset
 from models.evaluation import validation_ndcg
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,6 +34,37 @@ class ColdStartEmbeddings:
 def cold_item_ids(dataset: ColdStartDataset) -> np.ndarray:
     """Every cold item (validation and test): a method embeds them all from content."""
     return np.union1d(dataset.cold_val_items, dataset.cold_test_items)
+
+
+def best_on_validation(
+    name: str,
+    dataset: ColdStartDataset,
+    grid: Sequence[GeneratorConfig],
+    fit: Callable[[GeneratorConfig], ColdStartEmbeddings],
+) -> ColdStartEmbeddings:
+    """``fit`` with each setting of ``grid``; the best by cold *validation* NDCG@20.
+
+    One rule for every content-to-embedding generator (the baselines and LLM-InS's
+    collaborative subtower), so that none of them runs on another data set's choice. The
+    criterion is the one LLM-InS's own choices use; ``info["grid"]`` records every
+    candidate's score and ``info["generator"]`` the chosen settings.
+    """
+    best: ColdStartEmbeddings | None = None
+    best_score = -np.inf
+    tried = []
+    for generator in grid:
+        result = fit(generator)
+        score = validation_ndcg(dataset, result.users, result.items, "cold")
+        tried.append({"lr": generator.lr, "dropout": generator.dropout, "val_cold_ndcg@20": score})
+        logger.info("%s lr %g dropout %g: val cold NDCG@20 %.4f", name, generator.lr,
+                    generator.dropout, score)  # fmt: skip
+        if score > best_score:
+            best, best_score = result, score
+            best.info["generator"] = generator.to_dict()
+    if best is None:
+        raise ValueError(f"{name}: the grid of settings is empty")
+    best.info["grid"] = tried
+    return best
 
 
 #: Mean norms tried for generated cold rows, as multiples of the warm items' mean norm.

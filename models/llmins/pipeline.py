@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 
@@ -18,9 +18,9 @@ import numpy as np
 
 from models.backbones import BackboneConfig
 from models.backbones.base import Backbone as BackboneModel
-from models.baselines import TUNED as TUNED_GENERATORS
+from models.baselines import GENERATOR_GRID
 from models.baselines.aldi import AldiConfig, fit_aldi
-from models.baselines.common import ColdStartEmbeddings, choose_cold_scale
+from models.baselines.common import ColdStartEmbeddings, best_on_validation, choose_cold_scale
 from models.baselines.generator import GeneratorConfig
 from models.data.dataset import ColdStartDataset
 from models.llmins.filtering import (
@@ -249,7 +249,7 @@ class Workbench:
         seed: int = 0,
         simulator: SimulatorConfig = SimulatorConfig(),
         towers: TowerConfig = TowerConfig(),
-        collaborative: GeneratorConfig | None = None,
+        collaborative: Sequence[GeneratorConfig] = GENERATOR_GRID["aldi"],
         history_top: int = 3,
         text_to_users: TextToUsersConfig = TextToUsersConfig(),
         encoder_path: str | None = None,
@@ -262,7 +262,7 @@ class Workbench:
         self.seed = seed
         self.simulator_config = replace(simulator, seed=seed)
         self.tower_config = replace(towers, training=replace(towers.training, seed=seed))
-        self.collaborative_config = replace(collaborative or TUNED_GENERATORS["aldi"], seed=seed)
+        self.collaborative_grid = [replace(generator, seed=seed) for generator in collaborative]
         self.history_top = history_top
         self.text_to_users_config = replace(text_to_users, seed=seed)
         self.encoder_path = encoder_path
@@ -286,17 +286,27 @@ class Workbench:
 
     @cached_property
     def collaborative(self) -> ColdStartEmbeddings:
-        """Content -> behaviour generator: L_BPR + alpha L_dis + beta L_ide (ALDI's terms)."""
-        return self.timed(
-            "collaborative subtower",
-            lambda: fit_aldi(
+        """Content -> behaviour generator: L_BPR + alpha L_dis + beta L_ide (ALDI's terms).
+
+        Its settings are chosen among ``collaborative`` on the data set's cold validation
+        items, by the rule the baselines follow.
+        """
+
+        def fit(generator: GeneratorConfig) -> ColdStartEmbeddings:
+            return fit_aldi(
                 self.dataset,
                 self.content,
                 self.users,
                 self.items,
-                self.collaborative_config,
+                generator,
                 AldiConfig(alpha=0.0),
                 self.progress,
+            )
+
+        return self.timed(
+            "collaborative subtower",
+            lambda: best_on_validation(
+                "collaborative subtower", self.dataset, self.collaborative_grid, fit
             ),
         )
 
@@ -512,6 +522,9 @@ def simulate(bench: Workbench, config: LLMInSConfig) -> Simulation:
         )
         info["filter_weights"] = weights
         info["filter_weights_tried"] = tried
+        if "collaborative" in config.signals:
+            chosen = bench.collaborative.info
+            info["collaborative_subtower"] = {"chosen": chosen["generator"], "grid": chosen["grid"]}
     lists: dict[str, dict] = {}
     for stage in STAGES:
         items = bench.stage_items(stage)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from models.backbones import BackboneConfig, build_backbone
-from models.baselines import TUNED as TUNED_GENERATORS
+from models.baselines import GENERATOR_GRID
 from models.benchmark import BenchmarkConfig, library_versions, train_backbone
 from models.data.dataset import ColdStartDataset
 from models.evaluation import rank_metrics
@@ -117,12 +117,12 @@ def train_release(
     every training loop (backbone, subtowers) for quick trials; None keeps the tuned
     settings. Users keep the data set's ids, as decimal strings.
     """
-    towers, collaborative = TowerConfig(), TUNED_GENERATORS["aldi"]
+    towers, collaborative = TowerConfig(), GENERATOR_GRID["aldi"]
     text_to_users = TextToUsersConfig()
     if max_epochs is not None:
         config = replace(config, train_config=replace(config.train_config, max_epochs=max_epochs))
         towers = replace(towers, training=replace(towers.training, max_epochs=max_epochs))
-        collaborative = replace(collaborative, max_epochs=max_epochs)
+        collaborative = tuple(replace(g, max_epochs=max_epochs) for g in collaborative)
         text_to_users = replace(text_to_users, max_epochs=min(max_epochs, text_to_users.max_epochs))
     seconds: dict[str, float] = {}
     started = time.perf_counter()
@@ -158,10 +158,14 @@ def train_release(
         "encoder": config.encoder_path,
         "warmer": {
             "lm_used": simulator is not None,
+            # What the decision read: the LM's gain among the refiner's candidates on
+            # validation (and test), with standard errors; None where no LM was configured.
+            "lm_measurement": info.get("lm_measurement"),
             "simulator": None if simulator is None else simulator.config.to_dict(),
             "precision_val": info.get("val_precision"),
             "precision_test": info.get("test_precision"),
             "filter_weights": info.get("filter_weights"),
+            "collaborative_subtower": info.get("collaborative_subtower"),
             "refiner_weights": info.get("refiner_weights"),
             "online_update": {
                 key: value

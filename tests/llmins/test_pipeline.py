@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from models.evaluation import evaluate
+from models.evaluation import evaluate, validation_ndcg
 from models.llmins.pipeline import (
     VARIANTS,
     Backbone,
@@ -42,6 +42,16 @@ def test_filter_candidates_beat_random_ones(bench) -> None:
     assert np.isin(filtered.pairs[:, 1], cold).all()
     assert len(filtered.pairs) == len(cold) * 8
     assert sum(filtered.info["filter_weights"].values()) > 0
+
+
+def test_the_collaborative_subtower_is_chosen_on_validation_and_recorded(bench) -> None:
+    simulation = simulate(bench, replace(VARIANTS["no-refine"], **SMALL))
+    record = simulation.info["collaborative_subtower"]
+    assert [tried["dropout"] for tried in record["grid"]] == [0.0, 0.5]
+    scores = [tried["val_cold_ndcg@20"] for tried in record["grid"]]
+    assert record["chosen"]["dropout"] == record["grid"][int(np.argmax(scores))]["dropout"]
+    subtower = bench.collaborative
+    assert validation_ndcg(bench.dataset, subtower.users, subtower.items, "cold") == max(scores)
 
 
 def test_online_warm_up_beats_the_untrained_cold_embeddings(bench) -> None:

@@ -221,6 +221,8 @@ def test_a_version_that_kept_the_lm_asks_it_for_each_posted_item(tmp_path) -> No
     install_lm_version(runtime)
     release = runtime.release()
     assert release.warmer.uses_lm and release.manifest["warmer"]["lm_used"]
+    gain = release.manifest["warmer"]["lm_measurement"]["val"]["precision_gain"]
+    assert set(gain) >= {"mean", "se"}
     asked = []
     simulator = runtime.simulator_for(release)
 
