@@ -58,6 +58,7 @@ class Runtime:
         self._release: ModelRelease | None = None
         self._release_lock = threading.Lock()
         self._simulators: dict[str, SimulatorClient | LocalSimulator] = {}
+        self._asked_lm: dict[str, bool] = {}
 
     @property
     def models_dir(self) -> Path:
@@ -89,6 +90,17 @@ class Runtime:
                 logger.info("loading model version %s from %s", active.id, active.path)
                 self._release = ModelRelease.load(active.path)
             return self._release
+
+    def asked_lm(self, version: str | None) -> bool:
+        """Whether model version ``version``'s warm-up asks the LM simulator (its manifest
+        says; remembered per version, as a version never changes)."""
+        if version is None:
+            return False
+        if version not in self._asked_lm:
+            record = self.store.version(version)
+            manifest = {} if record is None else ModelRelease.read_manifest(record.path)
+            self._asked_lm[version] = bool(manifest.get("warmer", {}).get("lm_used"))
+        return self._asked_lm[version]
 
     def simulator_for(self, release: ModelRelease) -> Callable[[list[str]], np.ndarray] | None:
         """P(Yes) of prompts for ``release``'s warmer: the refining service or in process.

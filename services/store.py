@@ -553,7 +553,12 @@ class Store:
         return len(rows)
 
     def simulated_for(self, item_id: str) -> list[tuple[str, float]]:
-        """(user id, P(Yes)) of the item's simulated users, best first."""
+        """(user id, score) of the item's simulated users, best first.
+
+        The score is the refiner's probability (its column keeps the name ``p_yes`` of
+        the first schema); whether the refiner read the LM's answer is the model
+        version's (:meth:`Runtime.asked_lm`).
+        """
         with self.session() as session:
             rows = session.execute(
                 select(Interaction.user_id, Interaction.p_yes)
@@ -722,6 +727,11 @@ class Store:
             if session.get(ModelVersion, version) is None:
                 raise StoreError(f"model version {version!r} is not registered")
             session.execute(update(ModelVersion).values(active=ModelVersion.id == version))
+
+    def version(self, version: str) -> VersionRecord | None:
+        with self.session() as session:
+            row = session.get(ModelVersion, version)
+            return None if row is None else _record(VersionRecord, row)
 
     def active_version(self) -> VersionRecord | None:
         with self.session() as session:

@@ -85,10 +85,15 @@ class ModelRelease:
         (folder / MANIFEST).write_text(json.dumps(self.manifest, indent=2, default=str))
         return folder
 
+    @staticmethod
+    def read_manifest(folder: str | Path) -> dict:
+        """The version's ``manifest.json`` alone (no arrays loaded)."""
+        return json.loads((Path(folder) / MANIFEST).read_text())
+
     @classmethod
     def load(cls, folder: str | Path) -> ModelRelease:
         folder = Path(folder)
-        manifest = json.loads((folder / MANIFEST).read_text())
+        manifest = cls.read_manifest(folder)
         return cls(
             version=manifest["version"],
             user_ids=json.loads((folder / "user_ids.json").read_text()),

@@ -127,12 +127,15 @@ def create_app(runtime: Runtime, queue: TaskQueue) -> FastAPI:
         if record is None:
             raise HTTPException(404, f"item {item_id!r} is unknown")
         users = runtime.store.simulated_for(item_id)
+        source = "refiner"
+        if users and runtime.asked_lm(record.model_version):
+            source = "refiner+lm"
         return ItemOut(
             id=record.id,
             status=record.status,
             origin=record.origin,
             model_version=record.model_version,
-            simulated_users=[SimulatedUser(user_id=u, p_yes=p) for u, p in users],
+            simulated_users=[SimulatedUser(user_id=u, score=p, source=source) for u, p in users],
             timings=record.timings,
             error=record.error,
             created_at=record.created_at,

@@ -42,7 +42,15 @@ class ItemAccepted(BaseModel):
 
 class SimulatedUser(BaseModel):
     user_id: str
-    p_yes: float = Field(description="Probability the simulation gave this user (best first).")
+    score: float = Field(
+        description="The refiner's probability that this user interacts with the item, among "
+        "the item's candidates (users come best first)."
+    )
+    source: Literal["refiner", "refiner+lm"] = Field(
+        description="What the score read: `refiner`, the filter signals alone; `refiner+lm`, "
+        "those and the LM simulator's Yes/No answer for this user (model versions whose "
+        "validation kept the LM)."
+    )
 
 
 class ItemOut(BaseModel):

@@ -48,7 +48,8 @@ def test_a_posted_item_warms_and_is_recommended_to_its_simulated_users(service) 
     users = body["simulated_users"]
     _, runtime, _ = service
     assert len(users) == kept_per_item(runtime.store.active_version().path)
-    assert [u["p_yes"] for u in users] == sorted((u["p_yes"] for u in users), reverse=True)
+    assert [u["score"] for u in users] == sorted((u["score"] for u in users), reverse=True)
+    assert {u["source"] for u in users} == {"refiner"}  # the default version asks no LM
     assert set(body["timings"]) >= {"embed", "filter and refine"}
     # The simulated users are mostly real ones of the planted topic (held out from training).
     truth = {str(u) for u, i in data.splits["cold_test"].tolist() if i == item}
@@ -234,6 +235,9 @@ def test_a_version_that_kept_the_lm_asks_it_for_each_posted_item(tmp_path) -> No
     item = int(data.cold_test_items[0])
     runtime.store.submit_item("lm-item", data.item_texts[item])
     result = warm_up_item(runtime, "lm-item")
+    # What GET /v1/items/{id} reports as each simulated user's score source.
+    asked_lm = runtime.asked_lm(result["model_version"])
     runtime.close()
-    assert result["status"] == "warm" and result["simulated_users"] == release.warmer.config.keep
+    assert asked_lm and result["status"] == "warm"
+    assert result["simulated_users"] == release.warmer.config.keep
     assert len(asked) == 20 and all(data.item_texts[item].split()[0] in p for p in asked)
