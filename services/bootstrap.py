@@ -10,6 +10,9 @@ a new one trained from the data set.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -152,12 +155,52 @@ def train_version(
 def publish(
     runtime: Runtime, release: ModelRelease, folder: Path, metrics: dict | None = None
 ) -> str:
-    """Record the indexed version (with ``metrics``, default its warmer's) and activate it."""
+    """Record the indexed version (with ``metrics``, default its warmer's) and activate it.
+
+    Then the stable adapter path points at the new version's simulator adapter (where it
+    has one), and the folders of versions too old to keep are deleted.
+    """
     record = release.manifest["warmer"] if metrics is None else metrics
+    record = {**record, "lm_used": release.warmer.uses_lm}
     runtime.store.register_version(release.version, str(folder), record)
     runtime.store.activate(release.version)
     logger.info("model version %s active (%s)", release.version, folder)
+    if release.manifest.get("simulator_path"):
+        link_adapter(runtime.adapter_link, Path(release.manifest["simulator_path"]))
+    prune_versions(runtime)
     return release.version
+
+
+def link_adapter(link: Path, adapter: Path) -> None:
+    """Point ``link`` at ``adapter`` in one step (a new link renamed over the old one), so
+    the refining service (``--adapter``, compose's ``/state/simulator``) never reads a
+    missing or half-switched path."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    staged = link.with_name(f".{link.name}.{uuid.uuid4().hex}")
+    staged.symlink_to(adapter.resolve(), target_is_directory=True)
+    os.replace(staged, link)
+
+
+def prune_versions(runtime: Runtime) -> list[str]:
+    """Delete the folders of inactive versions beyond the newest ``keep_previous_versions``.
+
+    Their store rows stay (items name the version that warmed them, and its record says
+    whether it asked the LM); the index keeps the previously served collections by itself.
+    Returns the pruned versions' ids.
+    """
+    keep = runtime.settings.keep_previous_versions
+    models_dir = runtime.models_dir.resolve()
+    inactive = [record for record in runtime.store.versions() if not record.active]
+    pruned = []
+    for record in inactive[keep:]:
+        folder = Path(record.path).resolve()
+        # Only folders this service wrote: a path elsewhere is the operator's.
+        if folder.is_dir() and folder.is_relative_to(models_dir):
+            shutil.rmtree(folder)
+            pruned.append(record.id)
+    if pruned:
+        logger.info("deleted the folders of %d old model versions: %s", len(pruned), pruned)
+    return pruned
 
 
 def load_catalogue(runtime: Runtime, dataset: ColdStartDataset) -> None:

@@ -64,6 +64,12 @@ class Runtime:
     def models_dir(self) -> Path:
         return self.settings.state_dir / "models"
 
+    @property
+    def adapter_link(self) -> Path:
+        """Where the active version's simulator adapter is published (a link), the path
+        the refining service is started with."""
+        return self.settings.state_dir / "simulator"
+
     @cached_property
     def encoder(self) -> MeanPoolEncoder:
         return MeanPoolEncoder(self.settings.encoder_path)
@@ -92,14 +98,14 @@ class Runtime:
             return self._release
 
     def asked_lm(self, version: str | None) -> bool:
-        """Whether model version ``version``'s warm-up asks the LM simulator (its manifest
-        says; remembered per version, as a version never changes)."""
+        """Whether model version ``version``'s warm-up asks the LM simulator (recorded
+        with the version; remembered, as a version never changes)."""
         if version is None:
             return False
         if version not in self._asked_lm:
             record = self.store.version(version)
-            manifest = {} if record is None else ModelRelease.read_manifest(record.path)
-            self._asked_lm[version] = bool(manifest.get("warmer", {}).get("lm_used"))
+            metrics = (record.metrics if record else None) or {}
+            self._asked_lm[version] = bool(metrics.get("lm_used"))
         return self._asked_lm[version]
 
     def simulator_for(self, release: ModelRelease) -> Callable[[list[str]], np.ndarray] | None:

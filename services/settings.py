@@ -116,6 +116,14 @@ class Settings(BaseSettings):
         "timer); 0 turns the periodic refresh off in both modes.",
     )
 
+    keep_previous_versions: int = Field(
+        default=1,
+        ge=0,
+        description="Inactive model versions whose folders are kept (the newest), for "
+        "rollback and audit; older ones are deleted at each switch, so that periodic "
+        "refreshes do not fill the disk.",
+    )
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / 'llmins.sqlite'}"

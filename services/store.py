@@ -728,6 +728,14 @@ class Store:
                 raise StoreError(f"model version {version!r} is not registered")
             session.execute(update(ModelVersion).values(active=ModelVersion.id == version))
 
+    def versions(self) -> list[VersionRecord]:
+        """Every registered model version, newest first."""
+        with self.session() as session:
+            # Version names start with their UTC time: the tie-break of equal timestamps.
+            newest = (ModelVersion.created_at.desc(), ModelVersion.id.desc())
+            rows = session.scalars(select(ModelVersion).order_by(*newest))
+            return [_record(VersionRecord, row) for row in rows]
+
     def version(self, version: str) -> VersionRecord | None:
         with self.session() as session:
             row = session.get(ModelVersion, version)

@@ -10,6 +10,7 @@ choices, timings), so any process can load it and anyone can see what it is.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -78,22 +79,22 @@ class ModelRelease:
         np.save(folder / "items.npy", self.items)
         torch.save(self.backbone_state, folder / "backbone.pt")
         self.warmer.save(folder / "warmer")
+        adapter = folder / SIMULATOR_DIR
         if self.simulator is not None:
-            self.simulator.save(folder / SIMULATOR_DIR)
-            # A refreshed version keeps asking the same adapter: the path travels on.
-            self.manifest["simulator_path"] = str((folder / SIMULATOR_DIR).resolve())
+            self.simulator.save(adapter)
+            self.manifest["simulator_path"] = str(adapter.resolve())
+        elif self.manifest.get("simulator_path"):
+            # A refreshed version asks the adapter it was refreshed from: a copy of it, so
+            # that every version folder stands alone and old ones can be deleted.
+            shutil.copytree(self.manifest["simulator_path"], adapter, dirs_exist_ok=True)
+            self.manifest["simulator_path"] = str(adapter.resolve())
         (folder / MANIFEST).write_text(json.dumps(self.manifest, indent=2, default=str))
         return folder
-
-    @staticmethod
-    def read_manifest(folder: str | Path) -> dict:
-        """The version's ``manifest.json`` alone (no arrays loaded)."""
-        return json.loads((Path(folder) / MANIFEST).read_text())
 
     @classmethod
     def load(cls, folder: str | Path) -> ModelRelease:
         folder = Path(folder)
-        manifest = cls.read_manifest(folder)
+        manifest = json.loads((folder / MANIFEST).read_text())
         return cls(
             version=manifest["version"],
             user_ids=json.loads((folder / "user_ids.json").read_text()),

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -40,6 +44,19 @@ def test_a_saved_release_loads_with_the_same_answers(release, tmp_path) -> None:
     assert loaded.manifest["warmer"]["online_update"]["keep"] == loaded.warmer.config.keep
     assert loaded.manifest["data"]["fingerprint"] == data.fingerprint
     assert set(loaded.manifest["seconds"]) == {"backbone", "warmer"}
+
+
+def test_a_refreshed_version_saves_its_own_copy_of_the_adapter(release, tmp_path) -> None:
+    """So that deleting the folder it was refreshed from leaves it whole."""
+    adapter = tmp_path / "v1" / "simulator"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    refreshed = replace(release, manifest={**release.manifest, "simulator_path": str(adapter)})
+    folder = refreshed.save(tmp_path / "v2")
+    shutil.rmtree(tmp_path / "v1")
+    path = Path(ModelRelease.load(folder).manifest["simulator_path"])
+    assert path == (folder / "simulator").resolve()
+    assert (path / "adapter_config.json").read_text() == "{}"
 
 
 def test_refresh_learns_from_new_items_interactions(release) -> None:

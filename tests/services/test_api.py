@@ -7,12 +7,14 @@ content vectors are word counts, so no language model is loaded.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
 from services.bootstrap import retrain
 from services.queues import InProcessQueue, requeue_pending
+from services.refresh import refresh
 from services.runtime import Runtime
 from services.settings import Settings
 from services.warmup import warm_up_item
@@ -178,6 +180,20 @@ def test_retraining_rewarms_posted_items_in_the_new_space(service) -> None:
     assert f"new-{item}" in [r["item_id"] for r in items["items"]]
 
 
+def test_old_version_folders_are_deleted_and_their_records_kept(service) -> None:
+    _, runtime, _ = service
+    for _ in range(3):
+        refresh(runtime, max_epochs=2)
+    versions = runtime.store.versions()
+    assert versions[0].active and len(versions) >= 4
+    kept = 1 + runtime.settings.keep_previous_versions
+    assert sorted(p.name for p in runtime.models_dir.iterdir()) == sorted(
+        Path(v.path).name for v in versions[:kept]
+    )
+    # A pruned version's record still says whether it asked the LM.
+    assert runtime.asked_lm(versions[-1].id) is False and versions[-1].metrics["lm_used"] is False
+
+
 def test_the_embedded_timer_refreshes_on_its_own(service) -> None:
     _, runtime, _ = service
     before = runtime.store.active_version().id
@@ -224,6 +240,8 @@ def test_a_version_that_kept_the_lm_asks_it_for_each_posted_item(tmp_path) -> No
     assert release.warmer.uses_lm and release.manifest["warmer"]["lm_used"]
     gain = release.manifest["warmer"]["lm_measurement"]["val"]["precision_gain"]
     assert set(gain) >= {"mean", "se"}
+    # Published where the refining service is started from (compose: /state/simulator).
+    assert runtime.adapter_link.resolve() == Path(release.manifest["simulator_path"]).resolve()
     asked = []
     simulator = runtime.simulator_for(release)
 
