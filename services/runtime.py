@@ -66,9 +66,13 @@ class Runtime:
 
     @property
     def adapter_link(self) -> Path:
+        return self.adapter_link_of(self.settings)
+
+    @staticmethod
+    def adapter_link_of(settings: Settings) -> Path:
         """Where the active version's simulator adapter is published (a link), the path
         the refining service is started with."""
-        return self.settings.state_dir / "simulator"
+        return settings.state_dir / "simulator"
 
     @cached_property
     def encoder(self) -> MeanPoolEncoder:

@@ -6,10 +6,12 @@ import importlib.util
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
+from services.runtime import Runtime
 from services.settings import Settings
 
 COMPOSE = Path(__file__).resolve().parents[1] / "docker-compose.yml"
@@ -40,6 +42,42 @@ def test_the_python_roles_run_modules_that_exist(compose) -> None:
         flag = "-m" if command[0] == "python" else "-A"  # python -m M / celery -A M
         module = command[command.index(flag) + 1]
         assert importlib.util.find_spec(module) is not None, (name, module)
+
+
+def test_the_refining_service_is_wired_where_the_worker_and_bootstrap_expect_it(compose) -> None:
+    """The worker's URL names the service and port the refining services listen on, under the
+    model name they serve, and both read the adapter where the stores publish it."""
+    services = compose["services"]
+    environment = services["worker"]["environment"]
+    settings = Settings(
+        state_dir=environment["LLMINS_STATE_DIR"],
+        simulator_url=environment["LLMINS_SIMULATOR_URL"],
+    )
+    url = urlsplit(settings.simulator_url)
+    assert url.path == "/v1"
+    adapter = str(Runtime.adapter_link_of(settings))
+    simulator, vllm = services["simulator"]["command"], services["vllm"]["command"]
+    assert "simulator" == url.hostname in vllm_aliases(services["vllm"])
+    assert option(simulator, "--port") == option(vllm, "--port") == str(url.port)
+    assert option(simulator, "--adapter") == adapter
+    assert option(simulator, "--model-name", "simulator") == settings.simulator_model
+    assert option(vllm, "--lora-modules") == f"{settings.simulator_model}={adapter}"
+    for name in ("worker", "simulator", "vllm"):
+        assert mounts(services[name], adapter), name
+
+
+def option(command: list[str], flag: str, default: str | None = None) -> str | None:
+    return command[command.index(flag) + 1] if flag in command else default
+
+
+def vllm_aliases(service: dict) -> set[str]:
+    return set(service["networks"]["default"]["aliases"])
+
+
+def mounts(service: dict, path: str) -> bool:
+    """Whether one of the service's named volumes holds ``path``."""
+    targets = [volume.split(":")[1] for volume in service.get("volumes", [])]
+    return any(path == target or path.startswith(target.rstrip("/") + "/") for target in targets)
 
 
 @pytest.mark.skipif(
