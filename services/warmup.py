@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from models.benchmark import StageTimer
+from models.llmins.release import ModelRelease
 from services.runtime import Runtime
+from services.store import ItemRecord
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +32,33 @@ def give_up(runtime: Runtime, item_id: str, retries: int) -> None:
     runtime.store.set_item_status(item_id, "failed", error=f"{retries} retries spent; {last}")
     logger.warning("item %s failed: %d retries spent (tried again at the next start)",
                    item_id, retries)  # fmt: skip
+
+
+def write_content_vector(
+    runtime: Runtime, release: ModelRelease, item: ItemRecord, content: np.ndarray
+) -> int:
+    """Index the item by its content vector alone (the collaborative content map): it is
+    recommendable from this moment on. Returns its row index (assigned on first use)."""
+    index = item.index if item.index is not None else runtime.store.assign_index(item.id)
+    fallback = release.warmer.content_vectors(content)
+    runtime.index.upsert("items", [index], fallback, [{"cold": True}])
+    return index
+
+
+def show_by_content(runtime: Runtime, item_id: str) -> bool:
+    """At acceptance: the item's content vector in the index before its warm-up is dequeued
+    (in a burst that can take minutes). Best effort: where it cannot (no model version
+    active yet, the index unreachable) the warm-up writes it; the item is stored either way.
+    """
+    try:
+        release = runtime.release()
+        item = runtime.store.get_item(item_id)
+        write_content_vector(runtime, release, item, runtime.embed([item.text]))
+    except Exception as error:  # logged, never the client's failure: the item is stored
+        logger.warning("item %s: content vector left to its warm-up (%s: %s)",
+                       item_id, type(error).__name__, error)  # fmt: skip
+        return False
+    return True
 
 
 def warm_up_item(runtime: Runtime, item_id: str, job_id: str | None = None) -> dict:
@@ -55,11 +86,9 @@ def warm_up_item(runtime: Runtime, item_id: str, job_id: str | None = None) -> d
     try:
         with clock("embed"):
             content = runtime.embed([item.text])
-        index = item.index if item.index is not None else store.assign_index(item_id)
         with clock("content vector"):
-            # Recommendable from this moment on, by content alone.
-            fallback = release.warmer.content_vectors(content)
-            runtime.index.upsert("items", [index], fallback, [{"cold": True}])
+            # Written at POST already, unless that failed or another version was active.
+            index = write_content_vector(runtime, release, item, content)
         store.set_item_status(item_id, "warming")
         with clock("filter and refine"):
             warmed = release.warmer.warm(content, [item.text], runtime.simulator_for(release))

@@ -44,6 +44,7 @@ from services.index import PointQuery
 from services.queues import TaskQueue
 from services.runtime import Runtime
 from services.store import ItemConflict, UnknownIds
+from services.warmup import show_by_content
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def create_app(runtime: Runtime, queue: TaskQueue) -> FastAPI:
         dependencies=writes,
     )
     def post_item(item: ItemIn, response: Response) -> ItemAccepted:
-        """Store the item (queued) and enqueue its warm-up.
+        """Store the item (queued), index its content vector, and enqueue its warm-up.
 
         Idempotent on the id: the same text again answers 200 with the first job; another
         text under a known id is a 409.
@@ -116,6 +117,7 @@ def create_app(runtime: Runtime, queue: TaskQueue) -> FastAPI:
         except ItemConflict as error:
             raise HTTPException(409, str(error)) from None
         if created:
+            show_by_content(runtime, record.id)
             queue.enqueue(record.id, job.id)
         else:
             response.status_code = 200

@@ -9,9 +9,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from services.api.app import create_app
 from services.bootstrap import retrain
 from services.queues import InProcessQueue, requeue_pending
 from services.refresh import refresh
@@ -204,6 +207,40 @@ def test_the_embedded_timer_refreshes_on_its_own(service) -> None:
         time.sleep(0.05)
     timed.close()
     assert runtime.store.active_version().id != before
+
+
+class HeldQueue:
+    """A queue whose workers are all busy: it takes the jobs and runs none of them."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[str, str]] = []
+
+    def enqueue(self, item_id: str, job_id: str) -> None:
+        self.held.append((item_id, job_id))
+
+    def enqueue_refresh(self, job_id: str) -> None:
+        raise AssertionError("not in this test")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_posted_item_is_recommendable_by_content_before_its_warm_up_runs(service) -> None:
+    _, runtime, _ = service
+    data = planted_dataset()
+    item = int(data.cold_test_items[6])
+    queue = HeldQueue()
+    with TestClient(create_app(runtime, queue)) as client:
+        body = {"id": "waiting", "text": data.item_texts[item]}
+        assert client.post("/v1/items", json=body).status_code == 202
+        assert queue.held and client.get("/v1/items/waiting").json()["status"] == "queued"
+        row = runtime.store.get_item("waiting").index
+        expected = runtime.release().warmer.content_vectors(bag_of_words([body["text"]]))
+        np.testing.assert_allclose(runtime.index.vectors("items", [row]), expected, rtol=1e-5)
+        # The users its content suits find it among the cold items already.
+        user = int(np.argmax(runtime.release().users @ expected[0]))
+        listed = client.get(f"/v1/users/{user}/recommendations", params={"pool": "cold"}).json()
+        assert "waiting" in [r["item_id"] for r in listed["items"]]
 
 
 def test_items_accepted_but_never_enqueued_are_warmed_at_start(service) -> None:
