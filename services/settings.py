@@ -124,6 +124,21 @@ class Settings(BaseSettings):
         "refreshes do not fill the disk.",
     )
 
+    def refuse_shared_local_index(self, role: str) -> None:
+        """Raise where ``role`` would open the local Qdrant folder beside other processes.
+
+        Local mode allows one process per folder; distributed mode has several (the API,
+        workers, prefork children), so it needs a Qdrant server.
+
+        Raises:
+            ValueError: the message says what to set.
+        """
+        if self.qdrant_url is None:
+            raise ValueError(
+                f"{role} needs a Qdrant server: set LLMINS_QDRANT_URL (local mode, in "
+                f"{self.state_dir / 'qdrant'}, allows one process per folder)"
+            )
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / 'llmins.sqlite'}"

@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> None:
         "--max-epochs", type=int, help="cap training epochs of the first bootstrap (quick trials)"
     )
     args = parser.parse_args(argv)
+    if settings.mode == "distributed":
+        try:
+            settings.refuse_shared_local_index("distributed mode (API and Celery workers)")
+        except ValueError as error:
+            parser.error(str(error))
     logging.basicConfig(
         level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

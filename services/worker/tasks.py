@@ -14,7 +14,7 @@ import logging
 from functools import cache
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import worker_init, worker_ready
 
 from services.queues import MAX_BACKOFF_S, CeleryQueue, requeue_pending, run_refresh
 from services.runtime import Runtime
@@ -90,6 +90,21 @@ def refresh_model(job_id: str | None = None) -> list[tuple[str, str]]:
     for item_id, warm_up_job in warm_ups:
         warm_up.delay(item_id, warm_up_job)
     return warm_ups
+
+
+@worker_init.connect
+def refuse_a_shared_local_index(sender, **_) -> None:
+    """A worker of several processes (prefork) opens the index in each: a server's only.
+
+    ``--pool solo`` (one process) may own a local folder, as the tests' workers do.
+    """
+    pool = getattr(sender.pool_cls, "__module__", str(sender.pool_cls))
+    if "solo" not in pool and "threads" not in pool:
+        try:
+            get_settings().refuse_shared_local_index(f"a worker with the pool {pool}")
+        except ValueError as error:
+            logger.critical("%s; or run one process: --pool solo", error)
+            raise SystemExit(1) from None
 
 
 @worker_ready.connect

@@ -1,12 +1,14 @@
-"""The vector index in qdrant-client's local mode (the code a Qdrant server runs too).
+"""The vector index in qdrant-client's local mode, and on a Qdrant server where one is given.
 
 Data are small and random, so every expected answer is computed exactly with numpy.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
+import uuid
 from collections.abc import Callable
 
 import numpy as np
@@ -17,10 +19,23 @@ from services.index import PointQuery, TopQuery, VectorIndex
 N_ITEMS, N_USERS, DIM = 60, 10, 8
 
 
-@pytest.fixture(params=["in memory", "qdrant queries"])
+@pytest.fixture(params=["in memory", "qdrant queries", "qdrant server"])
 def index(request, tmp_path):
     """Local mode both ways: served from memory (the default), and Qdrant's own queries,
-    which is also the code path a server runs."""
+    which is also the code path a server runs; and a real server where
+    ``LLMINS_TEST_QDRANT_URL`` names one (no package registry carries a Qdrant server, so
+    this project's machines skip it)."""
+    if request.param == "qdrant server":
+        url = os.environ.get("LLMINS_TEST_QDRANT_URL")
+        if not url:
+            pytest.skip("no Qdrant server: set LLMINS_TEST_QDRANT_URL to run the server path")
+        # A prefix of its own per test: the server's other collections are never touched.
+        index = VectorIndex(url=url, prefix=f"test{uuid.uuid4().hex[:10]}")
+        yield index
+        for name in index.collections():
+            index._client.delete_collection(name)
+        index.close()
+        return
     index = VectorIndex(path=tmp_path / "qdrant", in_memory=request.param == "in memory")
     yield index
     index.close()
@@ -297,7 +312,7 @@ def test_the_alias_switch_serves_the_new_version_and_keeps_the_previous_one(inde
     build_version(index, "c", 2)
     index.activate("c")
     kinds = ("items", "users", "content")
-    assert index.collections() == {f"llmins-{k}-{v}" for k in kinds for v in ("b", "c")}
+    assert index.collections() == {f"{index.prefix}-{k}-{v}" for k in kinds for v in ("b", "c")}
 
 
 def test_switching_some_kinds_leaves_the_others_alone(index) -> None:
@@ -309,8 +324,8 @@ def test_switching_some_kinds_leaves_the_others_alone(index) -> None:
     assert index.active_version("items") == "c"
     assert index.active_version("content") == "a"
     # content-a is served, content-b/-c were never switched to: none of them is dropped.
-    assert {f"llmins-content-{v}" for v in "abc"} <= index.collections()
-    assert "llmins-items-a" not in index.collections()
+    assert {f"{index.prefix}-content-{v}" for v in "abc"} <= index.collections()
+    assert f"{index.prefix}-items-a" not in index.collections()
 
 
 def test_reactivating_the_served_version_keeps_the_rollback(index) -> None:
@@ -319,7 +334,7 @@ def test_reactivating_the_served_version_keeps_the_rollback(index) -> None:
     build_version(index, "b", 1)
     index.activate("b")
     index.activate("b")
-    assert "llmins-items-a" in index.collections()
+    assert f"{index.prefix}-items-a" in index.collections()
 
 
 def test_activating_an_unbuilt_version_changes_nothing(index) -> None:

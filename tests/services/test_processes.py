@@ -162,6 +162,36 @@ def test_a_celery_worker_warms_an_item_once(worker_state, tmp_path) -> None:
     store.dispose()
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["-m", "celery", "-A", "services.worker.tasks", "worker", "--concurrency", "2"],
+        ["-m", "services.api"],
+    ],
+    ids=["prefork worker", "api"],
+)
+def test_distributed_processes_refuse_a_local_index(command, tmp_path) -> None:
+    """Local Qdrant allows one process per folder: several would corrupt or lock it."""
+    env = {
+        "LLMINS_STATE_DIR": str(tmp_path),
+        "LLMINS_MODE": "distributed",
+        "LLMINS_REDIS_URL": REDIS_URL,
+    }
+    env = {k: v for k, v in {**os.environ, **env}.items() if k != "LLMINS_QDRANT_URL"}
+    result = subprocess.run(
+        [sys.executable, *command],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "needs a Qdrant server: set LLMINS_QDRANT_URL" in result.stdout + result.stderr
+    assert not (tmp_path / "qdrant").exists()
+
+
 @pytest.fixture(scope="module")
 def lm_worker_state(tmp_path_factory):
     """(state folder, release) of a version whose warm-up asks the refining service."""
