@@ -248,6 +248,35 @@ def test_a_worker_killed_mid_task_leaves_the_item_warmed_once(
     store.dispose()
 
 
+def test_a_celery_worker_marks_an_item_failed_when_its_retries_are_spent(
+    lm_worker_state, redis_server, tmp_path
+) -> None:
+    """The refining service never answers: Celery's autoretry tries again after a back-off,
+    and the bound task's last failure marks the item ``failed`` (still recommendable by its
+    content vector) with the reason."""
+    state, _ = lm_worker_state
+    env = {
+        "LLMINS_STATE_DIR": str(state),
+        "LLMINS_REDIS_URL": redis_server.url,
+        "LLMINS_MODE": "distributed",
+        "LLMINS_SIMULATOR_URL": f"http://127.0.0.1:{free_port()}/v1",  # nobody listens
+        "LLMINS_WARM_UP_RETRIES": "1",
+        "LLMINS_WARM_UP_BACKOFF_S": "0.5",
+    }
+    store = Store(f"sqlite:///{state / 'llmins.sqlite'}")
+    data = planted_dataset()
+    record, job, _ = store.submit_item("unanswered", data.item_texts[int(data.cold_test_items[5])])
+    worker = start_worker(env, tmp_path / "worker.log")  # it sends pending items itself
+    try:
+        wait_for_status(store, record.id, "failed", seconds=180)
+    finally:
+        stop(worker)
+    item = store.get_item(record.id)
+    assert item.error.startswith("1 retries spent") and "unreachable" in item.error
+    assert store.get_job(job.id).attempts == 2  # the first try and its one retry
+    store.dispose()
+
+
 def test_items_posted_around_a_redis_restart_are_not_lost(
     worker_state, redis_server, tmp_path
 ) -> None:
