@@ -88,7 +88,8 @@ if [[ $mode == full ]]; then
   text_to_users_budget=(--set train_layers=none,2 --set max_epochs=40 --set patience=8)
 else
   # The LM runs a few steps on 32-token prompts; text-to-users trains its top layer only
-  # (one epoch of the whole LM is over a minute of a CPU; tests cover that path).
+  # (an epoch of the whole LM is over a minute of a CPU; tests/llmins/test_text_to_users.py
+  # covers that path).
   simulator_budget=(--items 10 --candidates 10 --easy-pairs 20 --set examples=32
                     --set batch_size=16 --set max_length=32 --set score_batch_size=64)
   text_to_users_budget=(--backbone-epochs 5 --set train_layers=1 --set max_epochs=1
