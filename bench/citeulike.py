@@ -17,14 +17,18 @@ if TYPE_CHECKING:
 
 
 def dataset_and_content(
-    name: str = "citeulike", data_dir: Path | None = None, threads: int | None = None
+    name: str = "citeulike",
+    data_dir: Path | None = None,
+    threads: int | None = None,
+    seed: int = 0,
 ) -> tuple[ColdStartDataset, np.ndarray]:
     """Data set ``name`` and its MiniLM content vectors, as the benchmark and service have them.
 
     Reads from the settings' ``data_dir`` (or ``data_dir``) and encodes item texts with the
     settings' encoder through the shared cache, so every script measures on the same vectors
     and only the first run pays for encoding. ``threads``, when given, sets torch's thread
-    count first: the encoder and whatever the script runs next use it.
+    count first: the encoder and whatever the script runs next use it. ``seed`` picks the
+    split of data sets the project splits itself (MovieLens).
     """
     from models.data import load_dataset
     from models.encoders import MeanPoolEncoder, encode_cached
@@ -35,20 +39,38 @@ def dataset_and_content(
 
         torch.set_num_threads(threads)
     settings = get_settings()
-    dataset = load_dataset(name, data_dir or settings.data_dir)
+    dataset = load_dataset(name, data_dir or settings.data_dir, seed)
     encoder = MeanPoolEncoder(settings.encoder_path)
     return dataset, encode_cached(encoder, dataset.item_texts, settings.cache_dir)
 
 
+def settings_encoder() -> str | None:
+    """The settings' LM folder (``LLMINS_ENCODER_PATH``; None: the packaged MiniLM).
+
+    The one that made the content vectors, and the one the scripts tune, so a GPU host
+    that carries its own copy of MiniLM (``bench/device_check.sh``) needs no installed one.
+    """
+    from services.settings import get_settings
+
+    path = get_settings().encoder_path
+    return str(path) if path else None
+
+
 def setting_parser(*config_classes: type):
     """An argparse type for ``--set KEY=V1,V2``: KEY a field of one of ``config_classes``
-    (dataclasses), the values cast to that field's type (bool as 0/1). Returns
-    ``(key, values)``."""
+    (dataclasses), the values cast to that field's type (bool as 0/1, ``none`` for an
+    optional int's None). Returns ``(key, values)``."""
     import argparse
     from dataclasses import fields
 
     types = {f.name: f.type for c in config_classes for f in fields(c)}
-    casts = {"bool": lambda v: bool(int(v)), "int": int, "str": str, "str | None": str}
+    casts = {
+        "bool": lambda v: bool(int(v)),
+        "int": int,
+        "int | None": lambda v: None if v.lower() == "none" else int(v),
+        "str": str,
+        "str | None": str,
+    }
 
     def parse(text: str) -> tuple[str, list]:
         key, _, values = text.partition("=")

@@ -35,9 +35,11 @@ from models.llmins.refine import per_item_auc, per_item_precision
 from models.llmins.simulator import SimulatorConfig, packaged_smollm2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from citeulike import dataset_and_content, setting_parser  # noqa: E402
+from citeulike import dataset_and_content, setting_parser, settings_encoder  # noqa: E402
 
-MODELS = {"minilm": lambda: None, "smollm2": lambda: str(packaged_smollm2())}
+#: ``minilm`` is the settings' encoder: the packaged MiniLM unless ``LLMINS_ENCODER_PATH``
+#: names another folder (a GPU host's carried copy).
+MODELS = {"minilm": settings_encoder, "smollm2": lambda: str(packaged_smollm2())}
 
 
 def main() -> None:
@@ -104,6 +106,7 @@ def measure(data, content, simulator: SimulatorConfig, training: SimulatorTraini
     scoring = time.perf_counter() - started - tuned.training_info["seconds"]
     similarity = np.take_along_axis(history, candidates, axis=1)
     return {
+        "device": str(tuned.device),
         "final_loss": tuned.training_info["final_loss"],
         "curve": tuned.training_info["curve"],
         "examples": tuned.training_info["examples"],

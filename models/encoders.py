@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from models.devices import resolve_device
+
 logger = logging.getLogger(__name__)
 
 
@@ -54,10 +56,15 @@ class MeanPoolEncoder:
         model_path: local Hugging Face model folder (default: the packaged MiniLM).
         max_length: tokens kept per text; titles rarely need more than 64.
         batch_size: texts per forward pass.
+        device: where it runs (None: the GPU if there is one).
     """
 
     def __init__(
-        self, model_path: str | Path | None = None, max_length: int = 128, batch_size: int = 128
+        self,
+        model_path: str | Path | None = None,
+        max_length: int = 128,
+        batch_size: int = 128,
+        device: str | torch.device | None = None,
     ) -> None:
         from transformers import AutoModel, AutoTokenizer
 
@@ -67,7 +74,9 @@ class MeanPoolEncoder:
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.device = resolve_device(device)
         self.model = AutoModel.from_pretrained(self.model_path, local_files_only=True)
+        self.model.to(self.device)
         self.model.eval()
         self.max_length = max_length
         self.batch_size = batch_size
@@ -92,11 +101,11 @@ class MeanPoolEncoder:
                 truncation=True,
                 max_length=self.max_length,
                 return_tensors="pt",
-            )
+            ).to(self.device)
             hidden = self.model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            vectors[index] = pooled.float().numpy()
+            vectors[index] = pooled.float().cpu().numpy()
         return vectors
 
 

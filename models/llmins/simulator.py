@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from models.devices import resolve_device
 from models.encoders import default_model_path
 from models.llmins.prompts import ANSWERS, TEMPLATE, target_span
 
@@ -176,9 +177,16 @@ class LMSimulator:
     Args:
         config: model folder and LoRA settings.
         adapter_path: a saved adapter to load (None: a fresh, untrained adapter).
+        device: where it trains and scores (None: the GPU if there is one). Not part of the
+            config, which is saved: an adapter tuned on a GPU loads on a CPU host.
     """
 
-    def __init__(self, config: SimulatorConfig = SimulatorConfig(), adapter_path=None) -> None:
+    def __init__(
+        self,
+        config: SimulatorConfig = SimulatorConfig(),
+        adapter_path=None,
+        device: str | torch.device | None = None,
+    ) -> None:
         from peft import LoraConfig, PeftModel, TaskType, get_peft_model
         from transformers import (
             AutoModel,
@@ -187,6 +195,7 @@ class LMSimulator:
         )
 
         self.config = config
+        self.device = resolve_device(device)
         #: What the last :meth:`train` did (examples, steps, final loss, seconds).
         self.training_info: dict = {}
         path = Path(config.model_path) if config.model_path else default_model_path()
@@ -229,7 +238,11 @@ class LMSimulator:
             width = base.config.hidden_size * (4 if config.head == "pair" else 1)
             self.head = nn.Linear(width, 2)
             if adapter_path is not None:
-                self.head.load_state_dict(torch.load(Path(adapter_path) / HEAD_FILE))
+                saved_head = torch.load(Path(adapter_path) / HEAD_FILE, map_location="cpu")
+                self.head.load_state_dict(saved_head)
+            self.head.to(self.device)
+        # Initialised on the CPU above, so a seed gives the same weights on every device.
+        self.model.to(self.device)
         self.model.eval()
 
     def _batch(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -244,7 +257,7 @@ class LMSimulator:
         )
         if pair:
             batch["target_mask"] = target_token_mask(prompts, batch.pop("offset_mapping"))
-        return batch
+        return {name: tensor.to(self.device) for name, tensor in batch.items()}
 
     def _yes_no_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """``(batch, 2)`` logits of No and Yes."""
@@ -267,11 +280,11 @@ class LMSimulator:
     def loss(self, prompts: Sequence[str], labels: Sequence[int]) -> torch.Tensor:
         """Training loss for prompts with 0/1 (No/Yes) labels."""
         batch = self._batch(prompts)
-        target = torch.as_tensor(labels, dtype=torch.long)
+        target = torch.as_tensor(labels, dtype=torch.long, device=self.device)
         if self.kind == "causal":
             # The autoregressive loss on the answer token, over the whole vocabulary.
             logits = self.model(**batch).logits[:, -1, :]
-            answer = torch.as_tensor(self.answer_ids)[target]
+            answer = torch.as_tensor(self.answer_ids, device=self.device)[target]
             return F.cross_entropy(logits, answer)
         return F.cross_entropy(self._yes_no_logits(batch), target)
 
@@ -383,7 +396,9 @@ class LMSimulator:
         self.model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
         if self.kind == "encoder":
-            torch.save(self.head.state_dict(), folder / HEAD_FILE)
+            # CPU tensors, so a host without a GPU reads a head tuned on one.
+            head = {name: value.cpu() for name, value in self.head.state_dict().items()}
+            torch.save(head, folder / HEAD_FILE)
             (folder / HEAD_KIND_FILE).write_text(json.dumps({"head": self.config.head}))
         return folder
 

@@ -35,6 +35,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from models.data.dataset import ColdStartDataset
+from models.devices import resolve_device
 from models.encoders import default_model_path
 from models.evaluation import validation_ndcg
 
@@ -147,6 +148,11 @@ class TextToUsers:
     def finetuned(self) -> bool:
         return self.model.encoder is not None
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights are (where :func:`fit_text_to_users` trained them)."""
+        return self.model.log_scale.device
+
     @torch.inference_mode()
     def vectors(
         self,
@@ -164,24 +170,26 @@ class TextToUsers:
             if content is None:
                 raise ValueError("the frozen text-to-users head needs content vectors")
             inputs = torch.from_numpy(np.atleast_2d(content).astype(np.float32))
-            return _split(self.model(inputs).numpy())
+            return _split(self.model(inputs.to(self.device)).cpu().numpy())
         order = np.argsort([len(t) for t in texts], kind="stable")
         out = np.zeros((len(texts), 2 * self.model.users_head.out_features), dtype=np.float32)
         starts = range(0, len(texts), batch_size)
         for start in tqdm(starts, desc="text-to-users", disable=not progress):
             index = order[start : start + batch_size]
             batch = self._tokenize([texts[i] for i in index])
-            out[index] = self.model(batch).numpy()
+            out[index] = self.model(batch).cpu().numpy()
         return _split(out)
 
     def _tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        return self.tokenizer(
+        """Token ids and attention mask of ``texts``, on the model's device."""
+        batch = self.tokenizer(
             list(texts),
             padding=True,
             truncation=True,
             max_length=self.config.max_length,
             return_tensors="pt",
         )
+        return {name: tensor.to(self.device) for name, tensor in batch.items()}
 
     # -- persistence -------------------------------------------------------------------
 
@@ -192,8 +200,9 @@ class TextToUsers:
         if self.finetuned:
             self.model.encoder.save_pretrained(folder / ENCODER_DIR)
             self.tokenizer.save_pretrained(folder / ENCODER_DIR)
+        # CPU tensors, so a host without a GPU loads heads trained on one.
         heads = {
-            name: value.detach().clone()
+            name: value.detach().cpu().clone()
             for name, value in self.model.state_dict().items()
             if not name.startswith("encoder.")
         }
@@ -207,7 +216,7 @@ class TextToUsers:
         folder = Path(folder)
         record = json.loads((folder / CONFIG_FILE).read_text())
         config = TextToUsersConfig(**record["config"])
-        heads = torch.load(folder / HEAD_FILE, weights_only=True)
+        heads = torch.load(folder / HEAD_FILE, weights_only=True, map_location="cpu")
         encoder, tokenizer = None, None
         if config.finetune:
             encoder, tokenizer = _load_lm(folder / ENCODER_DIR)
@@ -226,15 +235,19 @@ def fit_text_to_users(
     config: TextToUsersConfig = TextToUsersConfig(),
     encoder_path: str | Path | None = None,
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> tuple[TextToUsers, Mapped]:
     """Train on the warm items of ``dataset``; return the encoder and every item mapped.
 
     ``users``/``items`` are the backbone's vectors (the softmax's user table and the
     alignment targets); ``content`` the frozen encoder's vectors (read by the frozen variant,
     and by neither otherwise). The returned ``(n_items, d)`` tables hold the encoder's
-    vector for every item, cold ones included (computed from their text alone).
+    vector for every item, cold ones included (computed from their text alone). It trains
+    on ``device`` (None: the GPU if there is one) and the returned encoder stays there;
+    what it saves loads on a CPU host.
     """
     started = time.perf_counter()
+    device = resolve_device(device)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     encoder, tokenizer = (None, None)
@@ -244,10 +257,11 @@ def fit_text_to_users(
         in_dim = int(encoder.config.hidden_size)
     else:
         in_dim = content.shape[1]
-    model = TextToUsersModel(encoder, in_dim, users.shape[1])
+    # Initialised on the CPU, then moved: a seed gives the same heads on every device.
+    model = TextToUsersModel(encoder, in_dim, users.shape[1]).to(device)
     trained = TextToUsers(model, tokenizer, config)
-    user_table = torch.from_numpy(np.ascontiguousarray(users, dtype=np.float32))
-    targets = torch.from_numpy(np.ascontiguousarray(items, dtype=np.float32))
+    user_table = torch.from_numpy(np.ascontiguousarray(users, dtype=np.float32)).to(device)
+    targets = torch.from_numpy(np.ascontiguousarray(items, dtype=np.float32)).to(device)
     train = dataset.splits["warm_train"]
     warm = np.unique(train[:, 1])
     # Each warm item's training users, as a dense 0/1 row built per batch from CSR.
@@ -255,10 +269,10 @@ def fit_text_to_users(
     by_item = train[order]
     starts = np.searchsorted(by_item[:, 1], warm)
     ends = np.searchsorted(by_item[:, 1], warm, side="right")
-    mean_square = float((targets[torch.from_numpy(warm)] ** 2).sum(1).mean())
+    mean_square = float((targets[torch.from_numpy(warm).to(device)] ** 2).sum(1).mean())
     texts = dataset.item_texts
     text_lengths = np.array([len(texts[item]) for item in warm])
-    frozen_inputs = torch.from_numpy(np.ascontiguousarray(content, dtype=np.float32))
+    frozen_inputs = torch.from_numpy(np.ascontiguousarray(content, dtype=np.float32)).to(device)
 
     val_items = dataset.cold_items("val")
     cache = None
@@ -270,7 +284,7 @@ def fit_text_to_users(
             return model.from_hidden(cache.upper, *cache.batch(item_ids))
         if config.finetune:
             return model(trained._tokenize([texts[i] for i in item_ids]))
-        return model(frozen_inputs[torch.from_numpy(item_ids)])
+        return model(frozen_inputs[torch.from_numpy(item_ids).to(device)])
 
     heads = [*model.users_head.parameters(), *model.items_head.parameters()]
     groups = [
@@ -289,9 +303,9 @@ def fit_text_to_users(
     def validate() -> dict[str, float]:
         model.eval()
         mapped = _split(
-            torch.cat(
-                [predict(val_items[i : i + 256]) for i in range(0, len(val_items), 256)]
-            ).numpy()
+            torch.cat([predict(val_items[i : i + 256]) for i in range(0, len(val_items), 256)])
+            .cpu()
+            .numpy()
         )
         table = items.copy()
         table[val_items] = mapped.items
@@ -316,12 +330,14 @@ def fit_text_to_users(
             predicted = predict(item_ids)
             ranking, aligned = predicted[:, : users.shape[1]], predicted[:, users.shape[1] :]
             logits = ranking @ user_table.T * model.log_scale.exp()
-            positives = torch.zeros_like(logits)
+            # Filled on the CPU (one small write per item), then moved in one copy.
+            positives = torch.zeros(logits.shape, dtype=logits.dtype)
             for row, position in enumerate(batch):
                 positives[row, by_item[starts[position] : ends[position], 0]] = 1.0
+            positives = positives.to(device)
             log_p = F.log_softmax(logits, dim=1)
             softmax_loss = -((log_p * positives).sum(1) / positives.sum(1)).mean()
-            target = targets[torch.from_numpy(item_ids)]
+            target = targets[torch.from_numpy(item_ids).to(device)]
             align = ((aligned - target) ** 2).sum(1).mean() / mean_square
             loss = softmax_loss + config.align_weight * align
             optimizer.zero_grad(set_to_none=True)
@@ -376,7 +392,7 @@ def fit_text_to_users(
         cached = np.array(sorted(cache.states))
         both = np.zeros((dataset.n_items, 2 * users.shape[1]), dtype=np.float32)
         for start in range(0, len(cached), 256):
-            both[cached[start : start + 256]] = predict(cached[start : start + 256]).numpy()
+            both[cached[start : start + 256]] = predict(cached[start : start + 256]).cpu().numpy()
         rest = np.setdiff1d(np.arange(dataset.n_items), cached)
         if len(rest):
             mapped = trained.vectors([texts[i] for i in rest], progress=progress)
@@ -465,7 +481,7 @@ class _LayerCache:
         """``(batch, tokens, hidden)`` padded states and the ``(batch, tokens)`` mask."""
         tensors = [self.states[int(item)] for item in items]
         hidden = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True)
-        mask = torch.zeros(hidden.shape[:2], dtype=torch.long)
+        mask = torch.zeros(hidden.shape[:2], dtype=torch.long, device=hidden.device)
         for row, tensor in enumerate(tensors):
             mask[row, : len(tensor)] = 1
         return hidden, mask

@@ -110,6 +110,30 @@ def test_only_the_top_layers_train() -> None:
     assert {name for name, p in encoder.named_parameters() if p.requires_grad} == trainable
 
 
+def test_the_whole_lm_trains_through_the_encoder_and_maps_as_it_does() -> None:
+    """``train_layers=None`` (the GPU check's setting) has no layer cache: every step and
+    the final table run the whole encoder, embeddings included."""
+    data = planted_dataset()
+    users, items = trained_mf()
+    pretrained, _ = _load_lm(default_model_path())
+    encoder, mapped = fit_text_to_users(
+        data,
+        bag_of_words(data.item_texts),
+        users,
+        items,
+        replace(SMALL, train_layers=None, max_epochs=1),
+        progress=False,
+    )
+    embeddings = "embeddings.word_embeddings.weight"
+    assert not torch.equal(
+        encoder.model.encoder.state_dict()[embeddings], pretrained.state_dict()[embeddings]
+    )
+    assert np.isfinite(encoder.info["curve"][1]["train_softmax"])
+    some = np.concatenate([data.warm_items[:3], data.cold_test_items[:3]])
+    again = encoder.vectors([data.item_texts[i] for i in some])
+    np.testing.assert_allclose(mapped.users[some], again.users, atol=1e-5)
+
+
 def test_length_batches_cover_every_position_once() -> None:
     lengths = np.random.default_rng(0).integers(1, 80, size=1003)
     batches = _length_batches(lengths, 16, np.random.default_rng(1), pool=4)
