@@ -241,6 +241,9 @@ def test_a_posted_item_is_recommendable_by_content_before_its_warm_up_runs(servi
         user = int(np.argmax(runtime.release().users @ expected[0]))
         listed = client.get(f"/v1/users/{user}/recommendations", params={"pool": "cold"}).json()
         assert "waiting" in [r["item_id"] for r in listed["items"]]
+    # Leave nothing pending for the tests after this one: the held job runs now.
+    (held,) = queue.held
+    assert warm_up_item(runtime, *held)["status"] == "warm"
 
 
 def test_items_accepted_but_never_enqueued_are_warmed_at_start(service) -> None:
