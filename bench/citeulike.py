@@ -56,6 +56,20 @@ def settings_encoder() -> str | None:
     return str(path) if path else None
 
 
+def add_settings_option(parser, *config_classes: type) -> None:
+    """``--set KEY=V1,V2`` (repeatable, into ``args.settings``): a field of one of
+    ``config_classes``; every combination of the values runs."""
+    names = " or ".join(c.__name__ for c in config_classes)
+    parser.add_argument(
+        "--set",
+        type=setting_parser(*config_classes),
+        action="append",
+        default=[],
+        dest="settings",
+        help=f"KEY=V1,V2: a {names} field; every combination runs",
+    )
+
+
 def setting_parser(*config_classes: type):
     """An argparse type for ``--set KEY=V1,V2``: KEY a field of one of ``config_classes``
     (dataclasses), the values cast to that field's type (bool as 0/1, ``none`` for an

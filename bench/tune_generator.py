@@ -28,7 +28,7 @@ from models.benchmark import BenchmarkConfig, fit_baseline, train_backbone
 from models.evaluation import evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from citeulike import dataset_and_content, setting_parser  # noqa: E402
+from citeulike import add_settings_option, dataset_and_content  # noqa: E402
 
 
 def main() -> None:
@@ -37,13 +37,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, help="default: the settings' data_dir")
     parser.add_argument("--backbone", default="mf")
     parser.add_argument("--method", choices=("deepmusic", "aldi"), required=True)
-    parser.add_argument(
-        "--set",
-        type=setting_parser(GeneratorConfig, AldiConfig),
-        action="append",
-        default=[],
-        dest="settings",
-    )
+    add_settings_option(parser, GeneratorConfig, AldiConfig)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     dataset, content = dataset_and_content(args.dataset, args.data_dir)

@@ -35,7 +35,7 @@ from models.llmins.refine import per_item_auc, per_item_precision
 from models.llmins.simulator import SimulatorConfig, packaged_smollm2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from citeulike import dataset_and_content, setting_parser, settings_encoder  # noqa: E402
+from citeulike import add_settings_option, dataset_and_content, settings_encoder  # noqa: E402
 
 #: ``minilm`` is the settings' encoder: the packaged MiniLM unless ``LLMINS_ENCODER_PATH``
 #: names another folder (a GPU host's carried copy).
@@ -47,14 +47,7 @@ def main() -> None:
     parser.add_argument("--model", choices=sorted(MODELS), default="minilm")
     parser.add_argument("--dataset", default="citeulike")
     parser.add_argument("--data-dir", type=Path, help="default: the settings' data_dir")
-    parser.add_argument(
-        "--set",
-        type=setting_parser(SimulatorConfig, SimulatorTraining),
-        action="append",
-        default=[],
-        dest="settings",
-        help="KEY=V1,V2: a SimulatorConfig or SimulatorTraining field; every combination runs",
-    )
+    add_settings_option(parser, SimulatorConfig, SimulatorTraining)
     parser.add_argument("--items", type=int, default=100, help="cold validation items scored")
     parser.add_argument("--candidates", type=int, default=30)
     parser.add_argument("--keep", type=int, default=10, help="precision at this many users")

@@ -28,7 +28,7 @@ from models.llmins.text_to_users import TextToUsersConfig, fit_text_to_users
 from models.training import tuned_configs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from citeulike import dataset_and_content, setting_parser, settings_encoder  # noqa: E402
+from citeulike import add_settings_option, dataset_and_content, settings_encoder  # noqa: E402
 
 
 def backbone_vectors(
@@ -65,13 +65,7 @@ def main() -> None:
     parser.add_argument("--backbone", default="mf")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backbone-epochs", type=int, help="cap on the backbone's epochs")
-    parser.add_argument(
-        "--set",
-        type=setting_parser(TextToUsersConfig),
-        action="append",
-        default=[],
-        dest="settings",
-    )
+    add_settings_option(parser, TextToUsersConfig)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     dataset, content = dataset_and_content(args.dataset, args.data_dir, seed=args.seed)

@@ -166,7 +166,7 @@ def publish(
     runtime.store.activate(release.version)
     logger.info("model version %s active (%s)", release.version, folder)
     if release.manifest.get("simulator_path"):
-        link_adapter(runtime.adapter_link, Path(release.manifest["simulator_path"]))
+        link_adapter(runtime.settings.adapter_link, Path(release.manifest["simulator_path"]))
     prune_versions(runtime)
     return release.version
 

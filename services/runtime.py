@@ -64,16 +64,6 @@ class Runtime:
     def models_dir(self) -> Path:
         return self.settings.state_dir / "models"
 
-    @property
-    def adapter_link(self) -> Path:
-        return self.adapter_link_of(self.settings)
-
-    @staticmethod
-    def adapter_link_of(settings: Settings) -> Path:
-        """Where the active version's simulator adapter is published (a link), the path
-        the refining service is started with."""
-        return settings.state_dir / "simulator"
-
     @cached_property
     def encoder(self) -> MeanPoolEncoder:
         return MeanPoolEncoder(self.settings.encoder_path)

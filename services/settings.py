@@ -140,6 +140,12 @@ class Settings(BaseSettings):
             )
 
     @property
+    def adapter_link(self) -> Path:
+        """Where the active version's simulator adapter is published (a link), the path
+        the refining service is started with."""
+        return self.state_dir / "simulator"
+
+    @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / 'llmins.sqlite'}"
 

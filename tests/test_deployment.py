@@ -11,7 +11,6 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from services.runtime import Runtime
 from services.settings import Settings
 
 COMPOSE = Path(__file__).resolve().parents[1] / "docker-compose.yml"
@@ -55,7 +54,7 @@ def test_the_refining_service_is_wired_where_the_worker_and_bootstrap_expect_it(
     )
     url = urlsplit(settings.simulator_url)
     assert url.path == "/v1"
-    adapter = str(Runtime.adapter_link_of(settings))
+    adapter = str(settings.adapter_link)
     simulator, vllm = services["simulator"]["command"], services["vllm"]["command"]
     assert "simulator" == url.hostname in vllm_aliases(services["vllm"])
     assert option(simulator, "--port") == option(vllm, "--port") == str(url.port)

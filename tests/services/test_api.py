@@ -281,7 +281,8 @@ def test_a_version_that_kept_the_lm_asks_it_for_each_posted_item(tmp_path) -> No
     gain = release.manifest["warmer"]["lm_measurement"]["val"]["precision_gain"]
     assert set(gain) >= {"mean", "se"}
     # Published where the refining service is started from (compose: /state/simulator).
-    assert runtime.adapter_link.resolve() == Path(release.manifest["simulator_path"]).resolve()
+    published = runtime.settings.adapter_link.resolve()
+    assert published == Path(release.manifest["simulator_path"]).resolve()
     asked = []
     simulator = runtime.simulator_for(release)
 
