@@ -22,9 +22,12 @@ from models.benchmark import BenchmarkConfig
 from models.data import load_dataset
 from models.data.dataset import ColdStartDataset
 from models.encoders import encode_cached
+from models.llmins.candidates import table_signals
+from models.llmins.history import unit_rows
 from models.llmins.pipeline import LLMInSConfig
 from models.llmins.release import NO_LM, ModelRelease, train_release
 from models.llmins.simulator import SimulatorConfig
+from services.index import BACKBONE, PROFILES
 from services.runtime import Runtime, new_version_name
 
 logger = logging.getLogger(__name__)
@@ -227,7 +230,8 @@ def index_release(
     """Build the version's collections and switch the aliases.
 
     Items: the data set's ``items`` with the backbone's vectors, and ``posted`` (row
-    indices, vectors) as cold ones; users: all of them.
+    indices, vectors) as cold ones; users: all of them, and their profiles (what the
+    warm-up's filter retrieves candidates from).
     """
     ids, vectors = items, release.items[items]
     payloads = [{"cold": False}] * len(items)
@@ -238,4 +242,12 @@ def index_release(
     index = runtime.index
     index.build(release.version, "items", ids, vectors, payloads)
     index.build(release.version, "users", np.arange(len(release.users)), release.users)
-    index.activate(release.version, kinds=("items", "users"))
+    warmer = release.warmer
+    tables = {name: warmer.signal_users[name] for name in table_signals(warmer.signals)}
+    history = warmer.history
+    unit = unit_rows(history.content)
+    histories = [unit[history.histories.of(user)] for user in range(len(release.users))]
+    index.build_profiles(
+        release.version, {BACKBONE: release.users, **tables}, histories, unit.shape[1]
+    )
+    index.activate(release.version, kinds=("items", "users", PROFILES))

@@ -38,6 +38,15 @@ DISTANCES = {
     "content": models.Distance.COSINE,
 }
 
+#: Users as the filter of new items sees them: named vectors, compared per signal (see
+#: :meth:`VectorIndex.build_profiles`). Never copied in memory: candidates are Qdrant's.
+PROFILES = "profiles"
+#: The profile's multivector: the user's history, compared by late interaction (MAX_SIM).
+HISTORY = "history"
+#: The profile's backbone user vector (what the update fits a new item to).
+BACKBONE = "backbone"
+KINDS = (*DISTANCES, PROFILES)
+
 #: A build shows a progress bar only beyond this many batches (short builds stay quiet).
 QUIET_BATCHES = 4
 
@@ -109,6 +118,8 @@ class VectorIndex:
             with self._lock, self._memory:
                 for collection in self._served().values():
                     kind = self._kind_of(collection)
+                    if kind == PROFILES:
+                        continue
                     self._mirrors[kind] = self._load_mirror(kind, collection)
                     self._mirrored_collection[kind] = collection
 
@@ -165,6 +176,107 @@ class VectorIndex:
             with self._lock:
                 self._client.upsert(name, points=points, wait=True)
 
+    def build_profiles(
+        self,
+        version: str,
+        tables: dict[str, np.ndarray],
+        histories: Sequence[np.ndarray],
+        content_size: int,
+        batch: int = 256,
+        progress: bool = False,
+    ) -> None:
+        """Create and fill the ``profiles`` collection of ``version``; nothing serves it yet.
+
+        Point ``u`` holds user row ``u``'s named vectors: one per entry of ``tables``
+        (compared by inner product: the backbone's and each subtower's user side) and
+        :data:`HISTORY`, the content vectors of the user's items as one multivector,
+        compared by cosine with MAX_SIM (users with no history have none), each of its
+        vectors ``content_size`` long.
+        """
+        name = self.collection(PROFILES, version)
+        config = {
+            key: models.VectorParams(size=table.shape[1], distance=models.Distance.DOT)
+            for key, table in tables.items()
+        }
+        config[HISTORY] = models.VectorParams(
+            size=content_size,
+            distance=models.Distance.COSINE,
+            multivector_config=models.MultiVectorConfig(
+                comparator=models.MultiVectorComparator.MAX_SIM
+            ),
+        )
+        with self._lock:
+            if name in self._served().values():
+                raise ValueError(f"{name} is being served; build a new version instead")
+            if self._client.collection_exists(name):
+                self._client.delete_collection(name)
+            self._client.create_collection(name, vectors_config=config)
+        starts = range(0, len(histories), batch)
+        quiet = not progress or len(starts) <= QUIET_BATCHES
+        for start in tqdm(starts, desc="index profiles", disable=quiet):
+            points = []
+            for user in range(start, min(start + batch, len(histories))):
+                vector = {key: _finite(table[user]).tolist() for key, table in tables.items()}
+                if len(histories[user]):
+                    vector[HISTORY] = _finite(histories[user]).tolist()
+                points.append(models.PointStruct(id=user, vector=vector))
+            with self._lock:
+                self._client.upsert(name, points=points, wait=True)
+
+    def shortlists(
+        self, queries: dict[str, np.ndarray], content: np.ndarray, limit: int
+    ) -> list[tuple[np.ndarray, dict[str, np.ndarray], list[np.ndarray]]]:
+        """Per item, the union of each signal's ``limit`` best users, with their vectors.
+
+        ``queries`` holds each inner-product signal's ``(n, d)`` item-side vectors (one
+        named vector each), ``content`` the items' content vectors (the history's query:
+        a multivector of one). One batch of Query API requests finds the users, one
+        retrieval reads their vectors (the same user is read once for all items). Returns,
+        per item: the user rows (ascending), each named inner-product vector of theirs
+        ``(m, d)``, and each one's history (``(length, d)`` unit rows, possibly empty).
+        """
+        requests = []
+        for row in range(len(content)):
+            for name, vectors in queries.items():
+                requests.append(
+                    models.QueryRequest(
+                        query=_finite(vectors[row]).tolist(),
+                        using=name,
+                        limit=limit,
+                        with_payload=False,
+                    )
+                )
+            requests.append(
+                models.QueryRequest(
+                    query=[_finite(content[row]).tolist()],
+                    using=HISTORY,
+                    limit=limit,
+                    with_payload=False,
+                )
+            )
+        alias = self.alias(PROFILES)
+        with self._lock:
+            answers = self._client.query_batch_points(alias, requests=requests)
+        per_item = len(queries) + 1
+        unions = [
+            np.unique([hit.id for answer in answers[row : row + per_item] for hit in answer.points])
+            for row in range(0, len(answers), per_item)
+        ]
+        wanted = sorted({int(user) for union in unions for user in union})
+        with self._lock:
+            points = self._client.retrieve(alias, wanted, with_vectors=True, with_payload=False)
+        found = {int(point.id): point.vector for point in points}
+        out = []
+        for union in unions:
+            vectors = [found[int(user)] for user in union]
+            tables = {
+                name: np.array([v[name] for v in vectors], dtype=np.float32).reshape(len(union), -1)
+                for name in [*queries, BACKBONE]
+            }
+            histories = [np.asarray(v.get(HISTORY, []), dtype=np.float32) for v in vectors]
+            out.append((union.astype(np.int64), tables, histories))
+        return out
+
     def activate(self, version: str, kinds: Sequence[str] = tuple(DISTANCES)) -> None:
         """Point the aliases of ``kinds`` at ``version`` in one update, then drop old versions.
 
@@ -195,7 +307,11 @@ class VectorIndex:
             self._client.update_collection_aliases(change_aliases_operations=operations)
             self._drop_older(targets, served)
             if self._mirrored:
-                copies = {kind: self._mirror_of(kind, target) for kind, target in targets.items()}
+                copies = {
+                    kind: self._mirror_of(kind, target)
+                    for kind, target in targets.items()
+                    if kind != PROFILES
+                }
                 with self._memory:  # the switch queries see: every kind at once
                     self._mirrors.update(copies)
                     self._mirrored_collection.update(targets)
@@ -206,7 +322,7 @@ class VectorIndex:
         Every recommendation reports it: the one owner of a local folder knows it without
         asking; another process (a server's API) reads the alias.
         """
-        if self._mirrored:
+        if self._mirrored and kind != PROFILES:
             with self._memory:
                 collection = self._mirrored_collection.get(kind)
         else:
@@ -412,13 +528,13 @@ class VectorIndex:
 
     def _served(self) -> dict[str, str]:
         """alias -> collection, for this prefix's aliases (caller holds the lock)."""
-        mine = {self.alias(kind) for kind in DISTANCES}
+        mine = {self.alias(kind) for kind in KINDS}
         aliases = self._client.get_aliases().aliases
         return {a.alias_name: a.collection_name for a in aliases if a.alias_name in mine}
 
     def _kind_of(self, name: str) -> str | None:
         """The kind of one of this prefix's versioned collections, else None."""
-        return next((k for k in DISTANCES if name.startswith(f"{self.prefix}-{k}-")), None)
+        return next((k for k in KINDS if name.startswith(f"{self.prefix}-{k}-")), None)
 
     def _drop_older(self, targets: dict[str, str], served: dict[str, str]) -> None:
         """Delete each switched kind's collections but the new and the previously served one.
@@ -453,12 +569,19 @@ def _batch(ids: Sequence[int], vectors: np.ndarray, payloads: list[dict] | None)
     Non-finite values are refused here: a server rejects them in JSON, local mode would
     store them and rank with NaN scores.
     """
-    array = np.asarray(vectors, dtype=np.float32)
+    array = _finite(vectors)
     if len(array) != len(ids) or (payloads is not None and len(payloads) != len(ids)):
         raise ValueError(f"{len(ids)} ids for {len(array)} vectors")
+    return models.Batch(ids=[int(i) for i in ids], vectors=array.tolist(), payloads=payloads)
+
+
+def _finite(vectors: np.ndarray) -> np.ndarray:
+    """float32, refused when not finite (a server rejects NaN in JSON, local mode ranks
+    with it)."""
+    array = np.asarray(vectors, dtype=np.float32)
     if not np.isfinite(array).all():
         raise ValueError("vectors must be finite")
-    return models.Batch(ids=[int(i) for i in ids], vectors=array.tolist(), payloads=payloads)
+    return array
 
 
 #: Rows a remembered ranking keeps beyond the largest k and the query's left-out ids, so

@@ -23,7 +23,7 @@ def refresh(runtime: Runtime, max_epochs: int = 100, progress: bool = False) -> 
     warms them again (their vectors live only in the old collections).
     """
     store = runtime.store
-    release = runtime.release()
+    release = runtime.release(tables=True)
     active = store.active_version()
     trained, new = store.real_interaction_indices(since=active.created_at)
     simulated = store.simulated_interaction_indices()

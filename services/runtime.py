@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from models.encoders import MeanPoolEncoder
+from models.llmins.candidates import CandidateSource
 from models.llmins.release import ModelRelease
 from models.llmins.simulator import LMSimulator, SimulatorConfig
-from services.index import VectorIndex
+from services.candidates import IndexCandidates
+from services.index import PROFILES, VectorIndex
 from services.settings import Settings
 from services.simulator.client import LocalSimulator, SimulatorClient
 from services.store import Store
@@ -74,8 +76,12 @@ class Runtime:
             return self.embedder(texts)
         return self.encoder.encode(texts, progress=False)
 
-    def release(self) -> ModelRelease:
+    def release(self, tables: bool = False) -> ModelRelease:
         """The active model version, loaded once per version.
+
+        Its warmer holds every user's tables only where warm-ups scan them
+        (``candidates=exact``, or a version indexed without user profiles) or ``tables``
+        asks (a refresh, which trains and indexes from them; loaded apart, not kept).
 
         Raises:
             LookupError: no model version is active yet (run ``bootstrap`` first).
@@ -85,11 +91,32 @@ class Runtime:
             raise LookupError(
                 "no model version is active: run `python -m services.worker bootstrap`"
             )
+        if tables:
+            return ModelRelease.load(active.path, tables=True)
         with self._release_lock:
             if self._release is None or self._release.version != active.id:
-                logger.info("loading model version %s from %s", active.id, active.path)
-                self._release = ModelRelease.load(active.path)
+                scan = (
+                    self.settings.candidates == "exact"
+                    or self.index.active_version(PROFILES) != active.id
+                )
+                logger.info(
+                    "loading model version %s from %s (candidates: %s)",
+                    active.id,
+                    active.path,
+                    "every user, in memory" if scan else "the index's user profiles",
+                )
+                self._release = ModelRelease.load(active.path, tables=scan)
             return self._release
+
+    def candidate_source(self, release: ModelRelease) -> CandidateSource | None:
+        """Where ``release``'s warm-ups find candidate users: the index's user profiles,
+        or None (every user, from the tables the warmer holds)."""
+        warmer = release.warmer
+        if warmer.has_tables:
+            return None
+        return IndexCandidates(
+            self.index, warmer.moments, warmer.moments.reference.top, self.settings.candidate_depth
+        )
 
     def asked_lm(self, version: str | None) -> bool:
         """Whether model version ``version``'s warm-up asks the LM simulator (recorded

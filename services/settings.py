@@ -50,6 +50,18 @@ class Settings(BaseSettings):
     qdrant_url: str | None = Field(
         default=None, description="Qdrant server URL; None: local mode in state_dir/qdrant."
     )
+    candidates: Literal["index", "exact"] = Field(
+        default="index",
+        description="Where a warm-up finds candidate users: index: each filter signal's "
+        "best users from Qdrant's user profiles, scored exactly on their union (no worker "
+        "holds every user); exact: every user scored in process (the benchmark's path).",
+    )
+    candidate_depth: int = Field(
+        default=2,
+        ge=1,
+        description="Users each signal shortlists from the index, in multiples of the "
+        "filter's candidate count.",
+    )
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0", description="Celery broker and result backend."
     )

@@ -91,7 +91,12 @@ def warm_up_item(runtime: Runtime, item_id: str, job_id: str | None = None) -> d
             index = write_content_vector(runtime, release, item, content)
         store.set_item_status(item_id, "warming")
         with clock("filter and refine"):
-            warmed = release.warmer.warm(content, [item.text], runtime.simulator_for(release))
+            warmed = release.warmer.warm(
+                content,
+                [item.text],
+                runtime.simulator_for(release),
+                runtime.candidate_source(release),
+            )
         users = release.simulated_users(warmed, 0)
         with clock("store"):
             store.replace_simulated(item_id, users, release.version)

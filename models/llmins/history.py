@@ -150,3 +150,19 @@ class HistorySimilarity:
             mean = torch.where(valid, best, 0.0).sum(2) / valid.sum(2).clamp(min=1)
             out[:, users.numpy()] = torch.where(valid.any(2), mean, -1.0).numpy()
         return out
+
+
+def late_interaction(target: np.ndarray, histories: list[np.ndarray], top: int) -> np.ndarray:
+    """:class:`HistorySimilarity`'s score of one content vector against given histories.
+
+    ``histories`` holds, per user, the unit content vectors of their items (a vector
+    index returns them as a multivector); an empty one scores -1, as in the scorer.
+    """
+    unit = unit_rows(np.atleast_2d(target))[0]
+    scores = np.full(len(histories), -1.0, dtype=np.float32)
+    for row, vectors in enumerate(histories):
+        if len(vectors):
+            similarity = np.asarray(vectors, dtype=np.float32) @ unit
+            best = -np.sort(-similarity)[:top]
+            scores[row] = best.mean()
+    return scores

@@ -23,18 +23,22 @@ import numpy as np
 import torch
 
 from models.baselines.generator import ContentMap, rescale_to_norm
-from models.llmins.filtering import merge, standardize_rows, top_users
+from models.llmins.candidates import CandidateSource, ExactScan, SignalMoments, table_signals
+from models.llmins.filtering import merge, top_users
 from models.llmins.history import HistorySimilarity, UserHistories
 from models.llmins.pipeline import VARIANTS, LLMInSConfig, Workbench, simulate, update_online
 from models.llmins.prompts import PromptBuilder
 from models.llmins.refine import Refiner, candidate_features, select
 from models.llmins.simulator import LMSimulator
 from models.llmins.text_to_users import Mapped, TextToUsers
-from models.llmins.update import Blend, fit_item_vectors, ridge_inverse
+from models.llmins.update import Blend, ridge_inverse
 
 logger = logging.getLogger(__name__)
 
 WARMER_FILE = "warmer.pt"
+#: Every user's tables, apart: a warmer whose candidates come from a vector index never
+#: reads them (a version saved before the split holds them in ``warmer.pt``).
+TABLES_FILE = "user_tables.pt"
 MANIFEST_FILE = "warmer.json"
 TEXTS_FILE = "texts.json"
 TEXT_TO_USERS_DIR = "text_to_users"
@@ -88,6 +92,11 @@ class WarmedItems:
 class ItemWarmer:
     """Filter, refine and fit for new items, from content vectors alone.
 
+    Every user's tables (``signal_users``, ``history``, ``users``) are what
+    :meth:`exact_scan` scores and what a vector index is built from; a warmer loaded
+    without them (``tables=False``) warms items from a :class:`CandidateSource`'s pools,
+    with the ``inverse`` and ``moments`` it carries.
+
     Attributes:
         signals: the filter signals, in the refiner's feature order.
         content_maps: content -> item vector per subtower signal (collaborative, language).
@@ -106,16 +115,18 @@ class ItemWarmer:
         text_to_users: the LM tuned to map an item's text into the users' space, where the
             ``text2users`` signal or the prior reads it.
         blend: the mix of the fitted vector with the text-to-users prior (validation's).
+        inverse: the update's ``(U^T U + ridge I)^-1`` (computed from ``users`` if None).
+        moments: each signal's spread over users (computed from the tables if None).
     """
 
     config: LLMInSConfig
     signals: tuple[str, ...]
     content_maps: dict[str, ContentMap]
-    signal_users: dict[str, np.ndarray]
-    history: HistorySimilarity
+    signal_users: dict[str, np.ndarray] | None
+    history: HistorySimilarity | None
     weights: dict[str, float]
     refiner: Refiner | None
-    users: np.ndarray
+    users: np.ndarray | None
     ridge: float
     scale: ColdScale
     content_scale: ColdScale
@@ -123,30 +134,54 @@ class ItemWarmer:
     prompts: PromptBuilder | None = None
     text_to_users: TextToUsers | None = None
     blend: Blend = Blend()
+    inverse: np.ndarray | None = None
+    moments: SignalMoments | None = None
 
     def __post_init__(self) -> None:
-        self.inverse = ridge_inverse(self.users, self.ridge)
-        self.log_history_length = np.log1p(self.history.histories.lengths())
+        if self.inverse is None:
+            self.inverse = ridge_inverse(self.users, self.ridge)
+        if self.moments is None:
+            self.moments = SignalMoments.of(
+                {name: self.signal_users[name] for name in table_signals(self.signals)},
+                self.history,
+            )
 
     @property
-    def n_users(self) -> int:
-        return len(self.users)
+    def has_tables(self) -> bool:
+        """Whether every user's tables are in memory (else a source must pool candidates)."""
+        return self.users is not None
 
     @property
     def uses_lm(self) -> bool:
         return self.screen is not None
+
+    def exact_scan(self) -> ExactScan:
+        """Every user as a candidate, from the tables in memory (what the benchmark runs)."""
+        if not self.has_tables:
+            raise ValueError("this warmer was loaded without the users' tables: pass a source")
+        tables = {name: self.signal_users[name] for name in table_signals(self.signals)}
+        return ExactScan(tables, self.history, self.users)
+
+    def queries(self, content: np.ndarray, mapped: Mapped | None) -> dict[str, np.ndarray]:
+        """Each inner-product signal's item-side vectors: what a source scores users with."""
+        return {
+            name: mapped.users if name == "text2users" else self.content_maps[name](content)
+            for name in table_signals(self.signals)
+        }
 
     def warm(
         self,
         content: np.ndarray,
         texts: Sequence[str] | None = None,
         lm: Callable[[list[str]], np.ndarray] | None = None,
+        source: CandidateSource | None = None,
     ) -> WarmedItems:
         """Simulated users and fitted vectors for items with content vectors ``content``.
 
         A warmer with :attr:`text_to_users` or one that :attr:`uses_lm` needs the items'
         ``texts``; one that :attr:`uses_lm` also needs ``lm``, a function from prompts to
-        P(Yes) (the refining service's client, or the simulator in process).
+        P(Yes) (the refining service's client, or the simulator in process). ``source``
+        pools each item's candidate users (default: every user, :meth:`exact_scan`).
         """
         content = np.atleast_2d(content).astype(np.float32)
         mapped = None
@@ -154,42 +189,52 @@ class ItemWarmer:
             if texts is None:
                 raise ValueError("this warmer reads the items' texts: pass texts")
             mapped = self.text_to_users.vectors(list(texts), content)
-        signals = {
-            name: standardize_rows(self._raw_scores(name, content, mapped)) for name in self.signals
-        }
-        merged = merge(signals, self.weights)
-        candidates = top_users(merged, self.config.k_filter)
+        source = self.exact_scan() if source is None else source
+        pools = source.pools(self.queries(content, mapped), content, self.config.k_filter)
+        width = min(self.config.k_filter, min(len(pool.users) for pool in pools))
+        local, candidates, features = [], [], []
+        for pool in pools:
+            signals = {name: pool.standardized(name)[None] for name in self.signals}
+            merged = merge(signals, self.weights)
+            best = top_users(merged, width)
+            local.append(best[0])
+            candidates.append(pool.users[best[0]])
+            features.append(
+                candidate_features(
+                    signals, self.signals, merged, best, np.log1p(pool.history_lengths)
+                )[0]
+            )
+        local, candidates, features = np.stack(local), np.stack(candidates), np.stack(features)
         if self.refiner is None:
             # The filter's own order: its first ``keep`` candidates.
-            order_scores = -np.arange(candidates.shape[1], dtype=np.float64)[None, :].repeat(
-                len(candidates), 0
-            )
+            order_scores = -np.arange(width, dtype=np.float64)[None, :].repeat(len(pools), 0)
             mask = select(order_scores, self.config.keep or self.config.k_filter)
         else:
-            features = candidate_features(
-                signals, self.signals, merged, candidates, self.log_history_length
-            )
             if self.uses_lm:
                 if texts is None or lm is None:
                     raise ValueError("this warmer asks the LM simulator: pass texts and lm")
-                candidates, features = self._with_lm(content, texts, candidates, features, lm)
+                order, logits = self._ask_lm(content, texts, candidates, features, lm)
+                local = np.take_along_axis(local, order, axis=1)
+                candidates = np.take_along_axis(candidates, order, axis=1)
+                features = np.take_along_axis(features, order[..., None], axis=1)
+                features = np.concatenate([features, logits[..., None]], axis=-1)
             order_scores = self.refiner.logits(features)
             mask = select(order_scores, self.config.keep, self.config.threshold)
         kept, probabilities = [], []
-        for row in range(len(candidates)):
+        fitted = np.zeros((len(pools), self.inverse.shape[0]), dtype=np.float32)
+        for row, pool in enumerate(pools):
             columns = np.flatnonzero(mask[row])
             columns = columns[np.argsort(-order_scores[row, columns], kind="stable")]
             kept.append(candidates[row, columns])
             probabilities.append(1.0 / (1.0 + np.exp(-order_scores[row, columns])))
-        pairs = np.array(
-            [(user, row) for row, users in enumerate(kept) for user in users], dtype=np.int64
-        ).reshape(-1, 2)
-        fitted = fit_item_vectors(self.users, pairs, np.arange(len(content)), self.inverse)
+            if len(columns):
+                sums = pool.backbone[local[row, columns]].astype(np.float64).sum(0)
+                fitted[row] = sums @ self.inverse
         prior = None if mapped is None else mapped.items
         vectors = self.scale.apply(self.blend.apply(fitted, prior))
         return WarmedItems(candidates, kept, probabilities, vectors)
 
-    def _with_lm(
+    def _ask_lm(
         self,
         content: np.ndarray,
         texts: Sequence[str],
@@ -197,23 +242,22 @@ class ItemWarmer:
         features: np.ndarray,
         lm: Callable[[list[str]], np.ndarray],
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The screen's best ``lm_candidates`` per item, their features + the LM's logit.
+        """The screen's best ``lm_candidates`` per item (as an order over ``candidates``)
+        and the LM's logit for each.
 
         The offline cascade, item by item: the LM's cost is per prompt, so it only sees
         the candidates the refiner without it ranks highest.
         """
         screened = self.screen.logits(features)
         order = np.argsort(-screened, axis=1, kind="stable")[:, : self.config.lm_candidates]
-        candidates = np.take_along_axis(candidates, order, axis=1)
-        features = np.take_along_axis(features, order[..., None], axis=1)
+        asked = np.take_along_axis(candidates, order, axis=1)
         prompts = [
             self.prompts.prompt_for_new(int(user), texts[row], content[row])
-            for row in range(len(candidates))
-            for user in candidates[row]
+            for row in range(len(asked))
+            for user in asked[row]
         ]
         p_yes = np.clip(np.asarray(lm(prompts), dtype=np.float64), 1e-7, 1 - 1e-7)
-        logits = (np.log(p_yes) - np.log1p(-p_yes)).reshape(candidates.shape)
-        return candidates, np.concatenate([features, logits[..., None]], axis=-1)
+        return order, (np.log(p_yes) - np.log1p(-p_yes)).reshape(asked.shape)
 
     def content_vectors(self, content: np.ndarray) -> np.ndarray:
         """Behavioural vectors from content alone (the collaborative subtower's).
@@ -224,33 +268,34 @@ class ItemWarmer:
         generated = self.content_maps["collaborative"](np.atleast_2d(content))
         return self.content_scale.apply(generated)
 
-    def _raw_scores(self, name: str, content: np.ndarray, mapped: Mapped | None) -> np.ndarray:
-        if name == "history":
-            return self.history.scores_of_vectors(content)
-        if name == "text2users":
-            return mapped.users @ self.signal_users[name].T
-        return self.content_maps[name](content) @ self.signal_users[name].T
-
     # -- persistence -------------------------------------------------------------------
 
     def save(self, folder: str | Path) -> Path:
-        """Write ``warmer.pt`` (tensors) and ``warmer.json`` (settings, readable)."""
+        """Write ``warmer.pt`` (what warms an item), ``user_tables.pt`` (every user's
+        tables) and ``warmer.json`` (settings, readable)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        if not self.has_tables:
+            raise ValueError("a warmer loaded without the users' tables cannot be saved")
         tensors = {
             "content_maps": {
                 name: _tensors(content_map.state())
                 for name, content_map in self.content_maps.items()
             },
+            "refiner": None if self.refiner is None else _tensors(vars(self.refiner)),
+            "screen": None if self.screen is None else _tensors(vars(self.screen)),
+            "inverse": torch.from_numpy(self.inverse),
+            "moments": _tensors(self.moments.state()),
+        }
+        torch.save(tensors, folder / WARMER_FILE)
+        tables = {
             "signal_users": {name: torch.from_numpy(t) for name, t in self.signal_users.items()},
             "history_indptr": torch.from_numpy(self.history.histories.indptr),
             "history_items": torch.from_numpy(self.history.histories.items),
             "content": torch.from_numpy(np.ascontiguousarray(self.history.content)),
             "users": torch.from_numpy(self.users),
-            "refiner": None if self.refiner is None else _tensors(vars(self.refiner)),
-            "screen": None if self.screen is None else _tensors(vars(self.screen)),
         }
-        torch.save(tensors, folder / WARMER_FILE)
+        torch.save(tables, folder / TABLES_FILE)
         manifest = {
             "config": self.config.to_dict(),
             "signals": list(self.signals),
@@ -272,23 +317,36 @@ class ItemWarmer:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> ItemWarmer:
+    def load(cls, folder: str | Path, tables: bool = True) -> ItemWarmer:
+        """The warmer saved in ``folder``; ``tables=False`` leaves every user's tables on
+        disk (its items' candidates then come from a source), except the histories the
+        LM's prompts list, where it asks the LM."""
         folder = Path(folder)
         manifest = json.loads((folder / MANIFEST_FILE).read_text())
         tensors = torch.load(folder / WARMER_FILE, weights_only=True)
-        histories = UserHistories(
-            indptr=tensors["history_indptr"].numpy(), items=tensors["history_items"].numpy()
+        split = (folder / TABLES_FILE).is_file()
+        tables = tables or "moments" not in tensors  # saved before: derived from the tables
+        needs_tables = tables or bool(manifest.get("prompts"))
+        saved = (
+            (torch.load(folder / TABLES_FILE, weights_only=True) if split else tensors)
+            if needs_tables
+            else {}
         )
+        histories = history = None
+        if needs_tables:
+            histories = UserHistories(
+                indptr=saved["history_indptr"].numpy(), items=saved["history_items"].numpy()
+            )
+            content = saved["content"].numpy()
+            history = HistorySimilarity(histories, content, manifest["history_top"])
         config = LLMInSConfig.from_dict(manifest["config"])
-        refiner = _refiner(tensors["refiner"], manifest["refiner_names"])
-        screen = _refiner(tensors.get("screen"), manifest.get("screen_names"))
-        content = tensors["content"].numpy()
         prompts = None
         if manifest.get("prompts"):
             texts = json.loads((folder / TEXTS_FILE).read_text())
             prompts = PromptBuilder(
-                texts=texts, histories=histories, content=content, **manifest["prompts"]
+                texts=texts, histories=histories, content=history.content, **manifest["prompts"]
             )
+        moments = tensors.get("moments")
         return cls(
             config=config,
             signals=tuple(manifest["signals"]),
@@ -296,15 +354,17 @@ class ItemWarmer:
                 name: ContentMap.from_state(_numpy_state(state))
                 for name, state in tensors["content_maps"].items()
             },
-            signal_users={name: t.numpy() for name, t in tensors["signal_users"].items()},
-            history=HistorySimilarity(histories, content, manifest["history_top"]),
+            signal_users=(
+                {name: t.numpy() for name, t in saved["signal_users"].items()} if tables else None
+            ),
+            history=history if tables else None,
             weights=manifest["weights"],
-            refiner=refiner,
-            users=tensors["users"].numpy(),
+            refiner=_refiner(tensors["refiner"], manifest["refiner_names"]),
+            users=saved["users"].numpy() if tables else None,
             ridge=manifest["ridge"],
             scale=ColdScale(**manifest["scale"]),
             content_scale=ColdScale(**manifest["content_scale"]),
-            screen=screen,
+            screen=_refiner(tensors.get("screen"), manifest.get("screen_names")),
             prompts=prompts,
             text_to_users=(
                 TextToUsers.load(folder / TEXT_TO_USERS_DIR)
@@ -312,6 +372,8 @@ class ItemWarmer:
                 else None
             ),
             blend=Blend(**manifest.get("blend", {})),
+            inverse=_numpy(tensors["inverse"]) if "inverse" in tensors else None,
+            moments=None if moments is None else SignalMoments.from_state(_numpy_tree(moments)),
         )
 
 
@@ -397,6 +459,14 @@ def _tensors(state: dict) -> dict:
 
 def _numpy(value):
     return value.numpy() if isinstance(value, torch.Tensor) else value
+
+
+def _numpy_tree(state: dict) -> dict:
+    """Tensors back to arrays, nested dicts kept."""
+    return {
+        key: _numpy_tree(value) if isinstance(value, dict) else _numpy(value)
+        for key, value in state.items()
+    }
 
 
 def _numpy_state(state: dict) -> dict:

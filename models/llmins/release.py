@@ -92,16 +92,21 @@ class ModelRelease:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> ModelRelease:
+    def load(cls, folder: str | Path, tables: bool = True) -> ModelRelease:
+        """The release saved in ``folder``. ``tables=False`` is what a warm-up needs when
+        its candidates come from the vector index: every user's tables stay on disk (the
+        backbone's vectors are mapped, read only where a refresh or an index build asks).
+        """
         folder = Path(folder)
         manifest = json.loads((folder / MANIFEST).read_text())
+        mapped = None if tables else "r"
         return cls(
             version=manifest["version"],
             user_ids=json.loads((folder / "user_ids.json").read_text()),
-            users=np.load(folder / "users.npy"),
-            items=np.load(folder / "items.npy"),
+            users=np.load(folder / "users.npy", mmap_mode=mapped),
+            items=np.load(folder / "items.npy", mmap_mode=mapped),
             backbone_state=torch.load(folder / "backbone.pt", weights_only=True),
-            warmer=ItemWarmer.load(folder / "warmer"),
+            warmer=ItemWarmer.load(folder / "warmer", tables=tables),
             manifest=manifest,
         )
 
@@ -283,5 +288,7 @@ def refresh_release(
         },
     }
     state = {key: value.detach().clone() for key, value in model.state_dict().items()}
-    warmer = replace(release.warmer, users=users)
+    # The update's inverse follows the new user vectors; the signals' spread does too where
+    # a signal scores the backbone's users.
+    warmer = replace(release.warmer, users=users, inverse=None, moments=None)
     return ModelRelease(version, release.user_ids, users, items, state, warmer, manifest)

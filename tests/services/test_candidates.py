@@ -1,0 +1,99 @@
+"""Candidate users from the index's user profiles: what the exact scan gives, from Qdrant."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from models.llmins.release import ModelRelease
+from services.candidates import IndexCandidates
+from services.index import PROFILES
+from services.settings import Settings
+from tests.factories import bag_of_words, planted_dataset
+from tests.services.conftest import serve
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    yield from serve(tmp_path_factory.mktemp("state"))
+
+
+@pytest.fixture(scope="module")
+def cold():
+    data = planted_dataset()
+    items = data.cold_test_items[:10]
+    texts = [data.item_texts[item] for item in items]
+    return bag_of_words(texts), texts
+
+
+def test_the_served_warmer_holds_no_table_of_all_users(served) -> None:
+    _, runtime, _ = served
+    release = runtime.release()
+    warmer = release.warmer
+    assert warmer.signal_users is None and warmer.users is None and warmer.history is None
+    assert isinstance(release.users, np.memmap)  # on disk, read only if asked
+    assert isinstance(runtime.candidate_source(release), IndexCandidates)
+    assert runtime.index.active_version(PROFILES) == release.version
+    assert runtime.index.count(PROFILES) == len(release.user_ids)
+
+
+#: A filter list short enough that the shortlists (150 users here) leave users out.
+SHORT = 30
+
+
+def shortened(warmer):
+    return replace(warmer, config=replace(warmer.config, k_filter=SHORT))
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_index_candidates_keep_the_users_the_exact_scan_keeps(served, cold, depth) -> None:
+    _, runtime, _ = served
+    release = runtime.release()
+    content, texts = cold
+    source = replace(runtime.candidate_source(release), depth=depth)
+    pools = source.pools(
+        release.warmer.queries(content, release.warmer.text_to_users.vectors(texts, content)),
+        content,
+        SHORT,
+    )
+    assert max(len(pool.users) for pool in pools) < len(release.user_ids)
+    from_index = shortened(release.warmer).warm(content, texts, source=source)
+    exact = ModelRelease.load(runtime.store.active_version().path).warmer
+    assert exact.has_tables
+    scanned = shortened(exact).warm(content, texts)
+    for row in range(len(texts)):
+        np.testing.assert_array_equal(from_index.kept[row], scanned.kept[row])
+        np.testing.assert_allclose(
+            from_index.probabilities[row], scanned.probabilities[row], rtol=1e-4, atol=1e-5
+        )
+    np.testing.assert_allclose(from_index.vectors, scanned.vectors, rtol=1e-4, atol=1e-5)
+
+
+def test_pools_are_shortlists_with_exact_scores(served, cold) -> None:
+    """Each pool is the union of every signal's shortlist (fewer than all users), and each
+    user's raw scores there are the exact scan's."""
+    _, runtime, _ = served
+    release = runtime.release()
+    warmer = release.warmer
+    content, texts = cold
+    source = runtime.candidate_source(release)
+    queries = warmer.queries(content, warmer.text_to_users.vectors(texts, content))
+    exact = ModelRelease.load(runtime.store.active_version().path).warmer.exact_scan()
+    full = exact.pools(queries, content, SHORT)
+    shortlisted = replace(source, depth=1).pools(queries, content, SHORT)
+    for pool, reference in zip(shortlisted, full, strict=True):
+        assert SHORT <= len(pool.users) < len(reference.users)
+        for name, raw in pool.raw.items():
+            np.testing.assert_allclose(raw, reference.raw[name][pool.users], atol=1e-5)
+            assert pool.mean[name] == pytest.approx(reference.mean[name], abs=1e-4)
+            assert pool.std[name] == pytest.approx(reference.std[name], rel=1e-4)
+        np.testing.assert_array_equal(pool.history_lengths, reference.history_lengths[pool.users])
+
+
+def test_exact_candidates_setting_scans_every_user(tmp_path) -> None:
+    settings = Settings(state_dir=tmp_path, candidates="exact")
+    assert settings.candidates == "exact"
+    with pytest.raises(ValueError):
+        Settings(state_dir=tmp_path, candidates="nearest")
