@@ -22,7 +22,6 @@ from models.benchmark import BenchmarkConfig
 from models.data import load_dataset
 from models.data.dataset import ColdStartDataset
 from models.encoders import encode_cached
-from models.llmins.candidates import table_signals
 from models.llmins.history import unit_rows
 from models.llmins.pipeline import LLMInSConfig
 from models.llmins.release import NO_LM, ModelRelease, train_release
@@ -242,12 +241,9 @@ def index_release(
     index = runtime.index
     index.build(release.version, "items", ids, vectors, payloads)
     index.build(release.version, "users", np.arange(len(release.users)), release.users)
-    warmer = release.warmer
-    tables = {name: warmer.signal_users[name] for name in table_signals(warmer.signals)}
-    history = warmer.history
+    history = release.warmer.history
     unit = unit_rows(history.content)
     histories = [unit[history.histories.of(user)] for user in range(len(release.users))]
-    index.build_profiles(
-        release.version, {BACKBONE: release.users, **tables}, histories, unit.shape[1]
-    )
+    tables = {BACKBONE: release.users, **release.warmer.table_users()}
+    index.build_profiles(release.version, tables, histories, unit.shape[1])
     index.activate(release.version, kinds=("items", "users", PROFILES))

@@ -3,8 +3,9 @@
 Each signal's best users come from Qdrant (:meth:`services.index.VectorIndex.shortlists`):
 an inner-product query per subtower, and the history as a MAX_SIM multivector query whose
 score is the best single match (the filter averages the best few: Qdrant's order is close
-to the filter's, not the same). The union is then scored exactly here, from the vectors Qdrant returns,
-and standardised with the model version's :class:`~models.llmins.candidates.SignalMoments`.
+to the filter's, not the same). The union is then scored exactly here, from the vectors
+Qdrant returns, and standardised with the model version's
+:class:`~models.llmins.candidates.SignalMoments`.
 So a warm-up reads a few hundred users per item, never every user's tables, and the same
 code runs on a local folder (embedded) and a server (distributed).
 
@@ -32,7 +33,6 @@ class IndexCandidates:
 
     index: VectorIndex
     moments: SignalMoments
-    history_top: int
     depth: int = 2
 
     def pools(
@@ -45,7 +45,7 @@ class IndexCandidates:
             raw = {
                 name: tables[name] @ np.asarray(queries[name][row], np.float32) for name in queries
             }
-            raw["history"] = late_interaction(content[row], histories, self.history_top)
+            raw["history"] = late_interaction(content[row], histories, self.moments.reference.top)
             pools.append(
                 CandidatePool(
                     users=users,

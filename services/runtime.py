@@ -114,9 +114,7 @@ class Runtime:
         warmer = release.warmer
         if warmer.has_tables:
             return None
-        return IndexCandidates(
-            self.index, warmer.moments, warmer.moments.reference.top, self.settings.candidate_depth
-        )
+        return IndexCandidates(self.index, warmer.moments, self.settings.candidate_depth)
 
     def asked_lm(self, version: str | None) -> bool:
         """Whether model version ``version``'s warm-up asks the LM simulator (recorded

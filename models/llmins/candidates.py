@@ -84,7 +84,7 @@ class ExactScan:
         lengths = self.history.histories.lengths()
         pools = []
         for row in range(len(content)):
-            scores = {name: table[row].astype(np.float32) for name, table in raw.items()}
+            scores = {name: np.asarray(table[row], np.float32) for name, table in raw.items()}
             pools.append(
                 CandidatePool(
                     users=every,

@@ -141,10 +141,7 @@ class ItemWarmer:
         if self.inverse is None:
             self.inverse = ridge_inverse(self.users, self.ridge)
         if self.moments is None:
-            self.moments = SignalMoments.of(
-                {name: self.signal_users[name] for name in table_signals(self.signals)},
-                self.history,
-            )
+            self.moments = SignalMoments.of(self.table_users(), self.history)
 
     @property
     def has_tables(self) -> bool:
@@ -159,8 +156,11 @@ class ItemWarmer:
         """Every user as a candidate, from the tables in memory (what the benchmark runs)."""
         if not self.has_tables:
             raise ValueError("this warmer was loaded without the users' tables: pass a source")
-        tables = {name: self.signal_users[name] for name in table_signals(self.signals)}
-        return ExactScan(tables, self.history, self.users)
+        return ExactScan(self.table_users(), self.history, self.users)
+
+    def table_users(self) -> dict[str, np.ndarray]:
+        """The user table of each inner-product signal (what profiles index, per name)."""
+        return {name: self.signal_users[name] for name in table_signals(self.signals)}
 
     def queries(self, content: np.ndarray, mapped: Mapped | None) -> dict[str, np.ndarray]:
         """Each inner-product signal's item-side vectors: what a source scores users with."""
@@ -327,13 +327,9 @@ class ItemWarmer:
         split = (folder / TABLES_FILE).is_file()
         tables = tables or "moments" not in tensors  # saved before: derived from the tables
         needs_tables = tables or bool(manifest.get("prompts"))
-        saved = (
-            (torch.load(folder / TABLES_FILE, weights_only=True) if split else tensors)
-            if needs_tables
-            else {}
-        )
-        histories = history = None
+        histories = history = saved = None
         if needs_tables:
+            saved = torch.load(folder / TABLES_FILE, weights_only=True) if split else tensors
             histories = UserHistories(
                 indptr=saved["history_indptr"].numpy(), items=saved["history_items"].numpy()
             )

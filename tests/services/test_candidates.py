@@ -92,8 +92,20 @@ def test_pools_are_shortlists_with_exact_scores(served, cold) -> None:
         np.testing.assert_array_equal(pool.history_lengths, reference.history_lengths[pool.users])
 
 
-def test_exact_candidates_setting_scans_every_user(tmp_path) -> None:
-    settings = Settings(state_dir=tmp_path, candidates="exact")
-    assert settings.candidates == "exact"
+def test_the_exact_setting_scans_every_user_in_process(served, cold) -> None:
+    _, runtime, _ = served
+    served_settings = runtime.settings
+    runtime.settings = served_settings.model_copy(update={"candidates": "exact"})
+    runtime._release = None  # loaded again under the new setting
+    try:
+        release = runtime.release()
+        assert release.warmer.has_tables
+        assert runtime.candidate_source(release) is None
+        content, texts = cold
+        assert len(release.warmer.warm(content, texts).kept) == len(texts)
+    finally:
+        runtime.settings = served_settings
+        runtime._release = None
+    assert not runtime.release().warmer.has_tables
     with pytest.raises(ValueError):
-        Settings(state_dir=tmp_path, candidates="nearest")
+        Settings(candidates="nearest")
