@@ -1,4 +1,4 @@
-"""Replay CiteULike's cold test items through the running service and score its answers.
+"""Replay a data set's cold test items through the running service and score its answers.
 
 Starts the embedded server (``python -m services.api``) on a state folder (bootstrapping it
 on first use), then:
@@ -12,8 +12,10 @@ on first use), then:
    same items, ``models.evaluation``): the two must agree.
 
 The first run on a state folder bootstraps it (training at the tuned settings, as
-``bash scripts/run.sh`` does). Prints and saves JSON (``--out``). Example:
+``bash scripts/run.sh`` does, on ``--dataset``). Prints and saves JSON (``--out``). Example:
     python bench/replay.py --state-dir runs/replay/state --out runs/replay/replay.json
+    python bench/replay.py --dataset ml-100k --state-dir runs/replay-ml/state \\
+        --out runs/replay-ml/replay.json
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import httpx
 import numpy as np
 from tqdm.auto import tqdm
 
-from models.data import load_dataset
+from models.data import DATASETS, load_dataset
 from models.encoders import MeanPoolEncoder, encode_cached
 from models.evaluation import evaluate
 from models.llmins.release import ModelRelease
@@ -43,20 +45,26 @@ from serving import EmbeddedServer, git_commit  # noqa: E402
 def main() -> None:
     settings = get_settings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=DATASETS, default=settings.dataset)
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--data-dir", type=Path, default=settings.data_dir)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--sequential", type=int, default=100, help="items posted one by one")
     args = parser.parse_args()
 
-    dataset = load_dataset("citeulike", args.data_dir)
+    dataset = load_dataset(args.dataset, args.data_dir)
     items = dataset.cold_test_items
     server = EmbeddedServer(
         args.state_dir,
         args.out.with_suffix(".server.log"),
-        {"LLMINS_DATA_DIR": str(args.data_dir)},
+        {"LLMINS_DATA_DIR": str(args.data_dir), "LLMINS_DATASET": args.dataset},
     )
-    record: dict = {"items": int(len(items)), "commit": git_commit()}
+    record: dict = {
+        "dataset": args.dataset,
+        "candidates": settings.candidates,
+        "items": int(len(items)),
+        "commit": git_commit(),
+    }
     with server as base, httpx.Client(base_url=base, timeout=30) as client:
         record["ready_seconds"] = server.ready_seconds
         record["sequential"] = post_sequentially(client, dataset, items[: args.sequential])
