@@ -24,8 +24,9 @@ import torch
 from models.baselines import TUNED
 from models.baselines.aldi import AldiConfig
 from models.baselines.generator import GeneratorConfig
-from models.benchmark import BenchmarkConfig, fit_baseline, train_backbone
+from models.benchmark import BenchmarkConfig, fit_baseline
 from models.evaluation import evaluate
+from models.runs import train_backbone
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from citeulike import add_settings_option, dataset_and_content  # noqa: E402

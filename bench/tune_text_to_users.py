@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.benchmark import BenchmarkConfig, train_backbone
 from models.evaluation import validation_ndcg
 from models.llmins.text_to_users import TextToUsersConfig, fit_text_to_users
+from models.runs import RunConfig, train_backbone
 from models.training import tuned_configs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,7 +46,7 @@ def backbone_vectors(
     if cached.is_file():
         arrays = np.load(cached)
         return arrays["users"], arrays["items"]
-    config = BenchmarkConfig(backbone=name, progress=False)
+    config = RunConfig(backbone=name, progress=False)
     if max_epochs is not None:
         config = replace(
             config, train_config=replace(tuned_configs(name)[1], max_epochs=max_epochs)

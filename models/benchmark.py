@@ -10,18 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
-import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from importlib import metadata
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from models.backbones import BackboneConfig, build_backbone
 from models.baselines import GENERATOR_GRID
 from models.baselines.aldi import AldiConfig, fit_aldi
 from models.baselines.common import ColdStartEmbeddings, best_on_validation
@@ -30,10 +24,9 @@ from models.baselines.generator import GeneratorConfig
 from models.data.dataset import SPLIT_NAMES, ColdStartDataset
 from models.encoders import MeanPoolEncoder, encode_cached
 from models.evaluation import TASKS, evaluate, evaluate_per_user, summarize
-from models.llmins.pipeline import VARIANTS, Backbone, Workbench, warm_up
-from models.llmins.simulator import SimulatorConfig
+from models.llmins.pipeline import VARIANTS, Workbench, warm_up
 from models.plots import plot_metrics, plot_projection
-from models.training import TrainConfig, train_bpr, tuned_configs, warm_validator
+from models.runs import Backbone, RunConfig, StageTimer, library_versions, train_backbone
 
 logger = logging.getLogger(__name__)
 
@@ -50,37 +43,28 @@ PAIRED_TASKS: tuple[str, ...] = ("overall", "cold")
 
 
 @dataclass(frozen=True)
-class BenchmarkConfig:
-    """Everything a benchmark run depends on besides the data set.
+class BenchmarkConfig(RunConfig):
+    """Everything a benchmark run depends on besides the data set: a run's backbone,
+    encoder and LM settings (:class:`models.runs.RunConfig`), and:
 
     Attributes:
-        backbone: ``mf``, ``lightgcn`` or ``ngcf``.
-        backbone_config, train_config: None takes the backbone's tuned settings.
-        simulator: the LM simulator's model and LoRA settings (LLM-InS methods).
         simulator_examples: training prompts of the simulator (None: each variant's own).
         generator_config: None lets each baseline choose its settings from
             ``models.baselines.GENERATOR_GRID`` on the cold validation items; a value is
             the one setting every baseline trains with (for sweeps).
         methods: names from :data:`METHODS`, run in this order.
         seeds: one full run (backbone training included) per seed.
-        encoder_path: local Hugging Face model folder (None: the packaged MiniLM).
         cache_dir: where content vectors are cached (None: no cache).
         export_embeddings: also write users.npy/items.npy and the split per seed.
     """
 
-    backbone: str = "mf"
     methods: tuple[str, ...] = DEFAULT_METHODS
     seeds: tuple[int, ...] = (0,)
-    backbone_config: BackboneConfig | None = None
-    train_config: TrainConfig | None = None
     generator_config: GeneratorConfig | None = None
     aldi_config: AldiConfig = AldiConfig()
-    simulator: SimulatorConfig = SimulatorConfig()
     simulator_examples: int | None = None
-    encoder_path: str | None = None
     cache_dir: str | None = None
     export_embeddings: bool = False
-    progress: bool = True
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -88,37 +72,7 @@ class BenchmarkConfig:
             raise ValueError(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
         if not self.seeds:
             raise ValueError("at least one seed is needed")
-        # None means the backbone's tuned settings (models.training.TUNED).
-        tuned_backbone, tuned_train = tuned_configs(self.backbone)
-        if self.backbone_config is None:
-            object.__setattr__(self, "backbone_config", tuned_backbone)
-        if self.train_config is None:
-            object.__setattr__(self, "train_config", tuned_train)
-
-
-@dataclass
-class StageTimer:
-    """Wall seconds of named stages, in the order they ran."""
-
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    @contextmanager
-    def stage(self, name: str):
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
-
-
-def library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for package in ("llmins", "torch", "transformers", "numpy"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
+        super().__post_init__()
 
 
 #: Loads the data set for a seed (a published split ignores the seed).
@@ -192,34 +146,6 @@ def run_benchmark(load: DatasetLoader, config: BenchmarkConfig, out_dir: str | P
             logger.info("%s seed %d: %s", method, seed, _one_line(record))
             write_results(records, out)
     return records
-
-
-def train_backbone(
-    dataset: ColdStartDataset, config: BenchmarkConfig, seed: int
-) -> tuple[Backbone, dict]:
-    """Backbone on the warm training interactions, early stopping on warm validation NDCG@20."""
-    torch.manual_seed(seed)
-    train = dataset.splits["warm_train"]
-    model = build_backbone(
-        config.backbone, dataset.n_users, dataset.n_items, train, config.backbone_config
-    )
-
-    train_config = TrainConfig(**{**config.train_config.to_dict(), "seed": seed})
-    result = train_bpr(
-        model,
-        train,
-        warm_validator(dataset),
-        train_config,
-        progress=config.progress,
-        description=config.backbone,
-    )
-    info = {
-        "best_epoch": result.best_epoch,
-        "best_val_warm_ndcg@20": result.best_score,
-        "epochs_run": result.epochs_run,
-        "seconds": result.seconds,
-    }
-    return Backbone(config.backbone, model, config.backbone_config, train_config), info
 
 
 def fit_method(

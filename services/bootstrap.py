@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from models.benchmark import BenchmarkConfig
 from models.data import load_dataset
 from models.data.dataset import ColdStartDataset
 from models.encoders import encode_cached
@@ -26,6 +25,7 @@ from models.llmins.history import unit_rows
 from models.llmins.pipeline import LLMInSConfig
 from models.llmins.release import NO_LM, ModelRelease, train_release
 from models.llmins.simulator import SimulatorConfig
+from models.runs import RunConfig
 from services.index import BACKBONE, PROFILES
 from services.runtime import Runtime, new_version_name
 
@@ -143,9 +143,8 @@ def train_version(
     simulator = simulator or SimulatorConfig(model_path=base)
     if warmer is None:
         warmer = replace(NO_LM, lm="auto") if base else NO_LM
-    config = BenchmarkConfig(
+    config = RunConfig(
         backbone=settings.backbone,
-        methods=("backbone",),
         encoder_path=str(settings.encoder_path) if settings.encoder_path else None,
         simulator=simulator,
         progress=progress,

@@ -1,9 +1,10 @@
 """Where background work goes: a thread in this process (embedded) or Celery (distributed).
 
-Two kinds of work: warming one posted item, and refreshing the model. The API only
-enqueues; the item and its job are already in the relational store when it does, so a
-lost message loses nothing: :func:`requeue_pending` sends every unfinished item again when
-a process starts. A failed warm-up is retried with exponential back-off (the refining
+Two kinds of work: warming one posted item, and refreshing the model (both in
+:mod:`services.jobs`). The API only enqueues; the item and its job are already in the
+relational store when it does, so a lost message loses nothing:
+:func:`services.jobs.requeue_pending` sends every unfinished item again when a process
+starts. A failed warm-up is retried with exponential back-off (the refining
 service may be down); the item is served by its content vector meanwhile.
 """
 
@@ -14,23 +15,14 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Protocol
 
-from services.refresh import refresh
+from services.jobs import backoff_s, run_refresh
 from services.runtime import Runtime
-from services.settings import Settings
 from services.warmup import give_up, warm_up_item
 
 if TYPE_CHECKING:
     from celery import Celery
 
 logger = logging.getLogger(__name__)
-
-#: The longest wait between two tries of one warm-up.
-MAX_BACKOFF_S = 300.0
-
-
-def backoff_s(settings: Settings, retry: int) -> float:
-    """Delay before retry number ``retry`` (1, 2, ...): doubling from the configured first."""
-    return min(settings.warm_up_backoff_s * 2 ** (retry - 1), MAX_BACKOFF_S)
 
 
 class TaskQueue(Protocol):
@@ -139,16 +131,17 @@ class CeleryQueue:
     """Sends the work to the Celery workers over the broker (distributed mode).
 
     A broker that cannot be reached does not fail the request that enqueues: the item and
-    its job are already stored, and :func:`requeue_pending` sends them when a worker starts.
+    its job are already stored, and :func:`services.jobs.requeue_pending` sends them when a
+    worker starts.
 
     Args:
-        celery: the Celery app to send through; None: the worker module's (configured by
-            the settings).
+        celery: the Celery app to send through; None: :mod:`services.worker.celery_app`'s
+            (configured by the settings).
     """
 
     def __init__(self, celery: Celery | None = None) -> None:
         if celery is None:
-            from services.worker.tasks import app as celery
+            from services.worker.celery_app import app as celery
         self.celery = celery
 
     def enqueue(self, item_id: str, job_id: str) -> None:
@@ -171,33 +164,3 @@ class CeleryQueue:
 
     def close(self) -> None:
         return None
-
-
-def run_refresh(runtime: Runtime, job_id: str | None) -> list[tuple[str, str]]:
-    """Refresh under a job; returns the (item, job) warm-ups it asks for afterwards."""
-    store = runtime.store
-    if job_id:
-        store.start_job(job_id)
-    try:
-        record = refresh(runtime)
-    except Exception as error:
-        if job_id:
-            store.finish_job(job_id, "failed", error=f"{type(error).__name__}: {error}")
-        raise
-    if job_id:
-        store.finish_job(job_id, "succeeded", result=record)
-    return [(item_id, store.create_job("warm_up", item_id).id) for item_id in record["rewarm"]]
-
-
-def requeue_pending(runtime: Runtime, queue: TaskQueue) -> int:
-    """Enqueue every item not yet warm (after a restart or a lost message); returns how many."""
-    count = 0
-    for item_id in runtime.store.pending_items():
-        job = runtime.store.latest_job(item_id)
-        if job is None or job.status in ("succeeded", "failed"):
-            job = runtime.store.create_job("warm_up", item_id)
-        queue.enqueue(item_id, job.id)
-        count += 1
-    if count:
-        logger.info("re-enqueued %d items that were not warm", count)
-    return count

@@ -11,8 +11,8 @@ import logging
 
 import numpy as np
 
-from models.benchmark import StageTimer
 from models.llmins.release import ModelRelease
+from models.runs import StageTimer
 from services.runtime import Runtime
 from services.store import ItemRecord
 

@@ -97,7 +97,5 @@ def test_docker_compose_validates_the_file() -> None:
 
 def test_the_readme_documents_every_setting() -> None:
     readme = (COMPOSE.parent / "README.md").read_text()
-    missing = [
-        name for name in Settings.model_fields if f"`LLMINS_{name.upper()}`" not in readme
-    ]
+    missing = [name for name in Settings.model_fields if f"`LLMINS_{name.upper()}`" not in readme]
     assert not missing

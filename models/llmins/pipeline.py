@@ -16,8 +16,6 @@ from functools import cached_property
 
 import numpy as np
 
-from models.backbones import BackboneConfig
-from models.backbones.base import Backbone as BackboneModel
 from models.baselines import GENERATOR_GRID
 from models.baselines.aldi import AldiConfig, fit_aldi
 from models.baselines.common import ColdStartEmbeddings, best_on_validation, choose_cold_scale
@@ -46,7 +44,7 @@ from models.llmins.simulator import LMSimulator, SimulatorConfig
 from models.llmins.text_to_users import Mapped, TextToUsers, TextToUsersConfig, fit_text_to_users
 from models.llmins.towers import LanguageTowers, TowerConfig, fit_language_towers
 from models.llmins.update import kept_pairs, online_update, retrain_backbone
-from models.training import TrainConfig
+from models.runs import Backbone
 
 logger = logging.getLogger(__name__)
 
@@ -748,16 +746,6 @@ def _paper_refine(
         info[f"{stage}_simulator_auc"] = float(np.nanmean(per_item_auc(logits, data["labels"])))
     info["simulator"] = bench.simulator(training).training_info
     return kept
-
-
-@dataclass
-class Backbone:
-    """The trained backbone a full update starts from, and how to train it again."""
-
-    name: str
-    model: BackboneModel
-    config: BackboneConfig
-    train_config: TrainConfig
 
 
 def update_online(

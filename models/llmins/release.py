@@ -20,7 +20,6 @@ import torch
 
 from models.backbones import BackboneConfig, build_backbone
 from models.baselines import GENERATOR_GRID
-from models.benchmark import BenchmarkConfig, library_versions, train_backbone
 from models.data.dataset import ColdStartDataset
 from models.evaluation import rank_metrics
 from models.llmins.online import ItemWarmer, WarmedItems, fit_item_warmer
@@ -28,6 +27,7 @@ from models.llmins.pipeline import VARIANTS, LLMInSConfig, Workbench
 from models.llmins.simulator import LMSimulator
 from models.llmins.text_to_users import TextToUsersConfig
 from models.llmins.towers import TowerConfig
+from models.runs import RunConfig, library_versions, train_backbone
 from models.training import TrainConfig, train_bpr
 
 MANIFEST = "manifest.json"
@@ -115,7 +115,7 @@ def train_release(
     dataset: ColdStartDataset,
     content: np.ndarray,
     version: str,
-    config: BenchmarkConfig,
+    config: RunConfig,
     warmer_config: LLMInSConfig = NO_LM,
     seed: int = 0,
     max_epochs: int | None = None,

@@ -16,7 +16,8 @@ from threadpoolctl import threadpool_limits
 
 from services.api.app import create_app
 from services.bootstrap import bootstrap
-from services.queues import CeleryQueue, InProcessQueue, requeue_pending
+from services.jobs import requeue_pending
+from services.queues import CeleryQueue, InProcessQueue
 from services.runtime import Runtime
 from services.settings import get_settings
 

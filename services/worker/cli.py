@@ -11,11 +11,9 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
 from models.backbones import BACKBONES, BackboneConfig
-from models.benchmark import DEFAULT_METHODS, METHODS, BenchmarkConfig, run_benchmark
 from models.data import DATASETS, DataFormatError, load_dataset
 from models.llmins.simulator import SimulatorConfig
 from models.training import TrainConfig, tuned_configs
@@ -62,9 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--backbone", choices=BACKBONES, default="mf")
     bench.add_argument(
         "--methods",
-        type=partial(_names, known=METHODS, what="methods"),
-        default=DEFAULT_METHODS,
-        help=f"comma-separated, from {','.join(METHODS)} (default: all but llmins-paper)",
+        help="comma-separated method names (default: all but llmins-paper; an unknown name "
+        "lists them)",
     )
     bench.add_argument("--seeds", type=_seeds, default=(0,), help="a count (3) or a list (0,4)")
     bench.add_argument("--out", type=Path, required=True, help="folder for results and report")
@@ -124,6 +121,11 @@ def service_command(args: argparse.Namespace) -> None:
 
 
 def benchmark(args: argparse.Namespace) -> None:
+    """The offline benchmark. Its module (and the plotting library) is imported here, so the
+    service's processes, which share this command line, never load it."""
+    from models.benchmark import DEFAULT_METHODS, METHODS, BenchmarkConfig, run_benchmark
+
+    methods = _names(args.methods, METHODS, "methods") if args.methods else DEFAULT_METHODS
     settings = get_settings()
     options: dict = {}
     if args.dataset == "csv":
@@ -135,7 +137,7 @@ def benchmark(args: argparse.Namespace) -> None:
     tuned_backbone, tuned_train = tuned_configs(args.backbone)
     config = BenchmarkConfig(
         backbone=args.backbone,
-        methods=args.methods,
+        methods=methods,
         seeds=args.seeds,
         backbone_config=replace(tuned_backbone, **({"dim": args.dim} if args.dim else {})),
         train_config=replace(
@@ -173,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             benchmark(args)
         else:
             service_command(args)
+    except argparse.ArgumentTypeError as error:  # --methods, checked once the names are known
+        parser.error(f"argument --methods: {error}")
     except DataFormatError as error:
         # Bad data is the user's to fix: say which file and line, without a traceback.
         parser.exit(2, f"error: {error}\n")

@@ -1,4 +1,4 @@
-"""The Celery app and its tasks (distributed mode).
+"""The Celery tasks (distributed mode), registered on :mod:`services.worker.celery_app`.
 
 ``celery -A services.worker.tasks worker`` runs them; the broker and result backend are
 the configured Redis. Tasks are acknowledged after they finish (``acks_late``) and
@@ -13,42 +13,16 @@ from __future__ import annotations
 import logging
 from functools import cache
 
-from celery import Celery
 from celery.signals import worker_init, worker_ready
 
-from services.queues import MAX_BACKOFF_S, CeleryQueue, requeue_pending, run_refresh
+from services.jobs import MAX_BACKOFF_S, requeue_pending, run_refresh
+from services.queues import CeleryQueue
 from services.runtime import Runtime
-from services.settings import Settings, get_settings
+from services.settings import get_settings
 from services.warmup import give_up, warm_up_item
+from services.worker.celery_app import app
 
 logger = logging.getLogger(__name__)
-
-
-def make_celery(settings: Settings | None = None) -> Celery:
-    """The Celery app on ``settings``' Redis (None: the process' settings)."""
-    settings = settings or get_settings()
-    celery = Celery("llmins", broker=settings.redis_url, backend=settings.redis_url)
-    celery.conf.update(
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        broker_transport_options={"visibility_timeout": settings.task_visibility_timeout_s},
-        task_serializer="json",
-        result_serializer="json",
-        accept_content=["json"],
-        result_expires=24 * 3600,
-        broker_connection_retry_on_startup=True,
-        # 0 turns the periodic refresh off: beat would read a 0-second schedule as "always".
-        beat_schedule=(
-            {"refresh": {"task": "llmins.refresh", "schedule": settings.refresh_interval_s}}
-            if settings.refresh_interval_s > 0
-            else {}
-        ),
-    )
-    return celery
-
-
-app = make_celery()
 
 
 @cache

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from models.backbones import BackboneConfig
-from models.benchmark import BenchmarkConfig
 from models.llmins.release import ModelRelease, refresh_release, train_release
+from models.runs import RunConfig
 from models.training import TrainConfig
 from tests.factories import bag_of_words, planted_dataset
 
@@ -19,9 +19,8 @@ from tests.factories import bag_of_words, planted_dataset
 @pytest.fixture(scope="module")
 def release() -> ModelRelease:
     data = planted_dataset()
-    config = BenchmarkConfig(
+    config = RunConfig(
         backbone="mf",
-        methods=("backbone",),
         backbone_config=BackboneConfig(dim=32),
         train_config=TrainConfig(lr=1e-2, batch_size=256, max_epochs=30, eval_every=2),
         progress=False,

@@ -16,7 +16,8 @@ from pydantic import SecretStr
 
 from services.api.app import create_app
 from services.bootstrap import retrain
-from services.queues import InProcessQueue, requeue_pending
+from services.jobs import requeue_pending
+from services.queues import InProcessQueue
 from services.refresh import refresh
 from services.runtime import Runtime
 from services.settings import Settings

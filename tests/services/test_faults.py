@@ -85,8 +85,7 @@ def test_an_item_is_served_degraded_while_the_refining_service_is_down_or_slow(
 
             server.delay_s = 0.0
             warm = wait_for(
-                lambda: (body := client.get("/v1/items/fresh").json())["status"] == "warm"
-                and body,
+                lambda: (body := client.get("/v1/items/fresh").json())["status"] == "warm" and body,
                 seconds=60,
             )
             assert warm["error"] is None and warm["model_version"] == release.version
@@ -139,9 +138,7 @@ def service(tmp_path):
     yield from serve(tmp_path)
 
 
-def test_a_refresh_that_fails_halfway_leaves_the_old_version_serving(
-    service, monkeypatch
-) -> None:
+def test_a_refresh_that_fails_halfway_leaves_the_old_version_serving(service, monkeypatch) -> None:
     client, runtime, queue = service
     before = client.get("/v1/users/3/recommendations").json()
     version = runtime.store.active_version().id

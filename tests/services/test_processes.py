@@ -287,7 +287,7 @@ def test_items_posted_around_a_redis_restart_are_not_lost(
 
     from services.api.app import create_app
     from services.queues import CeleryQueue
-    from services.worker.tasks import make_celery
+    from services.worker.celery_app import make_celery
 
     settings = Settings(
         # The API needs only the store to accept items; its own (empty) index folder keeps

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.settings import Settings
-from services.worker.tasks import make_celery
+from services.worker.celery_app import make_celery
 
 
 def test_beat_schedules_the_refresh_at_the_configured_period(tmp_path) -> None:
