@@ -1,0 +1,53 @@
+"""What the routes share: the runtime, the queue and the ranking batcher of the app they
+serve (kept on ``app.state`` by :func:`services.api.app.create_app`), the API-key check for
+writes, and the rules for ids in paths."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Path, Request
+
+from services.api.schemas import ID_MAX_LENGTH, ID_PATTERN, Problem
+from services.batching import MicroBatcher
+from services.queues import TaskQueue
+from services.runtime import Runtime
+
+#: Every refusal's body: a ``detail`` that says why.
+ERRORS = {code: {"model": Problem} for code in (400, 401, 404, 409, 413, 422)}
+
+#: Ids in paths follow the rules of ids in bodies: garbage is a 422 before a store sees it.
+PathId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def get_queue(request: Request) -> TaskQueue:
+    return request.app.state.queue
+
+
+def get_ranking(request: Request) -> MicroBatcher:
+    return request.app.state.ranking
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+QueueDep = Annotated[TaskQueue, Depends(get_queue)]
+RankingDep = Annotated[MicroBatcher, Depends(get_ranking)]
+
+
+def require_key(runtime: RuntimeDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
+    """Writes need the configured API key (none configured: open)."""
+    expected = runtime.settings.api_key
+    if expected is None:
+        return
+    # Constant time: a comparison that stops at the first difference leaks the key.
+    secret = expected.get_secret_value().encode()
+    if x_api_key is None or not secrets.compare_digest(x_api_key.encode(), secret):
+        raise HTTPException(401, "a valid X-API-Key header is required for this endpoint")
+
+
+#: The dependencies of every write route.
+WRITES = [Depends(require_key)]

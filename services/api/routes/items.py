@@ -1,0 +1,61 @@
+"""Items: post a new one (warmed in the background), read its warm-up."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Response
+
+from services.api.dependencies import ERRORS, WRITES, PathId, QueueDep, RuntimeDep
+from services.api.schemas import ItemAccepted, ItemIn, ItemOut, SimulatedUser
+from services.store import ItemConflict
+from services.warmup import show_by_content
+
+router = APIRouter(prefix="/v1/items", tags=["items"])
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=ItemAccepted,
+    responses={**ERRORS, 200: {"model": ItemAccepted}},
+    dependencies=WRITES,
+)
+def post_item(
+    item: ItemIn, response: Response, runtime: RuntimeDep, queue: QueueDep
+) -> ItemAccepted:
+    """Store the item (queued), index its content vector, and enqueue its warm-up.
+
+    Idempotent on the id: the same text again answers 200 with the first job; another
+    text under a known id is a 409.
+    """
+    try:
+        record, job, created = runtime.store.submit_item(item.id, item.text)
+    except ItemConflict as error:
+        raise HTTPException(409, str(error)) from None
+    if created:
+        show_by_content(runtime, record.id)
+        queue.enqueue(record.id, job.id)
+    else:
+        response.status_code = 200
+    return ItemAccepted(item_id=record.id, job_id=job.id, status=record.status)
+
+
+@router.get("/{item_id}", response_model=ItemOut, responses=ERRORS)
+def get_item(item_id: PathId, runtime: RuntimeDep) -> ItemOut:
+    record = runtime.store.get_item(item_id)
+    if record is None:
+        raise HTTPException(404, f"item {item_id!r} is unknown")
+    users = runtime.store.simulated_for(item_id)
+    source = "refiner"
+    if users and runtime.asked_lm(record.model_version):
+        source = "refiner+lm"
+    return ItemOut(
+        id=record.id,
+        status=record.status,
+        origin=record.origin,
+        model_version=record.model_version,
+        simulated_users=[SimulatedUser(user_id=u, score=p, source=source) for u, p in users],
+        timings=record.timings,
+        error=record.error,
+        created_at=record.created_at,
+        warmed_at=record.warmed_at,
+    )
