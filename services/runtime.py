@@ -51,7 +51,7 @@ class Runtime:
         self.embedder = embedder
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(settings.resolved_database_url, settings.seen_cache_s)
-        self.store.create_all()
+        self.store.migrate()
         self.index = (
             VectorIndex(url=settings.qdrant_url)
             if settings.qdrant_url

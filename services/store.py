@@ -19,25 +19,16 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar, get_args
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
+from alembic import command
+from alembic.config import Config
 from cachetools import TTLCache
 from sqlalchemy import (
-    JSON,
-    Boolean,
-    DateTime,
-    Dialect,
-    Enum,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
     Table,
-    Text,
-    UniqueConstraint,
     bindparam,
     create_engine,
     delete,
@@ -45,141 +36,55 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    inspect,
     select,
     text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import Session, sessionmaker
 
-ItemStatus = Literal["queued", "warming", "warm", "degraded", "failed"]
-ItemOrigin = Literal["dataset", "api"]
-InteractionKind = Literal["real", "simulated"]
-JobKind = Literal["warm_up", "refresh"]
-JobStatus = Literal["queued", "running", "succeeded", "failed"]
+from services.tables import (
+    Interaction,
+    InteractionKind,
+    Item,
+    ItemStatus,
+    Job,
+    JobKind,
+    JobStatus,
+    ModelVersion,
+    User,
+    now,
+)
 
 #: Rows per INSERT batch when loading a data set: psycopg pipelines an executemany, so
 #: bigger batches only cost memory.
 CHUNK = 5000
 #: Items a starting process enqueues again: accepted, not warm, not given up on.
 PENDING: tuple[ItemStatus, ...] = ("queued", "warming", "degraded", "failed")
-#: Key of the PostgreSQL advisory lock that serialises ``create_all`` across processes.
+#: Key of the PostgreSQL advisory lock that serialises migrations across processes.
 SCHEMA_LOCK = 0x6C6C6D696E73  # "llmins"
+
+#: The Alembic scripts of the schema, and the revision that created the first tables.
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+BASELINE_REVISION = "0001"
 
 R = TypeVar("R")
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
+def engine_url(url: str) -> URL:
+    """``url`` for SQLAlchemy; ``postgresql://`` means psycopg 3, the driver installed."""
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
 
 
 def content_hash(text: str) -> str:
     """What tells a repeated post (same text) from a conflicting one (other text)."""
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes on every backend.
-
-    SQLite keeps no offset and PostgreSQL answers in the session's time zone; both are
-    normalised here, so comparisons in Python never mix naive and aware values.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: the store keeps aware UTC times")
-        return None if value is None else value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _choice(values: Any) -> Enum:
-    """A string column limited to a Literal's values, checked in Python and by the database."""
-    return Enum(*get_args(values), native_enum=False, create_constraint=True, validate_strings=True)
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Item(Base):
-    __tablename__ = "items"
-
-    id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    text: Mapped[str] = mapped_column(Text)
-    content_hash: Mapped[str] = mapped_column(String(64))
-    index: Mapped[int | None] = mapped_column(Integer, unique=True)
-    origin: Mapped[str] = mapped_column(_choice(ItemOrigin))
-    status: Mapped[str] = mapped_column(_choice(ItemStatus), index=True)
-    error: Mapped[str | None] = mapped_column(Text)
-    model_version: Mapped[str | None] = mapped_column(String(64))
-    timings: Mapped[dict | None] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now, onupdate=now)
-    warmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
-class User(Base):
-    __tablename__ = "users"
-
-    id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    index: Mapped[int] = mapped_column(Integer, unique=True)
-
-
-class Interaction(Base):
-    """One (user, item) pair per kind.
-
-    The unique (user_id, item_id, kind) index makes repeats no-ops and, as its leading
-    column is user_id, also serves the per-user look-ups; only item_id needs its own index.
-    """
-
-    __tablename__ = "interactions"
-    __table_args__ = (
-        UniqueConstraint("user_id", "item_id", "kind", name="one_interaction_per_kind"),
-        Index("interactions_by_item", "item_id"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
-    item_id: Mapped[str] = mapped_column(ForeignKey("items.id"))
-    kind: Mapped[str] = mapped_column(_choice(InteractionKind))
-    p_yes: Mapped[float | None] = mapped_column(Float)
-    model_version: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
-
-
-class Job(Base):
-    __tablename__ = "jobs"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    kind: Mapped[str] = mapped_column(_choice(JobKind))
-    item_id: Mapped[str | None] = mapped_column(String(128), index=True)
-    status: Mapped[str] = mapped_column(_choice(JobStatus))
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    error: Mapped[str | None] = mapped_column(Text)
-    result: Mapped[dict | None] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
-class ModelVersion(Base):
-    __tablename__ = "model_versions"
-
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    path: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
-    metrics: Mapped[dict | None] = mapped_column(JSON)
-    active: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 @dataclass(frozen=True)
@@ -270,15 +175,12 @@ SEEN_ITEMS = ALL_SEEN_ITEMS.with_only_columns(Item.index).where(
 class Store:
     """The service's relational store at a SQLAlchemy ``url``.
 
-    ``postgresql://`` URLs are taken to mean psycopg 3, the driver the project installs.
     ``seen_ttl_s``: how long a user's seen items are remembered (see
     :meth:`seen_item_indices`); 0 reads them from the database every time.
     """
 
     def __init__(self, url: str, seen_ttl_s: float = 300.0) -> None:
-        parsed = make_url(url)
-        if parsed.drivername == "postgresql":
-            parsed = parsed.set(drivername="postgresql+psycopg")
+        parsed = engine_url(url)
         self.url = parsed
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         if self.is_sqlite:
@@ -299,18 +201,27 @@ class Store:
         self._seen_lock = threading.Lock()
         self._seen_writes = 0  # bumped by every write of real interactions here
 
-    def create_all(self) -> None:
-        """Create missing tables; the API, workers and beat may all do it at one start.
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration; the API, workers and beat may all do
+        it at one start.
 
-        The check and the creation run under a lock (SQLite's write lock, a PostgreSQL
-        advisory lock), so a second process waits and then finds the tables there.
+        The check and the upgrade run under a lock (SQLite's write lock, a PostgreSQL
+        advisory lock), so a second process waits and then finds the schema current. A
+        database made before migrations existed (its tables, no revision) holds the first
+        revision's schema: it is stamped with it, then upgraded like any other.
         """
         with self.engine.begin() as connection:
             if self.is_sqlite:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             else:
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
-            Base.metadata.create_all(connection)
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS))
+            config.attributes["connection"] = connection
+            tables = set(inspect(connection).get_table_names())
+            if "items" in tables and "alembic_version" not in tables:
+                command.stamp(config, BASELINE_REVISION)
+            command.upgrade(config, "head")
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -21,19 +21,23 @@ from typing import TypeVar
 
 import pytest
 import sqlalchemy
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import StatementError
 
 from services.store import (
+    BASELINE_REVISION,
     CHUNK,
+    MIGRATIONS,
     ItemConflict,
-    Job,
-    ModelVersion,
     Store,
     StoreError,
     UnknownIds,
 )
+from services.tables import Base, Job, ModelVersion
 
 POSTGRES_URL = os.environ.get(
     "LLMINS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -87,7 +91,7 @@ def url(request, tmp_path) -> Iterator[str]:
 @pytest.fixture
 def store(url) -> Iterator[Store]:
     store = Store(url)
-    store.create_all()
+    store.migrate()
     yield store
     store.dispose()
 
@@ -142,7 +146,7 @@ def test_every_process_may_create_the_tables_at_once(url) -> None:
     stores = [Store(url) for _ in range(4)]
     waiting = list(stores)
     try:
-        _, errors = run_at_once(lambda: waiting.pop().create_all(), 4)
+        _, errors = run_at_once(lambda: waiting.pop().migrate(), 4)
         assert not errors
     finally:
         for store in stores:
@@ -150,6 +154,33 @@ def test_every_process_may_create_the_tables_at_once(url) -> None:
     store = Store(url)
     assert store.is_empty()
     store.dispose()
+
+
+def test_the_migrations_build_the_schema_the_tables_declare(store) -> None:
+    """A change to services/tables.py without its migration shows here as a difference."""
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).all() == [
+            (ScriptDirectory(str(MIGRATIONS)).get_current_head(),)
+        ]
+
+
+def test_a_database_made_before_migrations_is_stamped_and_keeps_its_rows(url) -> None:
+    """Deployments hold data: their tables came from ``create_all``, with no revision."""
+    old = Store(url)
+    with old.engine.begin() as connection:
+        Base.metadata.create_all(connection)
+    old.load_users([("u0", 0)])
+    old.load_items([("i0", "first paper", 0, "warm")])
+    old.load_interactions([("u0", "i0")])
+    old.migrate()
+    old.migrate()  # a second start finds the schema current
+    with old.engine.connect() as connection:
+        revisions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+    assert revisions == [(BASELINE_REVISION,)]
+    assert old.user_index("u0") == 0 and old.seen_item_indices("u0") == (0,)
+    old.dispose()
 
 
 def test_a_new_item_is_stored_with_a_queued_job(loaded) -> None:
@@ -275,7 +306,7 @@ def test_remembered_lookups_need_no_database_read(loaded) -> None:
 
 def test_seen_items_written_by_another_process_show_within_the_ttl(url) -> None:
     reader, writer = Store(url, seen_ttl_s=0.3), Store(url)
-    reader.create_all()
+    reader.migrate()
     reader.load_users([("u0", 0)])
     reader.load_items([("i0", "first paper", 0, "warm")])
     assert reader.seen_item_indices("u0") == ()
