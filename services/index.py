@@ -10,25 +10,24 @@ The same client code runs against a Qdrant server (``url``, compose) and qdrant-
 local mode (``path``, embedded). Local mode allows one client per folder and is not
 thread-safe, so every client call holds one lock: the API serves requests from a thread pool.
 
-Local mode also checks every filter point by point in Python: a recommendation query, which
-always leaves out the user's seen items, took 120-230 ms over 17,000 items (numpy: 5 ms).
-Since one process owns a local folder, every write goes through this object, so it keeps an
-exact in-memory copy of each served collection and answers ``top`` and ``vectors`` from it;
-Qdrant's files stay the persistent store, and the copies have a lock of their own, so a
-query never waits for a write to reach the disk. A server answers every query itself.
+In local mode, every write goes through this object (one process owns the folder), so it
+keeps an exact in-memory copy of each served collection (:class:`services.ranking.Mirror`)
+and answers ``top`` and ``vectors`` from it; the copies have a lock of their own, so a query
+never waits for a write to reach the disk. A server answers every query itself.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from cachetools import LRUCache
 from qdrant_client import QdrantClient, models
 from tqdm.auto import tqdm
+
+from services.ranking import Mirror, TopQuery
 
 #: How each kind is compared. A user's score for an item is an inner product, so items and
 #: users are dot-product collections; content vectors are compared by angle.
@@ -49,22 +48,6 @@ KINDS = (*DISTANCES, PROFILES)
 
 #: A build shows a progress bar only beyond this many batches (short builds stay quiet).
 QUIET_BATCHES = 4
-
-
-@dataclass(frozen=True)
-class TopQuery:
-    """One question to the index: the ``k`` best points for ``vector``, ``exclude`` left out;
-    ``cold`` restricts items to those posted (True) or those of the data set (False).
-
-    ``key`` names the vector (a user's row) so that the in-memory copy may remember its
-    ranking: the next query with the same key and vector scores only what changed since.
-    """
-
-    vector: np.ndarray
-    k: int
-    exclude: Sequence[int] = ()
-    cold: bool | None = None
-    key: Hashable | None = None
 
 
 @dataclass(frozen=True)
@@ -108,7 +91,7 @@ class VectorIndex:
         #: after ``_lock`` where both are needed (never the other way round).
         self._memory = threading.Lock()
         #: Local mode with ``in_memory``: exact copies of the served collections, by kind.
-        self._mirrors: dict[str, _Mirror] = {}
+        self._mirrors: dict[str, Mirror] = {}
         self._mirrored = in_memory and not self._server
         #: What ``build`` wrote, until ``activate`` serves it (mirrored mode).
         self._built: dict[str, tuple] = {}
@@ -498,19 +481,19 @@ class VectorIndex:
         with self._lock:
             self._client.close()
 
-    def _mirror_of(self, kind: str, collection: str) -> _Mirror:
+    def _mirror_of(self, kind: str, collection: str) -> Mirror:
         """The copy of a collection just activated: from what ``build`` wrote, else read."""
         built = self._built.pop(collection, None)
         if built is None:
             return self._load_mirror(kind, collection)
-        mirror = _Mirror(cosine=DISTANCES[kind] == models.Distance.COSINE)
+        mirror = Mirror(cosine=DISTANCES[kind] == models.Distance.COSINE)
         mirror.put(*built[1:])
         mirror.freeze()
         return mirror
 
-    def _load_mirror(self, kind: str, collection: str) -> _Mirror:
+    def _load_mirror(self, kind: str, collection: str) -> Mirror:
         """Every point of ``collection`` (e.g. after a restart), read in pages."""
-        mirror = _Mirror(cosine=DISTANCES[kind] == models.Distance.COSINE)
+        mirror = Mirror(cosine=DISTANCES[kind] == models.Distance.COSINE)
         offset = None
         while True:
             points, offset = self._client.scroll(
@@ -582,197 +565,3 @@ def _finite(vectors: np.ndarray) -> np.ndarray:
     if not np.isfinite(array).all():
         raise ValueError("vectors must be finite")
     return array
-
-
-#: Rows a remembered ranking keeps beyond the largest k and the query's left-out ids, so
-#: that rows changed since (re-warmed items) can drop out without a new full ranking.
-SHORTLIST_SLACK = 50
-#: The largest k a query may ask (the API's limit).
-MAX_K = 100
-
-
-@dataclass(frozen=True)
-class _Shortlist:
-    """The best frozen rows of one pool for one query vector, best first."""
-
-    vector: np.ndarray
-    rows: np.ndarray
-    scores: np.ndarray
-    complete: bool  # every frozen row of the pool is in it
-
-
-class _Mirror:
-    """An exact in-memory copy of one served collection, ranked with numpy (local mode).
-
-    Vectors are stored as the columns of one (dimension x capacity) array: a query times
-    that layout runs 3-4 times faster than times the rows' transpose (0.45 against 1.65 ms
-    for 18,700 x 200 on this machine's one BLAS thread). Columns grow by doubling; an id
-    written again replaces its column. ``cold`` is 1, 0, or -1 for a point without the flag
-    (which, as in Qdrant, matches neither pool).
-
-    Ranking every item for every query reads all vectors from memory (15 MB for CiteULike)
-    and is what a recommendation costs. So the rows present when the copy was made (or last
-    frozen) are *frozen*, and the ranking of a keyed query over them is remembered: the
-    next query with that key ranks the remembered best rows together with the *live* ones
-    (appended since, or rewritten: ``dirty``), which are few. The answer is exact: the
-    first k remembered rows that remain after removing left-out and dirty ones are the best
-    k of what remains of the frozen rows, as long as k remain. When the live rows grow past
-    a tenth of the frozen ones, everything is frozen again and rankings are recomputed.
-    """
-
-    def __init__(self, cosine: bool, remembered: int = 100_000) -> None:
-        self.cosine = cosine
-        self.size = 0
-        self.ids = np.zeros(0, dtype=np.int64)
-        self.columns = np.zeros((0, 0), dtype=np.float32)
-        self.cold = np.zeros(0, dtype=np.int8)
-        self.row: dict[int, int] = {}
-        self.frozen = 0
-        self.dirty: set[int] = set()
-        self.shortlists: LRUCache = LRUCache(maxsize=remembered)
-
-    def freeze(self) -> None:
-        """Every row becomes frozen; remembered rankings are dropped."""
-        self.frozen = self.size
-        self.dirty.clear()
-        self.shortlists.clear()
-
-    def put(self, ids: Sequence[int], vectors: np.ndarray, payloads: list[dict] | None) -> bool:
-        """Write points; True when this froze every row again (remembered rankings dropped)."""
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if self.cosine:
-            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            vectors = vectors / np.where(norms > 0, norms, 1.0)
-        if self.columns.shape[0] != vectors.shape[1]:
-            self.columns = np.zeros((vectors.shape[1], len(self.ids)), dtype=np.float32)
-        for position, point in enumerate(ids):
-            row = self.row.get(int(point))
-            if row is None:
-                row = self._append(int(point))
-            elif row < self.frozen:
-                self.dirty.add(row)
-            self.columns[:, row] = vectors[position]
-            flag = (payloads[position] or {}).get("cold") if payloads else None
-            self.cold[row] = -1 if flag is None else int(bool(flag))
-        if len(self.dirty) + self.size - self.frozen > max(1024, self.frozen // 10):
-            self.freeze()
-            return True
-        return False
-
-    def _append(self, point: int) -> int:
-        if self.size == len(self.ids):
-            capacity = max(1024, 2 * self.size)
-            self.ids = np.resize(self.ids, capacity)
-            self.cold = np.resize(self.cold, capacity)
-            grown = np.zeros((self.columns.shape[0], capacity), dtype=np.float32)
-            grown[:, : self.size] = self.columns[:, : self.size]
-            self.columns = grown
-        row, self.size = self.size, self.size + 1
-        self.ids[row] = point
-        self.row[point] = row
-        return row
-
-    def get(self, ids: list[int]) -> np.ndarray:
-        missing = [i for i in ids if i not in self.row]
-        if missing:
-            raise KeyError(f"no vectors for ids {missing[:20]}")
-        return self.columns[:, [self.row[i] for i in ids]].T.copy()
-
-    def top_many(self, queries: Sequence[TopQuery]) -> list[list[tuple[int, float]]]:
-        """Exact top-k of every query (ties: lower row first): from its remembered ranking
-        where there is one, else from one matrix product for all the others."""
-        answers: list[list[tuple[int, float]] | None] = [
-            self.remembered(query) if query.key is not None else None for query in queries
-        ]
-        missing = [position for position, answer in enumerate(answers) if answer is None]
-        if missing:
-            ranked = self._rank([queries[position] for position in missing])
-            for position, answer in zip(missing, ranked, strict=True):
-                answers[position] = answer
-        return answers
-
-    def _unit(self, vectors: np.ndarray) -> np.ndarray:
-        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
-        if self.cosine:
-            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return vectors
-
-    def _rows_of(self, ids: Sequence[int]) -> list[int]:
-        """Rows of the ``ids`` this copy holds (a query may leave out ids it never had)."""
-        return [self.row[int(i)] for i in ids if int(i) in self.row]
-
-    def _in_pool(self, rows: np.ndarray, cold: bool | None) -> np.ndarray:
-        return np.ones(len(rows), dtype=bool) if cold is None else self.cold[rows] == int(cold)
-
-    def _rank(self, queries: Sequence[TopQuery]) -> list[list[tuple[int, float]]]:
-        """Every row scored, in one matrix product; keyed queries' rankings remembered."""
-        scores = self._unit(np.stack([q.vector for q in queries])) @ self.columns[:, : self.size]
-        for row, query in enumerate(queries):
-            if query.key is not None:
-                self._remember(query, scores[row])
-            if query.cold is not None:
-                scores[row, self.cold[: self.size] != int(query.cold)] = -np.inf
-            scores[row, self._rows_of(query.exclude)] = -np.inf
-        most = min(max(q.k for q in queries), self.size)
-        if most == 0:
-            return [[] for _ in queries]
-        candidates = np.argpartition(-scores, most - 1, axis=1)[:, :most]
-        answers = []
-        for row, query in enumerate(queries):
-            found = candidates[row]
-            found = found[np.lexsort((found, -scores[row, found]))][: query.k]
-            found = found[np.isfinite(scores[row, found])]
-            answers.append([(int(self.ids[i]), float(scores[row, i])) for i in found])
-        return answers
-
-    def _remember(self, query: TopQuery, scores: np.ndarray) -> None:
-        """Keep the best frozen, clean rows of the query's pool, from its full scores."""
-        frozen = scores[: self.frozen].copy()
-        frozen[~self._in_pool(np.arange(self.frozen), query.cold)] = -np.inf
-        frozen[list(self.dirty)] = -np.inf
-        eligible = int(np.isfinite(frozen).sum())
-        length = min(MAX_K + len(query.exclude) + SHORTLIST_SLACK, eligible)
-        if length == 0:
-            rows = np.zeros(0, dtype=np.int64)
-        else:
-            rows = np.argpartition(-frozen, length - 1)[:length]
-            rows = rows[np.lexsort((rows, -frozen[rows]))]
-        self.shortlists[(query.key, query.cold)] = _Shortlist(
-            np.array(query.vector, dtype=np.float32, copy=True),
-            rows,
-            frozen[rows],
-            complete=length == eligible,
-        )
-
-    def remembered(self, query: TopQuery) -> list[tuple[int, float]] | None:
-        """The answer from the query's remembered ranking and the live rows; None when
-        there is none (or it ran short, or the key's vector changed)."""
-        shortlist = self.shortlists.get((query.key, query.cold))
-        if shortlist is None or not np.array_equal(shortlist.vector, query.vector):
-            return None
-        left_out = self._rows_of(query.exclude)
-        dirty = np.fromiter(self.dirty, np.int64, len(self.dirty))
-        # One flag per row: cheaper than set operations on arrays this small.
-        blocked = np.zeros(self.size, dtype=bool)
-        blocked[left_out] = True
-        blocked[dirty] = True
-        keep = ~blocked[shortlist.rows]
-        rows, scores = shortlist.rows[keep][: query.k], shortlist.scores[keep][: query.k]
-        if len(rows) < query.k and not shortlist.complete:
-            return None
-        # Live rows: the ones appended since the freeze, one block scored through a view
-        # (gathering their columns cost 10 times the product), and the rewritten ones.
-        vector = self._unit(query.vector)[0]
-        live = np.concatenate([np.arange(self.frozen, self.size), dirty])
-        live_scores = np.concatenate(
-            [vector @ self.columns[:, self.frozen : self.size], vector @ self.columns[:, dirty]]
-        )
-        blocked[dirty] = False
-        keep = self._in_pool(live, query.cold) & ~blocked[live]
-        live, live_scores = live[keep], live_scores[keep]
-        if len(live) > query.k:  # only their best k can be in the answer
-            best = np.lexsort((live, -live_scores))[: query.k]
-            live, live_scores = live[best], live_scores[best]
-        rows, scores = np.concatenate([rows, live]), np.concatenate([scores, live_scores])
-        best = np.lexsort((rows, -scores))[: query.k]
-        return [(int(self.ids[rows[i]]), float(scores[i])) for i in best]

@@ -14,7 +14,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from services.index import PointQuery, TopQuery, VectorIndex
+from services.index import PointQuery, VectorIndex
+from services.ranking import TopQuery
 
 N_ITEMS, N_USERS, DIM = 60, 10, 8
 
