@@ -32,10 +32,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from models.llmins.filtering import top_users
-from models.llmins.pipeline import SimulatorTraining, Workbench
 from models.llmins.prompts import PromptBuilder, neutralize, shorten
 from models.llmins.refine import select
 from models.llmins.simulator import LMSimulator, SimulatorConfig
+from models.llmins.variants import SimulatorTraining
+from models.llmins.workbench import Workbench
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from citeulike import dataset_and_content  # noqa: E402

@@ -30,9 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from models.llmins.filtering import top_users
-from models.llmins.pipeline import SimulatorTraining, Workbench
 from models.llmins.refine import per_item_auc, per_item_precision
 from models.llmins.simulator import SimulatorConfig, packaged_smollm2
+from models.llmins.variants import SimulatorTraining
+from models.llmins.workbench import Workbench
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from citeulike import add_settings_option, dataset_and_content, settings_encoder  # noqa: E402

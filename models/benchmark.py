@@ -24,7 +24,9 @@ from models.baselines.generator import GeneratorConfig
 from models.data.dataset import SPLIT_NAMES, ColdStartDataset
 from models.encoders import MeanPoolEncoder, encode_cached
 from models.evaluation import TASKS, evaluate, evaluate_per_user, summarize
-from models.llmins.pipeline import VARIANTS, Workbench, warm_up
+from models.llmins.pipeline import warm_up
+from models.llmins.variants import VARIANTS
+from models.llmins.workbench import Workbench
 from models.plots import plot_metrics, plot_projection
 from models.runs import Backbone, RunConfig, StageTimer, library_versions, train_backbone
 

@@ -22,9 +22,9 @@ from models.data import load_dataset
 from models.data.dataset import ColdStartDataset
 from models.encoders import encode_cached
 from models.llmins.history import unit_rows
-from models.llmins.pipeline import LLMInSConfig
 from models.llmins.release import NO_LM, ModelRelease, train_release
 from models.llmins.simulator import SimulatorConfig
+from models.llmins.variants import LLMInSConfig
 from models.runs import RunConfig
 from services.index import BACKBONE, PROFILES
 from services.runtime import Runtime, new_version_name

@@ -55,9 +55,9 @@ def small_workbench(**options):
     from dataclasses import replace
 
     from models.baselines.generator import GeneratorConfig
-    from models.llmins.pipeline import Workbench
     from models.llmins.text_to_users import TextToUsersConfig
     from models.llmins.towers import TowerConfig
+    from models.llmins.workbench import Workbench
 
     data = planted_dataset()
     users, items = trained_mf()
@@ -112,9 +112,9 @@ def install_lm_version(runtime, content: np.ndarray | None = None) -> str:
     """
     from dataclasses import replace
 
-    from models.llmins.pipeline import SimulatorTraining
     from models.llmins.release import NO_LM
     from models.llmins.simulator import SimulatorConfig
+    from models.llmins.variants import SimulatorTraining
     from services.bootstrap import install
 
     data = planted_dataset()

@@ -26,12 +26,14 @@ from models.baselines.generator import ContentMap, rescale_to_norm
 from models.llmins.candidates import CandidateSource, ExactScan, SignalMoments, table_signals
 from models.llmins.filtering import merge, top_users
 from models.llmins.history import HistorySimilarity, UserHistories
-from models.llmins.pipeline import VARIANTS, LLMInSConfig, Workbench, simulate, update_online
+from models.llmins.pipeline import simulate, update_online
 from models.llmins.prompts import PromptBuilder
 from models.llmins.refine import Refiner, candidate_features, select
 from models.llmins.simulator import LMSimulator
 from models.llmins.text_to_users import Mapped, TextToUsers
 from models.llmins.update import Blend, ridge_inverse
+from models.llmins.variants import VARIANTS, LLMInSConfig
+from models.llmins.workbench import Workbench
 
 logger = logging.getLogger(__name__)
 

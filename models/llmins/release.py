@@ -23,10 +23,11 @@ from models.baselines import GENERATOR_GRID
 from models.data.dataset import ColdStartDataset
 from models.evaluation import rank_metrics
 from models.llmins.online import ItemWarmer, WarmedItems, fit_item_warmer
-from models.llmins.pipeline import VARIANTS, LLMInSConfig, Workbench
 from models.llmins.simulator import LMSimulator
 from models.llmins.text_to_users import TextToUsersConfig
 from models.llmins.towers import TowerConfig
+from models.llmins.variants import VARIANTS, LLMInSConfig
+from models.llmins.workbench import Workbench
 from models.runs import RunConfig, library_versions, train_backbone
 from models.training import TrainConfig, train_bpr
 

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from models.llmins.online import ItemWarmer, fit_item_warmer
-from models.llmins.pipeline import VARIANTS, SimulatorTraining, Workbench, simulate, warm_up
+from models.llmins.pipeline import simulate, warm_up
 from models.llmins.simulator import SimulatorConfig
 from models.llmins.update import kept_pairs
+from models.llmins.variants import VARIANTS, SimulatorTraining
+from models.llmins.workbench import Workbench
 from services.simulator.client import LocalSimulator
 from tests.factories import small_workbench
 

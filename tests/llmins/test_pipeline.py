@@ -8,15 +8,10 @@ import numpy as np
 import pytest
 
 from models.evaluation import evaluate, validation_ndcg
-from models.llmins.pipeline import (
-    VARIANTS,
-    Backbone,
-    LLMInSConfig,
-    SimulatorTraining,
-    simulate,
-    warm_up,
-)
+from models.llmins.pipeline import simulate, warm_up
 from models.llmins.simulator import SimulatorConfig
+from models.llmins.variants import VARIANTS, LLMInSConfig, SimulatorTraining
+from models.runs import Backbone
 from tests.factories import small_workbench
 
 SMALL = dict(k_filter=30, keep=8, lm_items=6, lm_candidates=10)
