@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,7 +25,6 @@ from typing import Any, TypeVar
 import numpy as np
 from alembic import command
 from alembic.config import Config
-from cachetools import TTLCache
 from sqlalchemy import (
     Table,
     bindparam,
@@ -46,6 +44,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from services.lookups import SeenItemsCache
 from services.tables import (
     Interaction,
     InteractionKind,
@@ -197,9 +196,7 @@ class Store:
         # go stale, only miss: the recommendation path reads them on every request.
         self._item_of_index: dict[int, str] = {}
         self._index_of_user: dict[str, int] = {}
-        self._seen = TTLCache(maxsize=200_000, ttl=seen_ttl_s) if seen_ttl_s > 0 else None
-        self._seen_lock = threading.Lock()
-        self._seen_writes = 0  # bumped by every write of real interactions here
+        self._seen = SeenItemsCache(seen_ttl_s)
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration; the API, workers and beat may all do
@@ -337,7 +334,7 @@ class Store:
             except IntegrityError:
                 continue
             # Users who interacted with it before it had an index now have one more seen item.
-            self._forget_seen(viewers)
+            self._seen.forget(viewers)
             return index
         raise StoreError(f"could not assign an index to item {item_id!r}")
 
@@ -427,7 +424,7 @@ class Store:
                 rows = [{"user_id": u, "item_id": i, "kind": "real"} for u, i in unique]
                 return self._insert_new(session, rows)
         finally:  # after the commit (or the rollback): the next read sees the new rows
-            self._forget_seen({u for u, _ in unique})
+            self._seen.forget({u for u, _ in unique})
 
     def replace_simulated(
         self, item_id: str, users_with_p: Sequence[tuple[str, float]], model_version: str
@@ -487,58 +484,30 @@ class Store:
         API replica) is seen when the entry expires. The query itself goes through one
         prepared Core statement: the ORM session cost more than the ranking.
         """
-        if self._seen is None:
-            return self._read_seen(user_id)
-        with self._seen_lock:
-            cached = self._seen.get(user_id)
-            writes = self._seen_writes
-        if cached is not None:
-            return cached
-        seen = self._read_seen(user_id)
-        with self._seen_lock:
-            # A write between the read and here may be missing from it: do not keep it.
-            if writes == self._seen_writes:
-                self._seen[user_id] = seen
-        return seen
+        return self._seen.get(user_id, self._read_seen)
 
     def remember_lookups(self) -> int:
         """Read all that the recommendation path looks up, a few queries in all, for a
         server about to serve: every user's row index and seen items (with the cache) and
         every indexed item's id. Otherwise each user's and item's first appearance is a
         database read on the event loop. Returns how many users have seen items."""
-        with self._seen_lock:
-            writes = self._seen_writes
+        generation = self._seen.generation()
         seen: dict[str, list[int]] = {}
         with self.session() as session:
             rows = session.execute(select(User.id, User.index))
             self._index_of_user.update({user_id: index for user_id, index in rows})
             rows = session.execute(select(Item.index, Item.id).where(Item.index.is_not(None)))
             self._item_of_index.update({index: item_id for index, item_id in rows})
-            if self._seen is None:
+            if not self._seen.enabled:
                 return 0
             for user_id, index in session.execute(ALL_SEEN_ITEMS):
                 seen.setdefault(user_id, []).append(index)
-        with self._seen_lock:
-            if writes == self._seen_writes:  # no write meanwhile: all of it is current
-                for user_id in self._index_of_user:
-                    self._seen[user_id] = tuple(seen.get(user_id, ()))
+        self._seen.fill(generation, self._index_of_user, seen)
         return len(seen)
 
     def _read_seen(self, user_id: str) -> tuple[int, ...]:
         with self.engine.connect() as connection:
             return tuple(connection.execute(SEEN_ITEMS, {"user_id": user_id}).scalars())
-
-    def _forget_seen(self, users: Iterable[str] | None = None) -> None:
-        """Drop remembered seen items (of ``users``; None: of everyone) after a write."""
-        if self._seen is None:
-            return
-        with self._seen_lock:
-            self._seen_writes += 1
-            if users is None:
-                self._seen.clear()
-            else:
-                for user in users:
-                    self._seen.pop(user, None)
 
     def real_interaction_indices(self, since: datetime) -> tuple[np.ndarray, np.ndarray]:
         """Real (user, item) index pairs: those recorded before ``since``, and after."""
@@ -620,7 +589,7 @@ class Store:
         try:
             self._bulk_insert(Interaction.__table__, rows)
         finally:
-            self._forget_seen()
+            self._seen.forget()
 
     # -- model versions ---------------------------------------------------------------
 
