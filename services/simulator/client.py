@@ -3,19 +3,15 @@
 One formula, P(Yes) = e^yes / (e^yes + e^no), over what an OpenAI-compatible completions
 server returns for one generated token, so the same client works against vLLM
 (`vllm serve BASE --enable-lora --lora-modules simulator=ADAPTER`) and against
-``python -m services.simulator``. :class:`LocalSimulator` computes the same thing in
-process (embedded mode, tests).
+``python -m services.simulator`` (which embedded mode starts as a child process).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 
 import httpx
 import numpy as np
-
-from models.llmins.simulator import LMSimulator
 
 #: vLLM's default cap on logprobs per token.
 TOP_LOGPROBS = 20
@@ -134,20 +130,3 @@ def read_choices(response: httpx.Response, expected: int) -> dict[int, dict[str,
     if set(tops) != set(range(expected)):
         raise SimulatorError(f"expected {expected} choices, got indices {sorted(tops)}")
     return tops
-
-
-class LocalSimulator:
-    """The same ``p_yes`` over an in-process simulator, through the same formula.
-
-    Calls take turns, as on the server: the simulator is not thread-safe.
-    """
-
-    def __init__(self, simulator: LMSimulator) -> None:
-        self.simulator = simulator
-        self._lock = threading.Lock()
-
-    def p_yes(self, prompts: Sequence[str]) -> np.ndarray:
-        """P(Yes) per prompt, in the order given."""
-        with self._lock:
-            tops = self.simulator.first_token_logprobs(prompts, TOP_LOGPROBS)
-        return np.array([p_yes_from_top_logprobs(top) for top in tops], dtype=np.float64)

@@ -13,8 +13,7 @@ from models.llmins.simulator import SimulatorConfig
 from models.llmins.update import kept_pairs
 from models.llmins.variants import VARIANTS, SimulatorTraining
 from models.llmins.workbench import Workbench
-from services.simulator.client import LocalSimulator
-from tests.factories import small_workbench
+from tests.factories import LocalSimulator, small_workbench
 
 SMALL = dict(k_filter=30, keep=8)
 

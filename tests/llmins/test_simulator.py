@@ -64,6 +64,10 @@ def test_simulator_learns_yes_and_no_and_reloads_its_adapter(kind, tiny_llama, t
     assert adapter["r"] <= 16
     reloaded = LMSimulator(config, adapter_path=saved)
     np.testing.assert_allclose(reloaded.score([LIKED, DISLIKED]), after, atol=1e-5)
+    # The settings travel with the adapter: a refining service started from the folder
+    # alone (python -m services.simulator --adapter) scores with the same base and length.
+    assert SimulatorConfig.saved_with(saved) == config
+    assert SimulatorConfig.saved_with(tmp_path) is None
 
 
 def test_causal_p_yes_is_the_softmax_of_the_yes_and_no_tokens(tiny_llama) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -22,7 +23,13 @@ from services.refresh import refresh
 from services.runtime import Runtime
 from services.settings import Settings
 from services.warmup import warm_up_item
-from tests.factories import bag_of_words, install_lm_version, kept_per_item, planted_dataset
+from tests.factories import (
+    bag_of_words,
+    install_lm_version,
+    kept_per_item,
+    planted_dataset,
+    prompts_scored,
+)
 
 
 def wait_until_idle(queue: InProcessQueue, seconds: float = 60.0) -> None:
@@ -271,9 +278,13 @@ def test_writes_need_the_key_when_one_is_set(service, monkeypatch) -> None:
     assert ok.status_code == 202
 
 
-def test_a_version_that_kept_the_lm_asks_it_for_each_posted_item(tmp_path) -> None:
-    """lm=always: the warm-up sends the refiner's best candidates to the simulator (here in
-    process, as the embedded mode does without LLMINS_SIMULATOR_URL) and uses its answer."""
+def test_a_version_that_kept_the_lm_asks_a_refining_service_process_over_http(
+    tmp_path,
+) -> None:
+    """lm=always and no LLMINS_SIMULATOR_URL (embedded mode): the runtime starts the refining
+    service as a child process, and the warm-up's prompts (the refiner's best 20 candidates)
+    reach it over HTTP, counted by the service itself; closing the runtime stops it.
+    Distributed mode has no child to start: without a URL it says what to set."""
     runtime = Runtime(Settings(state_dir=tmp_path), embedder=bag_of_words)
     data = planted_dataset()
     install_lm_version(runtime)
@@ -284,20 +295,23 @@ def test_a_version_that_kept_the_lm_asks_it_for_each_posted_item(tmp_path) -> No
     # Published where the refining service is started from (compose: /state/simulator).
     published = runtime.settings.adapter_link.resolve()
     assert published == Path(release.manifest["simulator_path"]).resolve()
-    asked = []
-    simulator = runtime.simulator_for(release)
-
-    def counting(prompts: list[str]):
-        asked.extend(prompts)
-        return simulator(prompts)
-
-    runtime.simulator_for = lambda _: counting
     item = int(data.cold_test_items[0])
     runtime.store.submit_item("lm-item", data.item_texts[item])
-    result = warm_up_item(runtime, "lm-item")
-    # What GET /v1/items/{id} reports as each simulated user's score source.
-    asked_lm = runtime.asked_lm(result["model_version"])
-    runtime.close()
-    assert asked_lm and result["status"] == "warm"
+    try:
+        result = warm_up_item(runtime, "lm-item")
+        url = runtime.refining_url(release.version)
+        assert url is not None and prompts_scored(url) == 20
+        # What GET /v1/items/{id} reports as each simulated user's score source.
+        assert runtime.asked_lm(result["model_version"])
+    finally:
+        runtime.close()
+    assert result["status"] == "warm"
     assert result["simulated_users"] == release.warmer.config.keep
-    assert len(asked) == 20 and all(data.item_texts[item].split()[0] in p for p in asked)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(url.removesuffix("/v1") + "/health")
+    distributed = Runtime(Settings(state_dir=tmp_path, mode="distributed"), embedder=bag_of_words)
+    try:
+        with pytest.raises(RuntimeError, match="distributed mode needs LLMINS_SIMULATOR_URL"):
+            distributed.simulator_for(distributed.release())
+    finally:
+        distributed.close()

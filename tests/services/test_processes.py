@@ -32,6 +32,7 @@ from tests.factories import (
     install_lm_version,
     kept_per_item,
     planted_dataset,
+    prompts_scored,
     stop,
 )
 
@@ -233,6 +234,8 @@ def test_a_worker_killed_mid_task_leaves_the_item_warmed_once(
         simulator.delay_s = 0.0
         second = start_worker(env, tmp_path / "worker-2.log")
         wait_for_status(store, record.id, "warm", seconds=180)
+        # The worker process asked the refining service over HTTP (its own count).
+        assert prompts_scored(simulator.url) >= 20
         # Past the visibility timeout every copy of the message has been delivered.
         time.sleep(10)
     finally:

@@ -21,13 +21,12 @@ from torch.nn import functional as F
 
 from models.llmins.simulator import LMSimulator, SimulatorConfig, packaged_smollm2
 from services.simulator.client import (
-    LocalSimulator,
     SimulatorClient,
     SimulatorError,
     p_yes_from_top_logprobs,
 )
 from tests.conftest import REPO_ROOT
-from tests.factories import free_port, stop
+from tests.factories import LocalSimulator, free_port, stop
 from tests.llmins.test_simulator import fit_toy
 
 PROMPTS = [
