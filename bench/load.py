@@ -132,11 +132,16 @@ async def post_loop(client: httpx.AsyncClient, every: float, deadline: float) ->
 
 
 async def drive(
-    base: str, clients: int, seconds: float, rate: float | None, post_every: float | None
+    base: str,
+    clients: int,
+    seconds: float,
+    rate: float | None,
+    post_every: float | None,
+    users: np.ndarray = USERS,
 ) -> dict:
+    """Recommendation queries for random ``users`` (and posts): throughput, latency, errors."""
     limits = httpx.Limits(max_connections=clients + 1, max_keepalive_connections=clients + 1)
     async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
-        users = USERS
         before = await server_histogram(client)
         deadline = time.perf_counter() + seconds
         started = time.perf_counter()
