@@ -11,10 +11,13 @@ knows no Qdrant: it ranks arrays.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from cachetools import LRUCache
+
+#: The recommendation pools a query may ask for: every item, the data set's, the posted ones.
+POOLS: tuple[bool | None, ...] = (None, False, True)
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,10 @@ class Mirror:
         scores = self._unit(np.stack([q.vector for q in queries])) @ self.columns[:, : self.size]
         for row, query in enumerate(queries):
             if query.key is not None:
-                self._remember(query, scores[row])
+                # One product ranks every pool: each is remembered, so a user's first query
+                # of the warm or the cold pool is answered from memory too.
+                for pool in POOLS:
+                    self._remember(replace(query, cold=pool), scores[row])
             if query.cold is not None:
                 scores[row, self.cold[: self.size] != int(query.cold)] = -np.inf
             scores[row, self._rows_of(query.exclude)] = -np.inf
@@ -202,8 +208,9 @@ class Mirror:
         left_out = self._rows_of(query.exclude)
         dirty = np.fromiter(self.dirty, np.int64, len(self.dirty))
         # One flag per row: cheaper than set operations on arrays this small.
-        blocked = np.zeros(self.size, dtype=bool)
-        blocked[left_out] = True
+        excluded = np.zeros(self.size, dtype=bool)
+        excluded[left_out] = True
+        blocked = excluded.copy()
         blocked[dirty] = True
         keep = ~blocked[shortlist.rows]
         rows, scores = shortlist.rows[keep][: query.k], shortlist.scores[keep][: query.k]
@@ -216,8 +223,8 @@ class Mirror:
         live_scores = np.concatenate(
             [vector @ self.columns[:, self.frozen : self.size], vector @ self.columns[:, dirty]]
         )
-        blocked[dirty] = False
-        keep = self._in_pool(live, query.cold) & ~blocked[live]
+        # A rewritten row is scored live, unless the query leaves it out.
+        keep = self._in_pool(live, query.cold) & ~excluded[live]
         live, live_scores = live[keep], live_scores[keep]
         if len(live) > query.k:  # only their best k can be in the answer
             best = np.lexsort((live, -live_scores))[: query.k]

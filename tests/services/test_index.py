@@ -212,6 +212,9 @@ def test_a_write_that_refreezes_the_items_ranks_for_every_user_again(index) -> N
     index.remember_rankings(batch=3)
     every_user = [PointQuery(user, 10) for user in range(N_USERS)]
     assert index.top_for("items", "users", every_user, wait=False) is not None
+    for cold in (False, True):  # every pool is ranked ahead, not only "all"
+        pool = [PointQuery(user, 10, cold=cold) for user in range(N_USERS)]
+        assert index.top_for("items", "users", pool, wait=False) is not None
     rng = np.random.default_rng(3)
     ids = np.arange(1000, 2100)  # past the 1,024 rows written that freeze again
     vectors = rng.normal(size=(len(ids), DIM)).astype(np.float32)
