@@ -21,6 +21,7 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -40,6 +41,7 @@ async def query_loop(
     seed: int,
     interval: float | None,
     offset: float,
+    pools: Sequence[str] = ("all",),
 ) -> tuple[list[float], Counter[str]]:
     """One connection's queries: back to back, or one every ``interval`` seconds.
 
@@ -59,7 +61,8 @@ async def query_loop(
             if interval is not None:
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
             started = due if interval is not None else time.perf_counter()
-            status = await recommend(reader, writer, host, int(rng.choice(users)))
+            user, pool = int(rng.choice(users)), str(rng.choice(pools))
+            status = await recommend(reader, writer, host, user, pool)
             latencies.append(time.perf_counter() - started)
             if status != 200:
                 errors[str(status)] += 1
@@ -87,10 +90,15 @@ async def warm_up(base: str, users: np.ndarray, connections: int = 4) -> None:
 
 
 async def recommend(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, user: int
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    host: str,
+    user: int,
+    pool: str = "all",
 ) -> int:
-    """Ask for one user's top 20 over a kept-alive connection; returns the status."""
-    path = f"/v1/users/{user}/recommendations?k=20"
+    """Ask for one user's top 20 of ``pool`` over a kept-alive connection; returns the
+    status."""
+    path = f"/v1/users/{user}/recommendations?k=20&pool={pool}"
     writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
     return await read_response(reader)
 
@@ -138,8 +146,10 @@ async def drive(
     rate: float | None,
     post_every: float | None,
     users: np.ndarray = USERS,
+    pools: Sequence[str] = ("all",),
 ) -> dict:
-    """Recommendation queries for random ``users`` (and posts): throughput, latency, errors."""
+    """Recommendation queries for random ``users`` in random ``pools`` (and posts):
+    throughput, latency, errors."""
     limits = httpx.Limits(max_connections=clients + 1, max_keepalive_connections=clients + 1)
     async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
         before = await server_histogram(client)
@@ -148,7 +158,9 @@ async def drive(
         # Paced: each connection sends every clients/rate seconds, the connections staggered.
         interval = clients / rate if rate else None
         loops = [
-            query_loop(base, users, deadline, seed, interval, (interval or 0) * seed / clients)
+            query_loop(
+                base, users, deadline, seed, interval, (interval or 0) * seed / clients, pools
+            )
             for seed in range(clients)
         ]
         if post_every:
@@ -159,6 +171,7 @@ async def drive(
         errors = sum((counts for _, counts in results[:clients]), Counter())
         record = {
             "clients": clients,
+            "pools": list(pools),
             "offered_per_s": rate,
             "seconds": elapsed,
             "requests": int(len(latencies)),
@@ -231,6 +244,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--post-every", type=float, help="also post an item every S seconds")
     parser.add_argument(
+        "--pools",
+        type=lambda text: tuple(text.split(",")),
+        default=("all",),
+        help="pools the queries ask for, one drawn per query (all,warm,cold)",
+    )
+    parser.add_argument(
         "--warm-up",
         action="store_true",
         help="first ask for every user's recommendations once, unmeasured (a server that has "
@@ -242,7 +261,9 @@ def main() -> None:
         if args.warm_up:
             asyncio.run(warm_up(base, USERS))
         cpu, own = server.cpu_seconds(), time.process_time()
-        record = asyncio.run(drive(base, args.clients, args.seconds, args.rate, args.post_every))
+        record = asyncio.run(
+            drive(base, args.clients, args.seconds, args.rate, args.post_every, pools=args.pools)
+        )
         # Everything the server did meanwhile (queries, posts, warm-ups) per query answered,
         # and what this load generator took from the same cores.
         cpu, own = server.cpu_seconds() - cpu, time.process_time() - own

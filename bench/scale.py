@@ -15,7 +15,8 @@ per user. Then:
    state's size on disk;
 3. warm-up: ``--items`` cold test items posted one at a time, post -> warm p50/p95;
 4. recommendations at ``--rate`` requests/s for ``--seconds`` (``bench/load.py``'s open
-   loop, random users): p50/p99 and errors.
+   loop, random users, each query in a random pool of all, warm and cold): p50/p99 and
+   errors.
 
 Prints and saves the records as JSON (``--out``), one per factor, each written as soon as
 it is measured. A factor whose bootstrap dies (e.g. out of memory) is recorded with the
@@ -47,6 +48,8 @@ from load import drive  # noqa: E402
 from replay import percentiles  # noqa: E402
 from serving import EmbeddedServer, git_commit  # noqa: E402
 
+#: Each query asks for one of these pools, drawn at random.
+POOLS = ("all", "warm", "cold")
 #: CiteULike-a's shape (the paper's split): users, items, interactions per user.
 CITEULIKE_USERS, CITEULIKE_ITEMS, PER_USER = 5551, 16980, 37
 
@@ -145,10 +148,17 @@ def measure(scale: float, args: argparse.Namespace) -> dict:
         record["server"] = {"ready_seconds": server.ready_seconds, **memory_mb(server.process.pid)}
         record["warm_up_s"] = warm_ups(base, texts)
         users = np.arange(dataset.n_users)
-        load = asyncio.run(drive(base, args.clients, args.seconds, args.rate, None, users))
+        load = asyncio.run(drive(base, args.clients, args.seconds, args.rate, None, users, POOLS))
         record["recommendations"] = {
             key: load[key]
-            for key in ("offered_per_s", "requests_per_s", "latency_ms", "errors", "requests")
+            for key in (
+                "pools",
+                "offered_per_s",
+                "requests_per_s",
+                "latency_ms",
+                "errors",
+                "requests",
+            )
         }
         record["server_after"] = memory_mb(server.process.pid)
     return record
