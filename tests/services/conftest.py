@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from services.api.app import create_app
@@ -30,3 +33,13 @@ def serve(state):
         yield client, runtime, queue
     queue.close()
     runtime.close()
+
+
+def api_routes_of(routes) -> Iterator[APIRoute]:
+    """Every API route, inside included routers too (FastAPI keeps an included router as
+    one entry that holds the router; the routers add no prefix of their own here)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif hasattr(route, "original_router"):
+            yield from api_routes_of(route.original_router.routes)

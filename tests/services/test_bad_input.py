@@ -11,18 +11,17 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import pytest
 import schemathesis
-from fastapi.routing import APIRoute
 from hypothesis import settings
 from pydantic import SecretStr
 
 from services.api.app import create_app
 from services.settings import Settings
+from tests.services.conftest import api_routes_of
 
 #: Made at run time: schemathesis also draws values from the literals of the code it tests.
 KEY = secrets.token_hex(16)
@@ -91,16 +90,6 @@ def test_no_request_is_a_server_error(case, keyed, tally) -> None:
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
         assert response.json()["detail"], response.text
-
-
-def api_routes_of(routes) -> Iterator[APIRoute]:
-    """Every API route, inside included routers too (FastAPI keeps an included router as
-    one entry that holds the router; the routers add no prefix of their own here)."""
-    for route in routes:
-        if isinstance(route, APIRoute):
-            yield route
-        elif hasattr(route, "original_router"):
-            yield from api_routes_of(route.original_router.routes)
 
 
 def test_every_route_is_in_the_fuzzed_schema(keyed) -> None:
