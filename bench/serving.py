@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+
+from services.simulator.process import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,9 +34,7 @@ class EmbeddedServer:
         self.ready_seconds = 0.0
 
     def __enter__(self) -> str:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         env = {
             **os.environ,
             "LLMINS_STATE_DIR": str(self.state_dir),

@@ -82,27 +82,6 @@ def kept_per_item(version_path: str | Path) -> int:
     return int(manifest["warmer"]["online_update"]["keep"])
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on now, for a server a test starts."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def stop(process) -> None:
-    """Stop a server a test started: politely, then for sure."""
-    import subprocess
-
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def install_lm_version(runtime, content: np.ndarray | None = None) -> str:
     """Install a version on :func:`planted_dataset` whose warm-up asks the LM simulator
     (lm=always, a small MiniLM adapter): the path that depends on the refining service.
@@ -141,6 +120,7 @@ class SimulatorServer:
     def __init__(self, release, port: int | None = None) -> None:
         from models.llmins.simulator import LMSimulator, SimulatorConfig
         from services.simulator.app import create_app
+        from services.simulator.process import free_port
 
         self.port = port or free_port()
         self.delay_s = 0.0

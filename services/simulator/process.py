@@ -31,6 +31,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def stop(process: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    """Stop a child process: politely (SIGTERM), then for sure (SIGKILL)."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class RefiningProcess:
     """``python -m services.simulator --adapter ADAPTER`` on 127.0.0.1, its output in ``log``.
 
@@ -97,15 +107,8 @@ class RefiningProcess:
         return self.url
 
     def stop(self) -> None:
-        """Politely, then for sure."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None and self.process.poll() is None:
+            stop(self.process)
 
     def _log_tail(self, characters: int = 2000) -> str:
         text = self.log.read_text(errors="replace") if self.log.is_file() else ""

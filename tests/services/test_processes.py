@@ -24,16 +24,15 @@ from services.bootstrap import install
 from services.index import VectorIndex
 from services.runtime import Runtime
 from services.settings import Settings
+from services.simulator.process import free_port, stop
 from services.store import Store
 from tests.conftest import REPO_ROOT
 from tests.factories import (
     SimulatorServer,
-    free_port,
     install_lm_version,
     kept_per_item,
     planted_dataset,
     prompts_scored,
-    stop,
 )
 
 #: A Redis database of its own, so the tests never meet another app's messages.

@@ -25,8 +25,9 @@ from services.simulator.client import (
     SimulatorError,
     p_yes_from_top_logprobs,
 )
+from services.simulator.process import free_port, stop
 from tests.conftest import REPO_ROOT
-from tests.factories import LocalSimulator, free_port, stop
+from tests.factories import LocalSimulator
 from tests.llmins.test_simulator import fit_toy
 
 PROMPTS = [
