@@ -21,7 +21,6 @@ import numpy as np
 from models.data import load_dataset
 from models.data.dataset import ColdStartDataset
 from models.encoders import encode_cached
-from models.llmins.history import unit_rows
 from models.llmins.release import NO_LM, ModelRelease, train_release
 from models.llmins.simulator import SimulatorConfig
 from models.llmins.variants import LLMInSConfig
@@ -228,8 +227,8 @@ def index_release(
     """Build the version's collections and switch the aliases.
 
     Items: the data set's ``items`` with the backbone's vectors, and ``posted`` (row
-    indices, vectors) as cold ones; users: all of them, and their profiles (what the
-    warm-up's filter retrieves candidates from).
+    indices, vectors) as cold ones; users: all of them, and their profiles with the
+    histories' content (what the warm-up's filter retrieves candidates from).
     """
     ids, vectors = items, release.items[items]
     payloads = [{"cold": False}] * len(items)
@@ -241,8 +240,7 @@ def index_release(
     index.build(release.version, "items", ids, vectors, payloads)
     index.build(release.version, "users", np.arange(len(release.users)), release.users)
     history = release.warmer.history
-    unit = unit_rows(history.content)
-    histories = [unit[history.histories.of(user)] for user in range(len(release.users))]
+    histories = [history.histories.of(user) for user in range(len(release.users))]
     tables = {BACKBONE: release.users, **release.warmer.table_users()}
-    index.build_profiles(release.version, tables, histories, unit.shape[1])
-    index.activate(release.version, kinds=("items", "users", PROFILES))
+    index.build_profiles(release.version, tables, histories, history.content)
+    index.activate(release.version, kinds=("items", "users", "content", PROFILES))

@@ -30,7 +30,9 @@ from tqdm.auto import tqdm
 from services.ranking import Mirror, TopQuery
 
 #: How each kind is compared. A user's score for an item is an inner product, so items and
-#: users are dot-product collections; content vectors are compared by angle.
+#: users are dot-product collections; content vectors are compared by angle. A version's
+#: ``content`` points are the items in its users' histories, each with the payload
+#: ``{"users": [rows]}`` (who has it in their history; see :meth:`VectorIndex.shortlists`).
 DISTANCES = {
     "items": models.Distance.DOT,
     "users": models.Distance.DOT,
@@ -40,8 +42,11 @@ DISTANCES = {
 #: Users as the filter of new items sees them: named vectors, compared per signal (see
 #: :meth:`VectorIndex.build_profiles`). Never copied in memory: candidates are Qdrant's.
 PROFILES = "profiles"
-#: The profile's multivector: the user's history, compared by late interaction (MAX_SIM).
-HISTORY = "history"
+#: A profile's payload: the item rows of the user's history (their content vectors are the
+#: ``content`` collection's).
+ITEMS = "items"
+#: A ``content`` point's payload: the user rows that have the item in their history.
+USERS = "users"
 #: The profile's backbone user vector (what the update fits a new item to).
 BACKBONE = "backbone"
 KINDS = (*DISTANCES, PROFILES)
@@ -164,45 +169,60 @@ class VectorIndex:
         version: str,
         tables: dict[str, np.ndarray],
         histories: Sequence[np.ndarray],
-        content_size: int,
+        content: np.ndarray,
         batch: int = 256,
         progress: bool = False,
     ) -> None:
-        """Create and fill the ``profiles`` collection of ``version``; nothing serves it yet.
+        """Create and fill the ``profiles`` and ``content`` collections of ``version``;
+        nothing serves them yet.
 
-        Point ``u`` holds user row ``u``'s named vectors: one per entry of ``tables``
-        (compared by inner product: the backbone's and each subtower's user side) and
-        :data:`HISTORY`, the content vectors of the user's items as one multivector,
-        compared by cosine with MAX_SIM (users with no history have none), each of its
-        vectors ``content_size`` long.
+        Point ``u`` of ``profiles`` holds user row ``u``'s named vectors, one per entry of
+        ``tables`` (compared by inner product: the backbone's and each subtower's user
+        side), and the payload :data:`ITEMS`, the item rows of ``histories[u]``. The
+        ``content`` collection holds each item of some history with its row of ``content``
+        and the payload :data:`USERS`. The history is kept as item rows, not as each user's
+        multivector: a user's items are then read once from one table of items, and the
+        users whose best match is the closest come from a dense query (see
+        :meth:`shortlists`), which local mode answers with numpy where it would score a
+        MAX_SIM multivector point by point in Python.
         """
+        owners = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
+        held = np.concatenate(
+            [np.zeros(0, np.int64), *(np.asarray(h, np.int64) for h in histories)]
+        )
+        order = np.lexsort((owners, held))
+        items, starts = np.unique(held[order], return_index=True)
+        users_of = np.split(owners[order], starts[1:]) if len(items) else []
+        self.build(
+            version,
+            "content",
+            items,
+            np.asarray(content, dtype=np.float32)[items],
+            [{USERS: np.unique(users).tolist()} for users in users_of],
+            progress=progress,
+        )
         name = self.collection(PROFILES, version)
         config = {
             key: models.VectorParams(size=table.shape[1], distance=models.Distance.DOT)
             for key, table in tables.items()
         }
-        config[HISTORY] = models.VectorParams(
-            size=content_size,
-            distance=models.Distance.COSINE,
-            multivector_config=models.MultiVectorConfig(
-                comparator=models.MultiVectorComparator.MAX_SIM
-            ),
-        )
         with self._lock:
             if name in self._served().values():
                 raise ValueError(f"{name} is being served; build a new version instead")
             if self._client.collection_exists(name):
                 self._client.delete_collection(name)
             self._client.create_collection(name, vectors_config=config)
-        starts = range(0, len(histories), batch)
-        quiet = not progress or len(starts) <= QUIET_BATCHES
-        for start in tqdm(starts, desc="index profiles", disable=quiet):
-            points = []
-            for user in range(start, min(start + batch, len(histories))):
-                vector = {key: _finite(table[user]).tolist() for key, table in tables.items()}
-                if len(histories[user]):
-                    vector[HISTORY] = _finite(histories[user]).tolist()
-                points.append(models.PointStruct(id=user, vector=vector))
+        batches = range(0, len(histories), batch)
+        quiet = not progress or len(batches) <= QUIET_BATCHES
+        for start in tqdm(batches, desc="index profiles", disable=quiet):
+            points = [
+                models.PointStruct(
+                    id=user,
+                    vector={key: _finite(table[user]).tolist() for key, table in tables.items()},
+                    payload={ITEMS: np.asarray(histories[user], dtype=np.int64).tolist()},
+                )
+                for user in range(start, min(start + batch, len(histories)))
+            ]
             with self._lock:
                 self._client.upsert(name, points=points, wait=True)
 
@@ -212,53 +232,100 @@ class VectorIndex:
         """Per item, the union of each signal's ``limit`` best users, with their vectors.
 
         ``queries`` holds each inner-product signal's ``(n, d)`` item-side vectors (one
-        named vector each), ``content`` the items' content vectors (the history's query:
-        a multivector of one). One batch of Query API requests finds the users, one
-        retrieval reads their vectors (the same user is read once for all items). Returns,
-        per item: the user rows (ascending), each named inner-product vector of theirs
-        ``(m, d)``, and each one's history (``(length, d)`` unit rows, possibly empty).
+        named vector each), ``content`` the items' content vectors (the history's query,
+        :meth:`history_shortlists`). One batch of Query API requests finds the users, one
+        retrieval reads their vectors and history rows (the same user is read once for all
+        items), and the histories' content vectors are read once per item of theirs.
+        Returns, per item: the user rows (ascending), each named inner-product vector of
+        theirs ``(m, d)``, and each one's history (``(length, d)`` unit rows, possibly
+        empty).
         """
-        requests = []
-        for row in range(len(content)):
-            for name, vectors in queries.items():
-                requests.append(
-                    models.QueryRequest(
-                        query=_finite(vectors[row]).tolist(),
-                        using=name,
-                        limit=limit,
-                        with_payload=False,
-                    )
-                )
-            requests.append(
-                models.QueryRequest(
-                    query=[_finite(content[row]).tolist()],
-                    using=HISTORY,
-                    limit=limit,
-                    with_payload=False,
-                )
+        requests = [
+            models.QueryRequest(
+                query=_finite(vectors[row]).tolist(), using=name, limit=limit, with_payload=False
             )
+            for row in range(len(content))
+            for name, vectors in queries.items()
+        ]
         alias = self.alias(PROFILES)
-        with self._lock:
-            answers = self._client.query_batch_points(alias, requests=requests)
-        per_item = len(queries) + 1
+        answers = []
+        if requests:
+            with self._lock:
+                answers = self._client.query_batch_points(alias, requests=requests)
+        per_item = len(queries)
+        by_history = self.history_shortlists(content, limit)
         unions = [
-            np.unique([hit.id for answer in answers[row : row + per_item] for hit in answer.points])
-            for row in range(0, len(answers), per_item)
+            np.union1d(
+                [
+                    hit.id
+                    for answer in answers[row * per_item : (row + 1) * per_item]
+                    for hit in answer.points
+                ],
+                by_history[row],
+            ).astype(np.int64)
+            for row in range(len(content))
         ]
         wanted = sorted({int(user) for union in unions for user in union})
+        names = [*queries, BACKBONE]
         with self._lock:
-            points = self._client.retrieve(alias, wanted, with_vectors=True, with_payload=False)
-        found = {int(point.id): point.vector for point in points}
+            points = self._client.retrieve(alias, wanted, with_vectors=names, with_payload=[ITEMS])
+        found = {int(point.id): point for point in points}
+        held = {
+            user: np.asarray((point.payload or {}).get(ITEMS, []), dtype=np.int64)
+            for user, point in found.items()
+        }
+        every = np.unique(np.concatenate([np.zeros(0, np.int64), *held.values()]))
+        unit = self.vectors("content", every) if len(every) else None
         out = []
         for union in unions:
-            vectors = [found[int(user)] for user in union]
             tables = {
-                name: np.array([v[name] for v in vectors], dtype=np.float32).reshape(len(union), -1)
-                for name in [*queries, BACKBONE]
+                name: np.array(
+                    [found[int(user)].vector[name] for user in union], dtype=np.float32
+                ).reshape(len(union), -1)
+                for name in names
             }
-            histories = [np.asarray(v.get(HISTORY, []), dtype=np.float32) for v in vectors]
-            out.append((union.astype(np.int64), tables, histories))
+            histories = [
+                unit[np.searchsorted(every, held[int(user)])]
+                if len(held[int(user)])
+                else np.zeros((0, content.shape[1]), dtype=np.float32)
+                for user in union
+            ]
+            out.append((union, tables, histories))
         return out
+
+    def history_shortlists(self, content: np.ndarray, limit: int) -> list[np.ndarray]:
+        """Per content vector, the users whose history's best match with it is among the
+        ``limit`` best (the users of its nearest history items, nearest first, until
+        ``limit`` users; the last item's users all come, as a tie).
+
+        A user's best match is the nearest item of their history, so walking the items
+        from the nearest gives users in the order of a MAX_SIM query. One batch of dense
+        queries on ``content``; an item whose nearest items hold too few users asks again
+        for four times as many.
+        """
+        found: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * len(content)
+        pending, depth = list(range(len(content))), max(limit, 1)
+        while pending:
+            requests = [
+                models.QueryRequest(
+                    query=_finite(content[row]).tolist(), limit=depth, with_payload=[USERS]
+                )
+                for row in pending
+            ]
+            with self._lock:
+                answers = self._client.query_batch_points(self.alias("content"), requests=requests)
+            unfinished = []
+            for row, answer in zip(pending, answers, strict=True):
+                users: set[int] = set()
+                for hit in answer.points:
+                    users.update((hit.payload or {}).get(USERS, []))
+                    if len(users) >= limit:
+                        break
+                if len(users) < limit and len(answer.points) == depth:
+                    unfinished.append(row)
+                found[row] = np.array(sorted(users), dtype=np.int64)
+            pending, depth = unfinished, depth * 4
+        return found
 
     def activate(self, version: str, kinds: Sequence[str] = tuple(DISTANCES)) -> None:
         """Point the aliases of ``kinds`` at ``version`` in one update, then drop old versions.

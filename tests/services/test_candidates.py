@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from models.llmins.history import unit_rows
 from models.llmins.release import ModelRelease
 from services.candidates import IndexCandidates
 from services.index import PROFILES
@@ -90,6 +91,33 @@ def test_pools_are_shortlists_with_exact_scores(served, cold) -> None:
             assert pool.mean[name] == pytest.approx(reference.mean[name], abs=1e-4)
             assert pool.std[name] == pytest.approx(reference.std[name], rel=1e-4)
         np.testing.assert_array_equal(pool.history_lengths, reference.history_lengths[pool.users])
+
+
+@pytest.mark.parametrize("limit", [1, 7, 40])
+def test_the_history_shortlist_is_the_users_with_the_closest_best_match(served, cold, limit):
+    """What a MAX_SIM query would return: at least ``limit`` users, and every user whose
+    history's best match with the item beats the shortlist's worst best match (bag-of-words
+    items tie often: tied users may be in or out)."""
+    _, runtime, _ = served
+    content, _ = cold
+    exact = ModelRelease.load(runtime.store.active_version().path).warmer.history
+    unit = unit_rows(exact.content)
+    lists = runtime.index.history_shortlists(content, limit)
+    for row, shortlisted in enumerate(lists):
+        query = unit_rows(content[row : row + 1])[0]
+        best = np.array(
+            [
+                (unit[exact.histories.of(user)] @ query).max()
+                if len(exact.histories.of(user))
+                else -np.inf
+                for user in range(exact.histories.n_users)
+            ]
+        )
+        assert len(shortlisted) >= limit
+        worst = best[shortlisted].min()
+        closer = np.flatnonzero(best > worst + 1e-5)  # ties at the worst may go either way
+        assert set(closer) <= set(shortlisted) <= set(np.flatnonzero(best >= worst - 1e-5))
+        assert len(closer) < limit
 
 
 def test_the_exact_setting_scans_every_user_in_process(served, cold) -> None:
