@@ -162,6 +162,10 @@ class Runtime:
                 "LLMINS_SIMULATOR_URL (the refining service: vLLM, or python -m "
                 "services.simulator --adapter STATE/simulator)"
             )
+        # One version is served at a time: the previous version's child goes first, so its
+        # model leaves memory and a fixed LLMINS_SIMULATOR_PORT is free for the new one. In
+        # embedded mode warm-ups run one at a time, so none of the old version is in flight.
+        self._stop_refining_services()
         child = RefiningProcess(
             Path(release.manifest["simulator_path"]),
             self.settings.simulator_model,
@@ -185,8 +189,13 @@ class Runtime:
             time.perf_counter() - started,
         )
 
-    def close(self) -> None:
-        for child in self._refining.values():
+    def _stop_refining_services(self) -> None:
+        for version, child in list(self._refining.items()):
             child.stop()
+            del self._refining[version]
+            self._simulators.pop(version, None)
+
+    def close(self) -> None:
+        self._stop_refining_services()
         self.index.close()
         self.store.dispose()

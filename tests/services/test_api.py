@@ -7,6 +7,7 @@ content vectors are word counts, so no language model is loaded.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -22,6 +23,7 @@ from services.queues import InProcessQueue
 from services.refresh import refresh
 from services.runtime import Runtime
 from services.settings import Settings
+from services.simulator.process import free_port
 from services.warmup import warm_up_item
 from tests.factories import (
     bag_of_words,
@@ -283,9 +285,11 @@ def test_a_version_that_kept_the_lm_asks_a_refining_service_process_over_http(
 ) -> None:
     """lm=always and no LLMINS_SIMULATOR_URL (embedded mode): the runtime starts the refining
     service as a child process, and the warm-up's prompts (the refiner's best 20 candidates)
-    reach it over HTTP, counted by the service itself; closing the runtime stops it.
+    reach it over HTTP, counted by the service itself; another version's child replaces it;
+    closing the runtime stops it.
     Distributed mode has no child to start: without a URL it says what to set."""
-    runtime = Runtime(Settings(state_dir=tmp_path), embedder=bag_of_words)
+    port = free_port()  # fixed: a later version's child needs it free
+    runtime = Runtime(Settings(state_dir=tmp_path, simulator_port=port), embedder=bag_of_words)
     data = planted_dataset()
     install_lm_version(runtime)
     release = runtime.release()
@@ -303,6 +307,11 @@ def test_a_version_that_kept_the_lm_asks_a_refining_service_process_over_http(
         assert url is not None and prompts_scored(url) == 20
         # What GET /v1/items/{id} reports as each simulated user's score source.
         assert runtime.asked_lm(result["model_version"])
+        # A refresh activates another LM version: its child replaces this one (one model
+        # in memory, the same port), and the old version has none left.
+        runtime.simulator_for(replace(release, version="next"))
+        assert runtime.refining_url(release.version) is None
+        assert runtime.refining_url("next") == url and prompts_scored(url) == 0
     finally:
         runtime.close()
     assert result["status"] == "warm"
