@@ -1,11 +1,11 @@
 """Candidate users of new items from the vector index: the warm-up's source in the service.
 
 Each signal's best users come from Qdrant (:meth:`services.index.VectorIndex.shortlists`):
-an inner-product query per subtower, and the history as a MAX_SIM multivector query whose
-score is the best single match (the filter averages the best few: Qdrant's order is close
-to the filter's, not the same). The union is then scored exactly here, from the vectors
-Qdrant returns, and standardised with the model version's
-:class:`~models.llmins.candidates.SignalMoments`.
+an inner-product query per subtower, and for the history the users of the item's nearest
+history items (ranked by their single best match, as a MAX_SIM query would; the filter
+averages the best few: Qdrant's order is close to the filter's, not the same). The union
+is then scored exactly here, from the vectors Qdrant returns, and standardised with the
+model version's :class:`~models.llmins.candidates.SignalMoments`.
 So a warm-up reads a few hundred users per item, never every user's tables, and the same
 code runs on a local folder (embedded) and a server (distributed).
 

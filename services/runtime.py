@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import numpy as np
 from models.encoders import MeanPoolEncoder
 from models.llmins.candidates import CandidateSource
 from models.llmins.release import ModelRelease
+from models.llmins.update import fold_in, ridge_inverse
 from services.candidates import IndexCandidates
 from services.index import PROFILES, VectorIndex
 from services.settings import Settings
@@ -62,6 +63,8 @@ class Runtime:
         self._simulators: dict[str, SimulatorClient] = {}
         self._refining: dict[str, RefiningProcess] = {}
         self._asked_lm: dict[str, bool] = {}
+        #: (version, the item table's ridge inverse) for users outside the model.
+        self._fold_in: tuple[str, np.ndarray] | None = None
 
     @property
     def models_dir(self) -> Path:
@@ -108,6 +111,18 @@ class Runtime:
                 )
                 self._release = ModelRelease.load(active.path, tables=scan)
             return self._release
+
+    def fold_in_user(self, item_rows: Sequence[int]) -> np.ndarray:
+        """A vector for a user the active version was not trained with, from the served
+        vectors of the items they interacted with (:func:`models.llmins.update.fold_in`,
+        with the ridge the version chose on validation)."""
+        release = self.release()
+        with self._release_lock:
+            if self._fold_in is None or self._fold_in[0] != release.version:
+                inverse = ridge_inverse(np.asarray(release.items), release.fold_in_ridge)
+                self._fold_in = (release.version, inverse)
+            inverse = self._fold_in[1]
+        return fold_in(self.index.vectors("items", item_rows), inverse)
 
     def candidate_source(self, release: ModelRelease) -> CandidateSource | None:
         """Where ``release``'s warm-ups find candidate users: the index's user profiles,

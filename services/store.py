@@ -40,7 +40,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -134,17 +134,12 @@ class ItemConflict(StoreError):
 
 
 class UnknownIds(StoreError):
-    """Ids the store does not know; ``users`` and ``items`` list them (sorted) for the API."""
+    """Item ids the store does not know; ``items`` lists them (sorted) for the API."""
 
-    def __init__(self, users: Iterable[str] = (), items: Iterable[str] = ()) -> None:
-        self.users = sorted(users)
+    def __init__(self, items: Iterable[str]) -> None:
         self.items = sorted(items)
-        parts = [
-            f"{what} ids: {', '.join(ids[:20])}" + (" ..." if len(ids) > 20 else "")
-            for what, ids in (("user", self.users), ("item", self.items))
-            if ids
-        ]
-        super().__init__("unknown " + "; ".join(parts))
+        listed = ", ".join(self.items[:20]) + (" ..." if len(self.items) > 20 else "")
+        super().__init__(f"unknown item ids: {listed}")
 
 
 def _record(cls: type[R], row: object) -> R:
@@ -207,18 +202,38 @@ class Store:
         database made before migrations existed (its tables, no revision) holds the first
         revision's schema: it is stamped with it, then upgraded like any other.
         """
-        with self.engine.begin() as connection:
+        with self.engine.connect() as connection:
             if self.is_sqlite:
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-            else:
-                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
-            config = Config()
-            config.set_main_option("script_location", str(MIGRATIONS))
-            config.attributes["connection"] = connection
-            tables = set(inspect(connection).get_table_names())
-            if "items" in tables and "alembic_version" not in tables:
-                command.stamp(config, BASELINE_REVISION)
-            command.upgrade(config, "head")
+                # SQLite alters a table by copying it, dropping it and renaming the copy;
+                # the drop would break the other tables' references until the rename. So
+                # the references are checked after the whole upgrade instead (the pragma
+                # works outside a transaction only).
+                connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                connection.commit()
+            try:
+                with connection.begin():
+                    self._upgrade(connection)
+            finally:
+                if self.is_sqlite:
+                    connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    connection.commit()
+
+    def _upgrade(self, connection: Connection) -> None:
+        if self.is_sqlite:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = connection
+        tables = set(inspect(connection).get_table_names())
+        if "items" in tables and "alembic_version" not in tables:
+            command.stamp(config, BASELINE_REVISION)
+        command.upgrade(config, "head")
+        if self.is_sqlite:
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+            if broken:
+                raise StoreError(f"the upgrade broke references: {broken[:5]}")
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -409,18 +424,33 @@ class Store:
             self._index_of_user[user_id] = index
         return self._index_of_user[user_id]
 
+    def user_summary(self, user_id: str) -> tuple[int | None, int] | None:
+        """(row index or None, number of real interactions) of a known user, else None."""
+        with self.session() as session:
+            user = session.get(User, user_id)
+            if user is None:
+                return None
+            count = session.scalar(
+                select(func.count())
+                .select_from(Interaction)
+                .where(Interaction.user_id == user_id, Interaction.kind == "real")
+            )
+            return user.index, int(count or 0)
+
     def add_interactions(self, pairs: Sequence[tuple[str, str]]) -> int:
         """Real (user, item) interactions; repeats are no-ops. Returns how many were new.
 
-        All or nothing: unknown user or item ids raise :class:`UnknownIds` and nothing is
-        written. The count comes from the rows the insert returns, so it stays exact when
-        other requests insert the same pairs at the same time; pairs go in sorted, so two
-        overlapping batches lock their keys in one order and cannot deadlock (PostgreSQL).
+        A user id seen for the first time is added, outside the model (no row index). All
+        or nothing: unknown item ids raise :class:`UnknownIds` and nothing is written. The
+        count comes from the rows the insert returns, so it stays exact when other requests
+        insert the same pairs at the same time; pairs go in sorted, so two overlapping
+        batches lock their keys in one order and cannot deadlock (PostgreSQL).
         """
         unique = sorted(set(pairs))
         try:
             with self.session() as session:
-                self._check_known(session, {u for u, _ in unique}, {i for _, i in unique})
+                self._check_known(session, {i for _, i in unique})
+                self._add_users(session, sorted({u for u, _ in unique}))
                 rows = [{"user_id": u, "item_id": i, "kind": "real"} for u, i in unique]
                 return self._insert_new(session, rows)
         finally:  # after the commit (or the rollback): the next read sees the new rows
@@ -510,14 +540,15 @@ class Store:
             return tuple(connection.execute(SEEN_ITEMS, {"user_id": user_id}).scalars())
 
     def real_interaction_indices(self, since: datetime) -> tuple[np.ndarray, np.ndarray]:
-        """Real (user, item) index pairs: those recorded before ``since``, and after."""
+        """Real (user, item) index pairs: those recorded before ``since``, and after (users
+        outside the model left out: they have no row to train)."""
         with self.session() as session:
             rows = session.execute(
                 select(User.index, Item.index, Interaction.created_at)
                 .select_from(Interaction)
                 .join(User, User.id == Interaction.user_id)
                 .join(Item, Item.id == Interaction.item_id)
-                .where(Interaction.kind == "real", Item.index.is_not(None))
+                .where(Interaction.kind == "real", Item.index.is_not(None), User.index.is_not(None))
             ).all()
         old = [(u, i) for u, i, at in rows if at < since]
         new = [(u, i) for u, i, at in rows if at >= since]
@@ -647,11 +678,19 @@ class Store:
                 raise StoreError(f"{model.__tablename__} has no row {key!r}")
 
     @staticmethod
-    def _check_known(session: Session, users: set[str], items: set[str]) -> None:
-        known_users = set(session.scalars(select(User.id).where(User.id.in_(users))))
-        known_items = set(session.scalars(select(Item.id).where(Item.id.in_(items))))
-        if users - known_users or items - known_items:
-            raise UnknownIds(users=users - known_users, items=items - known_items)
+    def _check_known(session: Session, items: set[str]) -> None:
+        known = set(session.scalars(select(Item.id).where(Item.id.in_(items))))
+        if items - known:
+            raise UnknownIds(items=items - known)
+
+    def _add_users(self, session: Session, user_ids: Sequence[str]) -> None:
+        """Users not in the store yet, outside the model (ON CONFLICT DO NOTHING: two
+        requests may add the same new user at once)."""
+        dialect = sqlite if self.is_sqlite else postgresql
+        statement = dialect.insert(User.__table__).on_conflict_do_nothing()
+        for start in range(0, len(user_ids), CHUNK):
+            chunk = user_ids[start : start + CHUNK]
+            session.execute(statement, [{"id": user, "index": None} for user in chunk])
 
     def _insert_new(self, session: Session, rows: list[dict]) -> int:
         """INSERT ... ON CONFLICT DO NOTHING in the store's dialect; returns rows inserted."""

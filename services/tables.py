@@ -89,7 +89,8 @@ class User(Base):
     __tablename__ = "users"
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    index: Mapped[int] = mapped_column(Integer, unique=True)
+    #: The row in the model version's tables; None for a user the model has not seen yet.
+    index: Mapped[int | None] = mapped_column(Integer, unique=True)
 
 
 class Interaction(Base):

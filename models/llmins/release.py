@@ -26,6 +26,7 @@ from models.llmins.online import ItemWarmer, WarmedItems, fit_item_warmer
 from models.llmins.simulator import LMSimulator
 from models.llmins.text_to_users import TextToUsersConfig
 from models.llmins.towers import TowerConfig
+from models.llmins.update import choose_fold_in_ridge
 from models.llmins.variants import VARIANTS, LLMInSConfig
 from models.llmins.workbench import Workbench
 from models.runs import RunConfig, library_versions, train_backbone
@@ -64,6 +65,12 @@ class ModelRelease:
     warmer: ItemWarmer
     manifest: dict
     simulator: LMSimulator | None = None
+
+    @property
+    def fold_in_ridge(self) -> float:
+        """The ridge of a user folded in (:func:`models.llmins.update.fold_in`), chosen on
+        validation; a version made before that choice uses its item update's."""
+        return float(self.manifest.get("fold_in", {}).get("ridge", self.warmer.ridge))
 
     def simulated_users(self, warmed: WarmedItems, row: int) -> list[tuple[str, float]]:
         """(user id, probability) of the users simulated for item ``row``, best first."""
@@ -141,6 +148,7 @@ def train_release(
     backbone, training = train_backbone(dataset, config, seed)
     seconds["backbone"] = time.perf_counter() - started
     users, items = backbone.model.export_embeddings()
+    fold_in_ridge, fold_in_scores = choose_fold_in_ridge(dataset, items)
     bench = Workbench(
         dataset,
         content,
@@ -168,6 +176,8 @@ def train_release(
             "training": training,
         },
         "encoder": config.encoder_path,
+        # How users the version was not trained with get a vector (models.llmins.update).
+        "fold_in": {"ridge": fold_in_ridge, "val_warm_ndcg_by_ridge": fold_in_scores},
         "warmer": {
             "lm_used": simulator is not None,
             # What the decision read: the LM's gain among the refiner's candidates on

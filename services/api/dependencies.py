@@ -5,7 +5,7 @@ writes, and the rules for ids in paths."""
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Header, HTTPException, Path, Request
 
@@ -16,6 +16,11 @@ from services.runtime import Runtime
 
 #: Every refusal's body: a ``detail`` that says why.
 ERRORS = {code: {"model": Problem} for code in (400, 401, 404, 409, 413, 422)}
+
+#: Which items a ranking draws from: every item, the data set's (warm), or posted ones.
+Pool = Literal["all", "warm", "cold"]
+#: Each pool as the index's ``cold`` flag.
+COLD_FLAG: dict[str, bool | None] = {"all": None, "warm": False, "cold": True}
 
 #: Ids in paths follow the rules of ids in bodies: garbage is a 422 before a store sees it.
 PathId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]

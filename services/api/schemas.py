@@ -88,11 +88,41 @@ class Recommendation(BaseModel):
     score: float
 
 
+#: Where a user's vector comes from: trained with the model version, or folded in from the
+#: items of a user the version has not seen (least squares against the item vectors).
+UserVector = Literal["model", "folded_in"]
+
+
 class Recommendations(BaseModel):
     user_id: str
     pool: str
     model_version: str | None
+    user_vector: UserVector = Field(
+        description="`model`: the user's vector of the model version; `folded_in`: a user "
+        "the version was not trained with, their vector fitted now to the items they "
+        "interacted with."
+    )
     items: list[Recommendation]
+
+
+class UserOut(BaseModel):
+    id: str
+    interactions: int = Field(description="Real interactions recorded for the user.")
+    user_vector: UserVector | None = Field(
+        description="What their recommendations start from (see `Recommendations`); None: "
+        "no interaction with an item that has a vector yet, so no recommendation."
+    )
+    model_version: str | None
+
+
+class Neighbors(BaseModel):
+    item_id: str
+    pool: str
+    model_version: str | None
+    items: list[Recommendation] = Field(
+        description="The items a user whose vector were this item's would be recommended "
+        "(inner product with the item's vector), the item itself left out."
+    )
 
 
 class JobOut(BaseModel):

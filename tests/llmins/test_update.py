@@ -8,7 +8,14 @@ import torch
 from models.backbones import BackboneConfig, build_backbone
 from models.baselines.common import cold_item_ids
 from models.evaluation import evaluate
-from models.llmins.update import fit_item_vectors, online_update, retrain_backbone, ridge_inverse
+from models.llmins.update import (
+    choose_fold_in_ridge,
+    fit_item_vectors,
+    fold_in,
+    online_update,
+    retrain_backbone,
+    ridge_inverse,
+)
 from models.training import TrainConfig
 from tests.factories import planted_dataset, trained_mf
 
@@ -25,6 +32,33 @@ def test_fit_item_vectors_solves_the_ridge_regression() -> None:
     expected = np.linalg.solve(gram + strength * np.eye(4), users.T @ target)
     np.testing.assert_allclose(vectors[0], expected, rtol=1e-4)
     assert (vectors[2] == 0).all()
+
+
+def test_a_folded_in_user_ranks_their_held_out_items_as_a_trained_one_does() -> None:
+    """Users folded in from their training items alone (the item vectors fixed) find their
+    held-out warm items about as well as their trained vectors, far above chance; the
+    ridge is the validation's best, and one user's vector is the ridge regression's."""
+    data = planted_dataset()
+    users, items = trained_mf()
+    ridge, scores = choose_fold_in_ridge(data, items)
+    assert scores[str(ridge)] == max(scores.values())
+    inverse = ridge_inverse(items, ridge)
+    pairs = data.splits["warm_train"]
+    folded = np.stack(
+        [fold_in(items[pairs[pairs[:, 0] == user, 1]], inverse) for user in range(data.n_users)]
+    )
+    recall = {
+        name: evaluate(data, table, items, stage="test", tasks=("warm",))["warm"]["recall@20"]
+        for name, table in (("folded", folded), ("trained", users))
+    }
+    chance = 20 / len(data.warm_items)
+    assert recall["folded"] > 0.9 * recall["trained"] and recall["folded"] > 2 * chance
+    target = np.zeros(data.n_items)
+    target[pairs[pairs[:, 0] == 0, 1]] = 1.0
+    gram = items.astype(np.float64).T @ items
+    strength = ridge * np.trace(gram) / len(gram)
+    expected = np.linalg.solve(gram + strength * np.eye(len(gram)), items.T @ target)
+    np.testing.assert_allclose(folded[0], expected, rtol=1e-4, atol=1e-6)
 
 
 def true_cold_pairs(data) -> np.ndarray:

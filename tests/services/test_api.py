@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from models.llmins.update import RIDGE_GRID, fold_in, ridge_inverse
 from services.api.app import create_app
 from services.bootstrap import retrain
 from services.jobs import requeue_pending
@@ -107,6 +108,51 @@ def test_recommendations_leave_out_what_the_user_interacted_with(service) -> Non
     assert f"new-{item}" not in [r["item_id"] for r in after["items"]]
     scores = [r["score"] for r in after["items"]]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_a_user_the_model_never_saw_is_recommended_from_a_folded_in_vector(service) -> None:
+    """A newcomer with user 3's training history: their first interactions add them, their
+    vector is fitted to those items' vectors at once, their own items left out."""
+    client, runtime, _ = service
+    data = planted_dataset()
+    twin = 3
+    history = sorted({i for u, i in data.splits["warm_train"].tolist() if u == twin})
+    assert client.get("/v1/users/newcomer").status_code == 404
+    sent = {"interactions": [{"user_id": "newcomer", "item_id": str(i)} for i in history]}
+    assert client.post("/v1/interactions", json=sent).json()["new"] == len(history)
+    user = client.get("/v1/users/newcomer").json()
+    assert (user["interactions"], user["user_vector"]) == (len(history), "folded_in")
+    assert client.get(f"/v1/users/{twin}").json()["user_vector"] == "model"
+    params = {"pool": "warm", "k": 20}
+    folded = client.get("/v1/users/newcomer/recommendations", params=params).json()
+    assert folded["user_vector"] == "folded_in" and len(folded["items"]) == 20
+    listed = [int(r["item_id"]) for r in folded["items"]]
+    assert not set(listed) & set(history)
+    # Exactly the ridge fit against the served item vectors, ranked by inner product.
+    release = runtime.release()
+    vector = fold_in(
+        runtime.index.vectors("items", history),
+        ridge_inverse(np.asarray(release.items), release.fold_in_ridge),
+    )
+    scores = np.asarray(release.items) @ vector
+    np.testing.assert_allclose([r["score"] for r in folded["items"]], scores[listed], rtol=1e-4)
+    assert client.get(f"/v1/users/{twin}/recommendations").json()["user_vector"] == "model"
+    # The ridge was chosen on validation, every user folded in from their training items.
+    chosen = release.manifest["fold_in"]
+    scores = chosen["val_warm_ndcg_by_ridge"]
+    assert chosen["ridge"] == max(RIDGE_GRID, key=lambda r: scores[str(r)])
+
+
+def test_neighbors_are_the_items_nearest_to_an_items_vector(service) -> None:
+    client, runtime, _ = service
+    items = np.asarray(runtime.release().items)
+    warm = [int(i) for i in planted_dataset().warm_items]
+    item = warm[0]
+    answer = client.get(f"/v1/items/{item}/neighbors", params={"k": 5, "pool": "warm"}).json()
+    listed = [int(r["item_id"]) for r in answer["items"]]
+    others = [i for i in warm if i != item]
+    assert listed == sorted(others, key=lambda i: -float(items[i] @ items[item]))[:5]
+    assert client.get("/v1/items/nope/neighbors").status_code == 404
 
 
 def test_unknown_ids_are_404s_and_change_nothing(service) -> None:

@@ -21,7 +21,9 @@ from typing import TypeVar
 
 import pytest
 import sqlalchemy
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, select, text
@@ -167,10 +169,15 @@ def test_the_migrations_build_the_schema_the_tables_declare(store) -> None:
 
 
 def test_a_database_made_before_migrations_is_stamped_and_keeps_its_rows(url) -> None:
-    """Deployments hold data: their tables came from ``create_all``, with no revision."""
+    """Deployments hold data: their tables came from ``create_all`` (the baseline's schema),
+    with no revision; they are stamped with the baseline and upgraded to the head."""
     old = Store(url)
-    with old.engine.begin() as connection:
-        Base.metadata.create_all(connection)
+    with old.engine.begin() as connection:  # the baseline's tables, and no revision
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = connection
+        command.upgrade(config, BASELINE_REVISION)
+        connection.execute(text("DROP TABLE alembic_version"))
     old.load_users([("u0", 0)])
     old.load_items([("i0", "first paper", 0, "warm")])
     old.load_interactions([("u0", "i0")])
@@ -178,8 +185,11 @@ def test_a_database_made_before_migrations_is_stamped_and_keeps_its_rows(url) ->
     old.migrate()  # a second start finds the schema current
     with old.engine.connect() as connection:
         revisions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
-    assert revisions == [(BASELINE_REVISION,)]
+    assert revisions == [(ScriptDirectory(str(MIGRATIONS)).get_current_head(),)]
     assert old.user_index("u0") == 0 and old.seen_item_indices("u0") == (0,)
+    # Upgraded past the baseline: a user outside the model can be stored now.
+    old.add_interactions([("newcomer", "i0")])
+    assert old.user_summary("newcomer") == (None, 1)
     old.dispose()
 
 
@@ -240,14 +250,28 @@ def test_simulated_interactions_are_replaced_as_a_whole(loaded) -> None:
         loaded.replace_simulated("ghost", [("u0", 0.5)], "v1")
 
 
-def test_real_interactions_dedup_and_reject_unknown_ids_atomically(loaded) -> None:
+def test_real_interactions_dedup_and_reject_unknown_items_atomically(loaded) -> None:
     assert loaded.add_interactions([("u1", "i0"), ("u1", "i0"), ("u0", "i0")]) == 1
     assert loaded.add_interactions([("u1", "i0")]) == 0
-    with pytest.raises(UnknownIds, match="unknown user ids: ghost; item ids: nope") as unknown:
+    with pytest.raises(UnknownIds, match="unknown item ids: nope") as unknown:
         loaded.add_interactions([("u2", "i1"), ("u2", "nope"), ("ghost", "i1")])
-    assert (unknown.value.users, unknown.value.items) == (["ghost"], ["nope"])
+    assert unknown.value.items == ["nope"]
     assert loaded.counts()["interactions"] == {"real": 2}
     assert loaded.seen_item_indices("u2") == ()  # the valid pair was not written either
+    assert loaded.user_summary("ghost") is None  # nor the new user
+
+
+def test_a_user_first_seen_in_an_interaction_is_added_outside_the_model(loaded) -> None:
+    cut = datetime.now(UTC)
+    assert loaded.add_interactions([("newcomer", "i1"), ("newcomer", "i0"), ("u2", "i1")]) == 3
+    assert loaded.user_summary("newcomer") == (None, 2)
+    assert loaded.user_summary("u0") == (0, 1)
+    assert loaded.user_index("newcomer") is None
+    assert loaded.seen_item_indices("newcomer") == (0, 1)
+    assert loaded.counts()["users"] == 4
+    # A refresh trains the model's users only: the newcomer has no row yet.
+    _, new = loaded.real_interaction_indices(since=cut)
+    assert new.tolist() == [[2, 1]]
 
 
 def test_concurrent_interaction_posts_count_each_pair_once(store) -> None:

@@ -1,11 +1,20 @@
-"""Items: post a new one (warmed in the background), read its warm-up."""
+"""Items: post a new one (warmed in the background), read its warm-up and its neighbours."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Response
+from typing import Annotated
 
-from services.api.dependencies import ERRORS, WRITES, PathId, QueueDep, RuntimeDep
-from services.api.schemas import ItemAccepted, ItemIn, ItemOut, SimulatedUser
+from fastapi import APIRouter, HTTPException, Query, Response
+
+from services.api.dependencies import COLD_FLAG, ERRORS, WRITES, PathId, Pool, QueueDep, RuntimeDep
+from services.api.schemas import (
+    ItemAccepted,
+    ItemIn,
+    ItemOut,
+    Neighbors,
+    Recommendation,
+    SimulatedUser,
+)
 from services.store import ItemConflict
 from services.warmup import show_by_content
 
@@ -58,4 +67,35 @@ def get_item(item_id: PathId, runtime: RuntimeDep) -> ItemOut:
         error=record.error,
         created_at=record.created_at,
         warmed_at=record.warmed_at,
+    )
+
+
+@router.get("/{item_id}/neighbors", response_model=Neighbors, responses=ERRORS)
+def get_neighbors(
+    item_id: PathId,
+    runtime: RuntimeDep,
+    k: Annotated[int, Query(ge=1, le=100)] = 20,
+    pool: Pool = "all",
+) -> Neighbors:
+    """The items nearest to this one by its served vector (a posted item's content vector
+    until its warm-up, then its warmed one)."""
+    record = runtime.store.get_item(item_id)
+    if record is None:
+        raise HTTPException(404, f"item {item_id!r} is unknown")
+    index = runtime.index
+    version = index.active_version("items")
+    no_vector = HTTPException(409, f"item {item_id!r} has no vector yet: retry soon")
+    if record.index is None:  # accepted, its content vector not written yet
+        raise no_vector
+    try:
+        vector = index.vectors("items", [record.index])[0]
+    except KeyError:
+        raise no_vector from None
+    hits = index.top("items", vector, k, exclude=[record.index], cold=COLD_FLAG[pool])
+    ids = runtime.store.item_ids([row for row, _ in hits])
+    return Neighbors(
+        item_id=item_id,
+        pool=pool,
+        model_version=version,
+        items=[Recommendation(item_id=ids[row], score=s) for row, s in hits if row in ids],
     )
