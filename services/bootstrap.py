@@ -227,8 +227,9 @@ def index_release(
     """Build the version's collections and switch the aliases.
 
     Items: the data set's ``items`` with the backbone's vectors, and ``posted`` (row
-    indices, vectors) as cold ones; users: all of them, and their profiles with the
-    histories' content (what the warm-up's filter retrieves candidates from).
+    indices, vectors) as cold ones, withdrawn items left out; users: all of them, and their
+    profiles with the histories' content (what the warm-up's filter retrieves candidates
+    from).
     """
     ids, vectors = items, release.items[items]
     payloads = [{"cold": False}] * len(items)
@@ -236,6 +237,9 @@ def index_release(
         ids = np.concatenate([ids, posted[0]])
         vectors = np.concatenate([vectors, posted[1]])
         payloads = payloads + [{"cold": True}] * len(posted[0])
+    shown = ~np.isin(ids, sorted(runtime.store.withdrawn_indices()))
+    ids, vectors = ids[shown], vectors[shown]
+    payloads = [payload for payload, kept in zip(payloads, shown, strict=True) if kept]
     index = runtime.index
     index.build(release.version, "items", ids, vectors, payloads)
     index.build(release.version, "users", np.arange(len(release.users)), release.users)
@@ -244,3 +248,7 @@ def index_release(
     tables = {BACKBONE: release.users, **release.warmer.table_users()}
     index.build_profiles(release.version, tables, histories, history.content)
     index.activate(release.version, kinds=("items", "users", "content", PROFILES))
+    # Withdrawn while this version was built: out of what it serves now.
+    late = sorted(runtime.store.withdrawn_indices() & set(ids.tolist()))
+    if late:
+        index.delete("items", late)

@@ -410,6 +410,22 @@ class VectorIndex:
         if froze and serving and kind == "items":
             self.remember_rankings()
 
+    def delete(self, kind: str, ids: Sequence[int]) -> None:
+        """Delete points from the served (aliased) collection; gone from queries on return.
+
+        Only what is served now: a version built meanwhile from the store leaves them out
+        itself (:meth:`services.store.Store.indexed_items`).
+        """
+        wanted = [int(i) for i in ids]
+        with self._lock:
+            self._client.delete(
+                self.alias(kind), points_selector=models.PointIdsList(points=wanted), wait=True
+            )
+            with self._memory:
+                mirror = self._mirrors.get(kind)
+                if mirror is not None:
+                    mirror.remove(wanted)
+
     def vectors(self, kind: str, ids: Sequence[int]) -> np.ndarray:
         """Stored vectors of ``ids``, in that order (``content`` ones come back unit-length:
         Qdrant normalises the vectors of cosine collections on write).

@@ -78,6 +78,9 @@ class Mirror:
         self.ids = np.zeros(0, dtype=np.int64)
         self.columns = np.zeros((0, 0), dtype=np.float32)
         self.cold = np.zeros(0, dtype=np.int8)
+        #: Rows whose point was deleted: in no answer (their columns stay until a copy is
+        #: made again, at the next version).
+        self.gone = np.zeros(0, dtype=bool)
         self.row: dict[int, int] = {}
         self.frozen = 0
         self.dirty: set[int] = set()
@@ -116,13 +119,22 @@ class Mirror:
             capacity = max(1024, 2 * self.size)
             self.ids = np.resize(self.ids, capacity)
             self.cold = np.resize(self.cold, capacity)
+            self.gone = np.resize(self.gone, capacity)
             grown = np.zeros((self.columns.shape[0], capacity), dtype=np.float32)
             grown[:, : self.size] = self.columns[:, : self.size]
             self.columns = grown
         row, self.size = self.size, self.size + 1
         self.ids[row] = point
+        self.gone[row] = False
         self.row[point] = row
         return row
+
+    def remove(self, ids: Sequence[int]) -> None:
+        """Delete points: their rows leave every answer, remembered rankings included."""
+        for point in ids:
+            row = self.row.pop(int(point), None)
+            if row is not None:
+                self.gone[row] = True
 
     def get(self, ids: list[int]) -> np.ndarray:
         missing = [i for i in ids if i not in self.row]
@@ -168,6 +180,7 @@ class Mirror:
             if query.cold is not None:
                 scores[row, self.cold[: self.size] != int(query.cold)] = -np.inf
             scores[row, self._rows_of(query.exclude)] = -np.inf
+            scores[row, self.gone[: self.size]] = -np.inf
         most = min(max(q.k for q in queries), self.size)
         if most == 0:
             return [[] for _ in queries]
@@ -185,6 +198,7 @@ class Mirror:
         frozen = scores[: self.frozen].copy()
         frozen[~self._in_pool(np.arange(self.frozen), query.cold)] = -np.inf
         frozen[list(self.dirty)] = -np.inf
+        frozen[self.gone[: self.frozen]] = -np.inf
         eligible = int(np.isfinite(frozen).sum())
         length = min(MAX_K + len(query.exclude) + SHORTLIST_SLACK, eligible)
         if length == 0:
@@ -208,7 +222,7 @@ class Mirror:
         left_out = self._rows_of(query.exclude)
         dirty = np.fromiter(self.dirty, np.int64, len(self.dirty))
         # One flag per row: cheaper than set operations on arrays this small.
-        excluded = np.zeros(self.size, dtype=bool)
+        excluded = self.gone[: self.size].copy()
         excluded[left_out] = True
         blocked = excluded.copy()
         blocked[dirty] = True

@@ -100,6 +100,7 @@ class ItemRecord:
     created_at: datetime
     updated_at: datetime
     warmed_at: datetime | None
+    withdrawn_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -285,6 +286,11 @@ class Store:
                 raise ItemConflict(
                     f"item {item_id!r} exists with different content; post it under a new id"
                 )
+            if item.withdrawn_at is not None:
+                raise ItemConflict(
+                    f"item {item_id!r} was withdrawn at {item.withdrawn_at.isoformat()}; "
+                    "post it under a new id"
+                )
             job = self._latest_job(session, item_id)
             if job is None:  # a data-set item: warm from the start, so its job is done
                 job = _new_job("warm_up", item_id, status="succeeded")
@@ -296,6 +302,22 @@ class Store:
         with self.session() as session:
             item = session.get(Item, item_id)
             return None if item is None else _record(ItemRecord, item)
+
+    def withdraw_item(self, item_id: str) -> ItemRecord:
+        """Mark the item withdrawn (the first time only: a repeat keeps the first time) and
+        return it; the caller takes it out of the vector index.
+
+        Raises:
+            UnknownIds: no such item.
+        """
+        with self.session() as session:
+            item = session.get(Item, item_id, with_for_update=True)
+            if item is None:
+                raise UnknownIds(items=[item_id])
+            if item.withdrawn_at is None:
+                item.withdrawn_at = now()
+                session.flush()
+            return _record(ItemRecord, item)
 
     def set_item_status(
         self,
@@ -354,10 +376,13 @@ class Store:
         raise StoreError(f"could not assign an index to item {item_id!r}")
 
     def pending_items(self) -> list[str]:
-        """Posted items not warm yet, oldest first: what a starting process enqueues again."""
+        """Posted items not warm yet (nor withdrawn), oldest first: what a starting process
+        enqueues again."""
         with self.session() as session:
             rows = session.scalars(
-                select(Item.id).where(Item.status.in_(PENDING)).order_by(Item.created_at)
+                select(Item.id)
+                .where(Item.status.in_(PENDING), Item.withdrawn_at.is_(None))
+                .order_by(Item.created_at)
             )
             return list(rows)
 
@@ -372,12 +397,22 @@ class Store:
         return {int(i): known[int(i)] for i in indices if int(i) in known}
 
     def indexed_items(self) -> dict[int, tuple[str, str]]:
-        """Every item with a row index: index -> (id, origin)."""
+        """Every item with a row index, withdrawn ones left out: index -> (id, origin)."""
         with self.session() as session:
             rows = session.execute(
-                select(Item.index, Item.id, Item.origin).where(Item.index.is_not(None))
+                select(Item.index, Item.id, Item.origin).where(
+                    Item.index.is_not(None), Item.withdrawn_at.is_(None)
+                )
             )
             return {index: (item_id, origin) for index, item_id, origin in rows}
+
+    def withdrawn_indices(self) -> set[int]:
+        """Row indices of withdrawn items (what an index build leaves out)."""
+        with self.session() as session:
+            rows = session.scalars(
+                select(Item.index).where(Item.index.is_not(None), Item.withdrawn_at.is_not(None))
+            )
+            return set(rows)
 
     def create_job(self, kind: JobKind, item_id: str | None = None) -> JobRecord:
         with self.session() as session:
@@ -541,14 +576,19 @@ class Store:
 
     def real_interaction_indices(self, since: datetime) -> tuple[np.ndarray, np.ndarray]:
         """Real (user, item) index pairs: those recorded before ``since``, and after (users
-        outside the model left out: they have no row to train)."""
+        outside the model and withdrawn items left out: neither is trained)."""
         with self.session() as session:
             rows = session.execute(
                 select(User.index, Item.index, Interaction.created_at)
                 .select_from(Interaction)
                 .join(User, User.id == Interaction.user_id)
                 .join(Item, Item.id == Interaction.item_id)
-                .where(Interaction.kind == "real", Item.index.is_not(None), User.index.is_not(None))
+                .where(
+                    Interaction.kind == "real",
+                    Item.index.is_not(None),
+                    Item.withdrawn_at.is_(None),
+                    User.index.is_not(None),
+                )
             ).all()
         old = [(u, i) for u, i, at in rows if at < since]
         new = [(u, i) for u, i, at in rows if at >= since]
@@ -562,7 +602,11 @@ class Store:
                 .select_from(Interaction)
                 .join(User, User.id == Interaction.user_id)
                 .join(Item, Item.id == Interaction.item_id)
-                .where(Interaction.kind == "simulated", Item.index.is_not(None))
+                .where(
+                    Interaction.kind == "simulated",
+                    Item.index.is_not(None),
+                    Item.withdrawn_at.is_(None),
+                )
             ).all()
         return _pairs(rows)
 

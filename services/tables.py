@@ -83,6 +83,9 @@ class Item(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now, onupdate=now)
     warmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When it was withdrawn (DELETE): out of the index and every recommendation, the row
+    #: kept for audit.
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class User(Base):

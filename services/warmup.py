@@ -1,4 +1,5 @@
-"""The warm-up of one posted item: embed, filter, refine, fit, store, index.
+"""The warm-up of one posted item: embed, filter, refine, fit, store, index; and its
+withdrawal, which every write of its vector respects.
 
 The same function runs in the embedded mode's background thread and in a Celery worker. It
 is idempotent: an item already warm under the active model is left alone, and the simulated
@@ -34,14 +35,38 @@ def give_up(runtime: Runtime, item_id: str, retries: int) -> None:
                    item_id, retries)  # fmt: skip
 
 
+def withdraw_item(runtime: Runtime, item_id: str) -> ItemRecord:
+    """Take the item out of every recommendation now; its row stays (``withdrawn_at``).
+
+    The store is marked first, then the point deleted; a warm-up writing the item's vector
+    meanwhile reads the mark after its write (:func:`index_item`), so either order ends
+    with no point.
+
+    Raises:
+        UnknownIds: no such item.
+    """
+    item = runtime.store.withdraw_item(item_id)
+    if item.index is not None:
+        runtime.index.delete("items", [item.index])
+    return item
+
+
+def index_item(runtime: Runtime, item_id: str, index: int, vector: np.ndarray) -> None:
+    """Write the item's served vector, unless it was withdrawn (checked after the write, so a
+    withdrawal that came in between still wins)."""
+    runtime.index.upsert("items", [index], vector, [{"cold": True}])
+    item = runtime.store.get_item(item_id)
+    if item is None or item.withdrawn_at is not None:
+        runtime.index.delete("items", [index])
+
+
 def write_content_vector(
     runtime: Runtime, release: ModelRelease, item: ItemRecord, content: np.ndarray
 ) -> int:
     """Index the item by its content vector alone (the collaborative content map): it is
     recommendable from this moment on. Returns its row index (assigned on first use)."""
     index = item.index if item.index is not None else runtime.store.assign_index(item.id)
-    fallback = release.warmer.content_vectors(content)
-    runtime.index.upsert("items", [index], fallback, [{"cold": True}])
+    index_item(runtime, item.id, index, release.warmer.content_vectors(content))
     return index
 
 
@@ -73,8 +98,13 @@ def warm_up_item(runtime: Runtime, item_id: str, job_id: str | None = None) -> d
     if item is None:
         raise LookupError(f"item {item_id!r} is not in the store")
     release = runtime.release()
-    if item.status == "warm" and item.model_version == release.version:
-        result = {"item_id": item_id, "status": "warm", "skipped": "already warm"}
+    skipped = None
+    if item.withdrawn_at is not None:
+        skipped = {"status": item.status, "skipped": "withdrawn"}
+    elif item.status == "warm" and item.model_version == release.version:
+        skipped = {"status": "warm", "skipped": "already warm"}
+    if skipped is not None:
+        result = {"item_id": item_id, **skipped}
         if job_id:
             store.finish_job(job_id, "succeeded", result=result)
         return result
@@ -100,7 +130,7 @@ def warm_up_item(runtime: Runtime, item_id: str, job_id: str | None = None) -> d
         users = release.simulated_users(warmed, 0)
         with clock("store"):
             store.replace_simulated(item_id, users, release.version)
-            runtime.index.upsert("items", [index], warmed.vectors, [{"cold": True}])
+            index_item(runtime, item_id, index, warmed.vectors)
     except Exception as error:
         message = f"{type(error).__name__}: {error}"
         logger.exception("warm-up of item %s failed", item_id)

@@ -63,6 +63,9 @@ class ItemOut(BaseModel):
     error: str | None
     created_at: datetime
     warmed_at: datetime | None
+    withdrawn_at: datetime | None = Field(
+        description="When it was withdrawn (DELETE): in no recommendation since; kept for audit."
+    )
 
 
 class Interaction(BaseModel):

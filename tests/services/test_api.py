@@ -25,7 +25,7 @@ from services.refresh import refresh
 from services.runtime import Runtime
 from services.settings import Settings
 from services.simulator.process import free_port
-from services.warmup import warm_up_item
+from services.warmup import index_item, warm_up_item
 from tests.factories import (
     bag_of_words,
     install_lm_version,
@@ -237,6 +237,42 @@ def test_retraining_rewarms_posted_items_in_the_new_space(service) -> None:
     user = body["simulated_users"][0]["user_id"]
     items = client.get(f"/v1/users/{user}/recommendations", params={"pool": "cold"}).json()
     assert f"new-{item}" in [r["item_id"] for r in items["items"]]
+
+
+def test_a_withdrawn_item_leaves_every_recommendation_and_stays_out(service) -> None:
+    """DELETE: out of the user's (remembered) recommendations at once, the record kept; a
+    late warm-up, a late vector write and a refresh do not bring it back."""
+    client, runtime, queue = service
+    data = planted_dataset()
+    item = int(data.cold_test_items[6])
+    post_cold_item(client, queue, item, suffix="-withdrawn")
+    name = f"new-{item}-withdrawn"
+    user = client.get(f"/v1/items/{name}").json()["simulated_users"][0]["user_id"]
+
+    def listed() -> list[str]:
+        answer = client.get(f"/v1/users/{user}/recommendations", params={"pool": "cold"})
+        return [r["item_id"] for r in answer.json()["items"]]
+
+    assert name in listed()
+    gone = client.delete(f"/v1/items/{name}")
+    assert gone.status_code == 200 and gone.json()["withdrawn_at"]
+    assert name not in listed()
+    assert client.delete(f"/v1/items/{name}").json() == gone.json()  # a repeat: the same
+    kept = client.get(f"/v1/items/{name}").json()
+    assert kept["withdrawn_at"] == gone.json()["withdrawn_at"] and kept["simulated_users"]
+    again = client.post("/v1/items", json={"id": name, "text": data.item_texts[item]})
+    assert again.status_code == 409 and "withdrawn" in again.json()["detail"]
+    assert client.get(f"/v1/items/{name}/neighbors").status_code == 409
+    assert client.delete("/v1/items/nope").status_code == 404
+    row = runtime.store.get_item(name).index
+    assert warm_up_item(runtime, name)["skipped"] == "withdrawn"
+    index_item(runtime, name, row, np.ones((1, runtime.release().items.shape[1])))
+    with pytest.raises(KeyError):
+        runtime.index.vectors("items", [row])
+    refresh(runtime, max_epochs=1)
+    assert name not in listed() and row not in runtime.store.indexed_items()
+    with pytest.raises(KeyError):
+        runtime.index.vectors("items", [row])
 
 
 def test_old_version_folders_are_deleted_and_their_records_kept(service) -> None:

@@ -57,23 +57,35 @@ def keyed(service):
         yield client, runtime, refreshes
 
 
-#: Every endpoint that writes or administers, and its status with the key.
-WRITES = {"/v1/items": 202, "/v1/interactions": 200, "/v1/admin/refresh": 202}
+#: Every endpoint that writes or administers (method, route), and its status with the key.
+WRITES = {
+    ("POST", "/v1/items"): 202,
+    ("POST", "/v1/interactions"): 200,
+    ("POST", "/v1/admin/refresh"): 202,
+    ("DELETE", "/v1/items/{item_id}"): 200,
+}
 
 
-def valid_body(path: str) -> dict | None:
+def valid_request(method: str, route: str) -> tuple[str, dict | None]:
+    """The path and body of a request to ``route`` that writes something."""
     return {
-        "/v1/items": {"id": "keyed-item", "text": cold_text(0)},
-        "/v1/interactions": {"interactions": [{"user_id": USER, "item_id": unseen_item()}]},
-        "/v1/admin/refresh": None,
-    }[path]
+        ("POST", "/v1/items"): ("/v1/items", {"id": "keyed-item", "text": cold_text(0)}),
+        ("POST", "/v1/interactions"): (
+            "/v1/interactions",
+            {"interactions": [{"user_id": USER, "item_id": unseen_item()}]},
+        ),
+        ("POST", "/v1/admin/refresh"): ("/v1/admin/refresh", None),
+        # The last warm item: no other test here reads it.
+        ("DELETE", "/v1/items/{item_id}"): (f"/v1/items/{planted_dataset().warm_items[-1]}", None),
+    }[(method, route)]
 
 
-def written(runtime, refreshes: list[str]) -> tuple[int, int, int]:
+def written(runtime, refreshes: list[str]) -> tuple[int, int, int, int]:
     """What the writes change and a warm-up running meanwhile does not: how many items,
-    real interactions and refreshes there are."""
+    real interactions, refreshes and withdrawn items there are."""
     counts = runtime.store.counts()
-    return sum(counts["items"].values()), counts["interactions"]["real"], len(refreshes)
+    withdrawn = len(runtime.store.withdrawn_indices())
+    return sum(counts["items"].values()), counts["interactions"]["real"], len(refreshes), withdrawn
 
 
 NOT_THE_KEY = {
@@ -85,17 +97,18 @@ NOT_THE_KEY = {
 }
 
 
-@pytest.mark.parametrize(("path", "status"), WRITES.items())
-def test_writes_answer_401_without_the_key_and_succeed_with_it(keyed, path, status) -> None:
+@pytest.mark.parametrize(("write", "status"), WRITES.items())
+def test_writes_answer_401_without_the_key_and_succeed_with_it(keyed, write, status) -> None:
     client, runtime, refreshes = keyed
-    body = valid_body(path)
+    method = write[0]
+    path, body = valid_request(*write)
     before = written(runtime, refreshes)
     for name, headers in NOT_THE_KEY.items():
-        refused = client.post(path, json=body, headers=headers)
+        refused = client.request(method, path, json=body, headers=headers)
         assert refused.status_code == 401, (name, refused.text)
         assert "X-API-Key" in refused.json()["detail"], name
     assert written(runtime, refreshes) == before
-    accepted = client.post(path, json=body, headers={"X-API-Key": KEY})
+    accepted = client.request(method, path, json=body, headers={"X-API-Key": KEY})
     assert accepted.status_code == status, accepted.text
     assert written(runtime, refreshes) != before
 
@@ -104,7 +117,7 @@ def test_every_write_route_is_one_of_those(keyed) -> None:
     """A new write endpoint must join ``WRITES``, the proof that it needs the key."""
     writes = {"POST", "PUT", "PATCH", "DELETE"}
     routes = api_routes_of(keyed[0].app.routes)
-    assert {r.path for r in routes if r.methods & writes} == set(WRITES)
+    assert {(m, r.path) for r in routes for m in r.methods & writes} == set(WRITES)
 
 
 def test_reads_stay_open(keyed) -> None:

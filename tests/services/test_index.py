@@ -10,6 +10,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -161,6 +162,31 @@ def test_remembered_rankings_answer_as_a_full_ranking_does_through_writes(index)
         index.upsert("items", ids, vectors, [{"cold": True}] * len(ids))
         same_answers(20, exclude=top[:3])
         same_answers(20, cold=True)
+
+
+def test_deleted_points_leave_every_answer_remembered_ones_included(index) -> None:
+    """A withdrawn item's point: gone from keyed (remembered) and unkeyed answers in every
+    pool, from ``vectors``, and still gone after a refreeze; numpy's ranking without it."""
+    data = build_version(index, "a", 0)
+    index.activate("a")
+    user = data["users"][2]
+    keyed = TopQuery(user, 10, (), None, key=2)
+    before = [i for i, _ in index.top_many("items", [keyed])[0]]
+    gone = [before[0], before[3], next(i for i in before if is_cold(i))]
+    index.delete("items", gone)
+    scores = data["items"] @ user
+    for cold in (None, True, False):
+        keep = lambda i, cold=cold: i not in gone and (cold is None or is_cold(i) == cold)  # noqa: E731
+        expected = best(scores, 10, keep)
+        query = TopQuery(user, 10, (), cold, key=2)
+        for answer in index.top_many("items", [query, replace(query, key=None)]):
+            assert [i for i, _ in answer] == expected
+    with pytest.raises(KeyError):
+        index.vectors("items", [gone[0]])
+    rng = np.random.default_rng(9)
+    ids = np.arange(1000, 2100)  # enough new rows to freeze every row again
+    index.upsert("items", ids, rng.normal(size=(len(ids), DIM)).astype(np.float32))
+    assert not set(gone) & {i for i, _ in index.top("items", user, N_ITEMS + len(ids))}
 
 
 def test_rankings_remembered_for_every_user_answer_as_full_rankings(index) -> None:

@@ -1,4 +1,5 @@
-"""Items: post a new one (warmed in the background), read its warm-up and its neighbours."""
+"""Items: post a new one (warmed in the background), read its warm-up and its neighbours,
+withdraw one."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from services.api.schemas import (
     Recommendation,
     SimulatedUser,
 )
-from services.store import ItemConflict
-from services.warmup import show_by_content
+from services.runtime import Runtime
+from services.store import ItemConflict, ItemRecord, UnknownIds
+from services.warmup import show_by_content, withdraw_item
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
 
@@ -53,7 +55,24 @@ def get_item(item_id: PathId, runtime: RuntimeDep) -> ItemOut:
     record = runtime.store.get_item(item_id)
     if record is None:
         raise HTTPException(404, f"item {item_id!r} is unknown")
-    users = runtime.store.simulated_for(item_id)
+    return described(runtime, record)
+
+
+@router.delete("/{item_id}", response_model=ItemOut, responses=ERRORS, dependencies=WRITES)
+def delete_item(item_id: PathId, runtime: RuntimeDep) -> ItemOut:
+    """Withdraw the item: out of every recommendation (and neighbour list) at once, and
+    out of every model version trained after; its record, simulated users and interactions
+    stay readable. A repeat answers the same."""
+    try:
+        record = withdraw_item(runtime, item_id)
+    except UnknownIds:
+        raise HTTPException(404, f"item {item_id!r} is unknown") from None
+    return described(runtime, record)
+
+
+def described(runtime: Runtime, record: ItemRecord) -> ItemOut:
+    """The item as the API shows it: its record and its simulated users."""
+    users = runtime.store.simulated_for(record.id)
     source = "refiner"
     if users and runtime.asked_lm(record.model_version):
         source = "refiner+lm"
@@ -67,6 +86,7 @@ def get_item(item_id: PathId, runtime: RuntimeDep) -> ItemOut:
         error=record.error,
         created_at=record.created_at,
         warmed_at=record.warmed_at,
+        withdrawn_at=record.withdrawn_at,
     )
 
 
@@ -82,6 +102,8 @@ def get_neighbors(
     record = runtime.store.get_item(item_id)
     if record is None:
         raise HTTPException(404, f"item {item_id!r} is unknown")
+    if record.withdrawn_at is not None:
+        raise HTTPException(409, f"item {item_id!r} was withdrawn")
     index = runtime.index
     version = index.active_version("items")
     no_vector = HTTPException(409, f"item {item_id!r} has no vector yet: retry soon")
