@@ -319,6 +319,38 @@ class Store:
                 session.flush()
             return _record(ItemRecord, item)
 
+    def change_item_text(self, item_id: str, text: str) -> tuple[ItemRecord, JobRecord, bool]:
+        """New text for a posted item: queued again with a new warm-up job, in one
+        transaction. Returns (item, job, changed); the same text again changes nothing and
+        returns the latest job.
+
+        Raises:
+            UnknownIds: no such item.
+            ItemConflict: it was withdrawn, or it is a data-set item (its vector is learned
+                from its interactions, not from its text).
+        """
+        digest = content_hash(text)
+        with self.session() as session:
+            item = session.get(Item, item_id, with_for_update=True)
+            if item is None:
+                raise UnknownIds(items=[item_id])
+            if item.withdrawn_at is not None:
+                raise ItemConflict(f"item {item_id!r} was withdrawn; post a new item")
+            if item.origin != "api":
+                raise ItemConflict(
+                    f"item {item_id!r} is a data-set item: its vector is learned from its "
+                    "interactions, so its text cannot change it; post a new item"
+                )
+            if item.content_hash == digest:
+                job = self._latest_job(session, item_id)
+                return _record(ItemRecord, item), _record(JobRecord, job), False
+            item.text, item.content_hash = text, digest
+            item.status, item.error, item.updated_at = "queued", None, now()
+            job = _new_job("warm_up", item_id)
+            session.add(job)
+            session.flush()
+            return _record(ItemRecord, item), _record(JobRecord, job), True
+
     def set_item_status(
         self,
         item_id: str,
@@ -328,8 +360,10 @@ class Store:
         model_version: str | None = None,
         timings: dict | None = None,
         index: int | None = None,
-    ) -> None:
-        """Move an item to ``status``.
+        text_hash: str | None = None,
+    ) -> bool:
+        """Move an item to ``status``; False where ``text_hash`` is given and the item's
+        text has changed since (a warm-up of the old text must not mark the new one).
 
         ``error`` is always written (a status change clears an old error); the other
         fields only when given, so a later stage never erases what an earlier one set.
@@ -344,7 +378,16 @@ class Store:
             values["index"] = index
         if status == "warm":
             values["warmed_at"] = values["updated_at"]
-        self._update_one(Item, item_id, values)
+        if text_hash is None:
+            self._update_one(Item, item_id, values)
+            return True
+        with self.session() as session:
+            result = session.execute(
+                update(Item)
+                .where(Item.id == item_id, Item.content_hash == text_hash)
+                .values(**values)
+            )
+            return result.rowcount == 1
 
     def assign_index(self, item_id: str, attempts: int = 20) -> int:
         """Give the item the next free row index (once); safe under concurrent workers.

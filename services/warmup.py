@@ -134,20 +134,27 @@ def warm_up_item(runtime: Runtime, item_id: str, job_id: str | None = None) -> d
     except Exception as error:
         message = f"{type(error).__name__}: {error}"
         logger.exception("warm-up of item %s failed", item_id)
-        store.set_item_status(item_id, "degraded", error=message)
+        store.set_item_status(item_id, "degraded", error=message, text_hash=item.content_hash)
         if job_id:
             store.finish_job(job_id, "failed", error=message)
         raise
-    store.set_item_status(
-        item_id, "warm", model_version=release.version, timings=timings, error=None
+    current = store.set_item_status(
+        item_id,
+        "warm",
+        model_version=release.version,
+        timings=timings,
+        error=None,
+        text_hash=item.content_hash,
     )
     result = {
         "item_id": item_id,
-        "status": "warm",
+        "status": "warm" if current else "queued",
         "model_version": release.version,
         "simulated_users": len(users),
         "timings": timings,
     }
+    if not current:  # PATCHed meanwhile: the job queued with the new text warms it
+        result["skipped"] = "text changed during the warm-up"
     if job_id:
         store.finish_job(job_id, "succeeded", result=result)
     logger.info(

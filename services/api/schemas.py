@@ -34,6 +34,12 @@ class ItemIn(BaseModel):
     text: StorableText = Field(min_length=1, max_length=10_000, description="Title or description.")
 
 
+class ItemPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: StorableText = Field(min_length=1, max_length=10_000, description="The new text.")
+
+
 class ItemAccepted(BaseModel):
     item_id: str
     job_id: str

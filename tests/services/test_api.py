@@ -239,6 +239,28 @@ def test_retraining_rewarms_posted_items_in_the_new_space(service) -> None:
     assert f"new-{item}" in [r["item_id"] for r in items["items"]]
 
 
+def test_new_text_warms_an_item_again_for_the_users_of_the_new_text(service) -> None:
+    client, runtime, queue = service
+    data = planted_dataset()
+    first, second = (int(i) for i in data.cold_test_items[7:9])
+    accepted = post_cold_item(client, queue, first, suffix="-patched")
+    name = f"new-{first}-patched"
+    patched = client.patch(f"/v1/items/{name}", json={"text": data.item_texts[second]})
+    assert patched.status_code == 202 and patched.json()["job_id"] != accepted["job_id"]
+    wait_until_idle(queue)
+    body = client.get(f"/v1/items/{name}").json()
+    assert body["status"] == "warm"
+    truth = {str(u) for u, i in data.splits["cold_test"].tolist() if i == second}
+    assert len(truth & {u["user_id"] for u in body["simulated_users"]}) >= 5
+    same = client.patch(f"/v1/items/{name}", json={"text": data.item_texts[second]})
+    assert same.status_code == 200 and same.json()["job_id"] == patched.json()["job_id"]
+    assert client.patch("/v1/items/nope", json={"text": "x"}).status_code == 404
+    warm = str(data.warm_items[1])
+    refused = client.patch(f"/v1/items/{warm}", json={"text": "x"})
+    assert refused.status_code == 409 and "data-set item" in refused.json()["detail"]
+    assert client.patch(f"/v1/items/{name}", json={"text": ""}).status_code == 422
+
+
 def test_a_withdrawn_item_leaves_every_recommendation_and_stays_out(service) -> None:
     """DELETE: out of the user's (remembered) recommendations at once, the record kept; a
     late warm-up, a late vector write and a refresh do not bring it back."""

@@ -51,6 +51,8 @@ def keyed(service):
     (job ids), not run: each would retrain the backbone."""
     client, runtime, queue = service
     refreshes: list[str] = []
+    posted = client.post("/v1/items", json={"id": PATCHED, "text": cold_text(2)})
+    assert posted.status_code == 202, posted.text
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(runtime.settings, "api_key", SecretStr(KEY))
         patch.setattr(queue, "enqueue_refresh", refreshes.append)
@@ -63,7 +65,10 @@ WRITES = {
     ("POST", "/v1/interactions"): 200,
     ("POST", "/v1/admin/refresh"): 202,
     ("DELETE", "/v1/items/{item_id}"): 200,
+    ("PATCH", "/v1/items/{item_id}"): 202,
 }
+#: A posted item (before the key is set) whose text the PATCH changes.
+PATCHED = "patched-item"
 
 
 def valid_request(method: str, route: str) -> tuple[str, dict | None]:
@@ -77,15 +82,22 @@ def valid_request(method: str, route: str) -> tuple[str, dict | None]:
         ("POST", "/v1/admin/refresh"): ("/v1/admin/refresh", None),
         # The last warm item: no other test here reads it.
         ("DELETE", "/v1/items/{item_id}"): (f"/v1/items/{planted_dataset().warm_items[-1]}", None),
+        ("PATCH", "/v1/items/{item_id}"): (f"/v1/items/{PATCHED}", {"text": cold_text(3)}),
     }[(method, route)]
 
 
-def written(runtime, refreshes: list[str]) -> tuple[int, int, int, int]:
+def written(runtime, refreshes: list[str]) -> tuple:
     """What the writes change and a warm-up running meanwhile does not: how many items,
-    real interactions, refreshes and withdrawn items there are."""
-    counts = runtime.store.counts()
-    withdrawn = len(runtime.store.withdrawn_indices())
-    return sum(counts["items"].values()), counts["interactions"]["real"], len(refreshes), withdrawn
+    real interactions, refreshes and withdrawn items there are, and a posted item's text."""
+    store = runtime.store
+    counts = store.counts()
+    return (
+        sum(counts["items"].values()),
+        counts["interactions"]["real"],
+        len(refreshes),
+        len(store.withdrawn_indices()),
+        store.get_item(PATCHED).text,
+    )
 
 
 NOT_THE_KEY = {

@@ -202,6 +202,27 @@ def test_a_new_item_is_stored_with_a_queued_job(loaded) -> None:
     assert loaded.latest_job("new") == job == loaded.get_job(job.id)
 
 
+def test_new_text_queues_the_item_again_and_an_old_warm_up_cannot_mark_it(loaded) -> None:
+    item, _, _ = loaded.submit_item("new", "a new paper")
+    loaded.set_item_status("new", "warm", model_version="v1")
+    changed, job, was_changed = loaded.change_item_text("new", "a better title")
+    assert was_changed and (changed.status, changed.text) == ("queued", "a better title")
+    assert loaded.latest_job("new") == job and job.status == "queued"
+    # A warm-up of the old text ends after the change: the new text stays queued.
+    assert not loaded.set_item_status("new", "warm", text_hash=item.content_hash)
+    assert loaded.get_item("new").status == "queued"
+    assert loaded.set_item_status("new", "warm", text_hash=changed.content_hash)
+    again, same_job, was_changed = loaded.change_item_text("new", "a better title")
+    assert not was_changed and same_job == job and again.status == "warm"
+    with pytest.raises(ItemConflict, match="data-set item"):
+        loaded.change_item_text("i0", "new words")
+    loaded.withdraw_item("new")
+    with pytest.raises(ItemConflict, match="withdrawn"):
+        loaded.change_item_text("new", "yet another title")
+    with pytest.raises(UnknownIds):
+        loaded.change_item_text("ghost", "text")
+
+
 def test_posting_again_is_idempotent_and_other_content_conflicts(loaded) -> None:
     first, job, _ = loaded.submit_item("new", "a new paper")
     item, again, created = loaded.submit_item("new", "a new paper")

@@ -1,5 +1,5 @@
 """Items: post a new one (warmed in the background), read its warm-up and its neighbours,
-withdraw one."""
+change its text, withdraw it."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from services.api.schemas import (
     ItemAccepted,
     ItemIn,
     ItemOut,
+    ItemPatch,
     Neighbors,
     Recommendation,
     SimulatedUser,
@@ -56,6 +57,32 @@ def get_item(item_id: PathId, runtime: RuntimeDep) -> ItemOut:
     if record is None:
         raise HTTPException(404, f"item {item_id!r} is unknown")
     return described(runtime, record)
+
+
+@router.patch(
+    "/{item_id}",
+    status_code=202,
+    response_model=ItemAccepted,
+    responses={**ERRORS, 200: {"model": ItemAccepted}},
+    dependencies=WRITES,
+)
+def patch_item(
+    item_id: PathId, patch: ItemPatch, response: Response, runtime: RuntimeDep, queue: QueueDep
+) -> ItemAccepted:
+    """New text for a posted item: its content vector is rewritten at once and it is warmed
+    again (202, a new job); the same text answers 200 with its latest job."""
+    try:
+        record, job, changed = runtime.store.change_item_text(item_id, patch.text)
+    except UnknownIds:
+        raise HTTPException(404, f"item {item_id!r} is unknown") from None
+    except ItemConflict as error:
+        raise HTTPException(409, str(error)) from None
+    if changed:
+        show_by_content(runtime, record.id)
+        queue.enqueue(record.id, job.id)
+    else:
+        response.status_code = 200
+    return ItemAccepted(item_id=record.id, job_id=job.id, status=record.status)
 
 
 @router.delete("/{item_id}", response_model=ItemOut, responses=ERRORS, dependencies=WRITES)
