@@ -1,0 +1,69 @@
+"""How good a folded-in user is: every user refitted from their training items alone.
+
+A user the model version was not trained with is served a vector fitted to the vectors of
+the items they interacted with (``models.llmins.update.fold_in``, its ridge chosen on warm
+validation by ``choose_fold_in_ridge``, as bootstrap does). Here every warm user of the data
+set is folded in that way from their training interactions and scored like the trained
+user vectors on the warm task: validation NDCG@20 per ridge, then test Recall/NDCG@20 for
+the folded and the trained vectors. Prints and saves JSON (``--out``). Example:
+
+    python bench/fold_in.py --version-dir runs/replay/state/models/VERSION \\
+        --out runs/fold_in/citeulike.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from models.data import DATASETS, load_dataset
+from models.evaluation import evaluate, validation_ndcg
+from models.llmins.release import ModelRelease
+from models.llmins.update import choose_fold_in_ridge, fold_in, ridge_inverse
+from services.settings import get_settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serving import git_commit  # noqa: E402
+
+
+def main() -> None:
+    settings = get_settings()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--version-dir", type=Path, required=True, help="a model version folder")
+    parser.add_argument("--dataset", choices=DATASETS, default=settings.dataset)
+    parser.add_argument("--data-dir", type=Path, default=settings.data_dir)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    release = ModelRelease.load(args.version_dir, tables=False)
+    data = load_dataset(args.dataset, args.data_dir)
+    items, users = np.array(release.items), np.array(release.users)
+    ridge, by_ridge = choose_fold_in_ridge(data, items)
+    inverse = ridge_inverse(items, ridge)
+    pairs = data.splits["warm_train"]
+    folded = np.stack(
+        [fold_in(items[pairs[pairs[:, 0] == user, 1]], inverse) for user in range(data.n_users)]
+    )
+    record = {
+        "dataset": args.dataset,
+        "version": release.version,
+        "commit": git_commit(),
+        "ridge": ridge,
+        "val_warm_ndcg@20_by_ridge": by_ridge,
+        "val_warm_ndcg@20_trained": validation_ndcg(data, users, items, "warm"),
+        "test_warm": {
+            name: evaluate(data, table, items, stage="test", tasks=("warm",))["warm"]
+            for name, table in (("folded", folded), ("trained", users))
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2))
+    print(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()
