@@ -25,7 +25,7 @@ from models.llmins.release import NO_LM, ModelRelease, train_release
 from models.llmins.simulator import SimulatorConfig
 from models.llmins.variants import LLMInSConfig
 from models.runs import RunConfig
-from services.index import BACKBONE, PROFILES
+from services.index import BACKBONE, PROFILES, item_payload
 from services.runtime import Runtime, new_version_name
 
 logger = logging.getLogger(__name__)
@@ -232,11 +232,12 @@ def index_release(
     from).
     """
     ids, vectors = items, release.items[items]
-    payloads = [{"cold": False}] * len(items)
+    payloads = [item_payload(cold=False)] * len(items)
     if posted is not None:
         ids = np.concatenate([ids, posted[0]])
         vectors = np.concatenate([vectors, posted[1]])
-        payloads = payloads + [{"cold": True}] * len(posted[0])
+        labels = runtime.store.categories_of(posted[0])
+        payloads += [item_payload(True, labels.get(int(row))) for row in posted[0]]
     shown = ~np.isin(ids, sorted(runtime.store.withdrawn_indices()))
     ids, vectors = ids[shown], vectors[shown]
     payloads = [payload for payload, kept in zip(payloads, shown, strict=True) if kept]

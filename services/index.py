@@ -67,6 +67,7 @@ class PointQuery:
     k: int
     exclude: Sequence[int] = ()
     cold: bool | None = None
+    category: str | None = None
 
 
 class VectorIndex:
@@ -151,9 +152,13 @@ class VectorIndex:
                 vectors_config=models.VectorParams(size=vectors.shape[1], distance=distance),
             )
             if kind == "items" and self._server:
-                # The cold pool is small: without an index on the flag, the server's filtered
-                # HNSW search cannot plan for it (local mode has no payload indexes).
+                # The cold pool and a category are small: without an index on their fields,
+                # the server's filtered HNSW search cannot plan for them (local mode has no
+                # payload indexes).
                 self._client.create_payload_index(name, "cold", models.PayloadSchemaType.BOOL)
+                self._client.create_payload_index(
+                    name, "categories", models.PayloadSchemaType.KEYWORD
+                )
         if self._mirrored:
             self._built[name] = (kind, ids, vectors, payloads)
         starts = range(0, len(ids), batch)
@@ -454,13 +459,15 @@ class VectorIndex:
         k: int,
         exclude: Sequence[int] = (),
         cold: bool | None = None,
+        category: str | None = None,
     ) -> list[tuple[int, float]]:
         """The ``k`` best (id, score) of ``kind`` for ``query``, ``exclude`` left out, best first.
 
         Scores are the kind's measure (inner product, or cosine for ``content``). ``cold``
-        restricts items to those posted (True) or those of the data set (False).
+        restricts items to those posted (True) or those of the data set (False),
+        ``category`` to those whose ``categories`` payload holds it.
         """
-        return self.top_many(kind, [TopQuery(query, k, exclude, cold)])[0]
+        return self.top_many(kind, [TopQuery(query, k, exclude, cold, category=category)])[0]
 
     def top_many(self, kind: str, queries: Sequence[TopQuery]) -> list[list[tuple[int, float]]]:
         """:meth:`top` for several queries at once, answers in their order.
@@ -469,8 +476,8 @@ class VectorIndex:
         collection is read from memory once, not once per query), on a server one batch
         request.
         """
-        if kind != "items" and any(q.cold is not None for q in queries):
-            raise ValueError(f"only items have a cold pool, not {kind}")
+        if kind != "items" and any(q.cold is not None or q.category for q in queries):
+            raise ValueError(f"only items have a cold pool and categories, not {kind}")
         if not queries:
             return []
         with self._memory:
@@ -507,7 +514,7 @@ class VectorIndex:
             if mirror is not None and source is not None:
                 vectors = source.get([q.point for q in queries])
                 tops = [
-                    TopQuery(vector, q.k, q.exclude, q.cold, key=q.point)
+                    TopQuery(vector, q.k, q.exclude, q.cold, key=q.point, category=q.category)
                     for vector, q in zip(vectors, queries, strict=True)
                 ]
                 if wait:
@@ -523,7 +530,10 @@ class VectorIndex:
         if not wait:  # Qdrant's own queries are never at hand
             return None
         vectors = self.vectors(by, [q.point for q in queries])
-        tops = [TopQuery(v, q.k, q.exclude, q.cold) for v, q in zip(vectors, queries, strict=True)]
+        tops = [
+            TopQuery(v, q.k, q.exclude, q.cold, category=q.category)
+            for v, q in zip(vectors, queries, strict=True)
+        ]
         return self.top_many(kind, tops), self.active_version(kind)
 
     def remember_rankings(self, batch: int = 32, progress: bool = False) -> int:
@@ -617,15 +627,29 @@ class VectorIndex:
                     self._client.delete_collection(name)
 
 
+def item_payload(cold: bool, categories: Sequence[str] | None = None) -> dict:
+    """What an ``items`` point carries: the pool flag, and its categories where it has some
+    (what ``cold`` and ``category`` queries filter on)."""
+    payload: dict = {"cold": bool(cold)}
+    if categories:
+        payload["categories"] = [str(category) for category in categories]
+    return payload
+
+
 def _filter(query: TopQuery) -> models.Filter | None:
-    """Qdrant's filter for a query's left-out ids and pool."""
+    """Qdrant's filter for a query's left-out ids, pool and category."""
     conditions = {}
     if len(query.exclude):
         conditions["must_not"] = [models.HasIdCondition(has_id=[int(i) for i in query.exclude])]
+    must = []
     if query.cold is not None:
-        conditions["must"] = [
-            models.FieldCondition(key="cold", match=models.MatchValue(value=query.cold))
-        ]
+        must.append(models.FieldCondition(key="cold", match=models.MatchValue(value=query.cold)))
+    if query.category is not None:  # a list payload matches when one of its values does
+        must.append(
+            models.FieldCondition(key="categories", match=models.MatchValue(value=query.category))
+        )
+    if must:
+        conditions["must"] = must
     return models.Filter(**conditions) if conditions else None
 
 

@@ -25,6 +25,8 @@ class TopQuery:
     """One question to the index: the ``k`` best points for ``vector``, ``exclude`` left out;
     ``cold`` restricts items to those posted (True) or those of the data set (False).
 
+    ``category`` restricts them to points whose ``categories`` payload holds it.
+
     ``key`` names the vector (a user's row) so that the in-memory copy may remember its
     ranking: the next query with the same key and vector scores only what changed since.
     """
@@ -34,6 +36,7 @@ class TopQuery:
     exclude: Sequence[int] = ()
     cold: bool | None = None
     key: Hashable | None = None
+    category: str | None = None
 
 
 #: Rows a remembered ranking keeps beyond the largest k and the query's left-out ids, so
@@ -81,6 +84,8 @@ class Mirror:
         #: Rows whose point was deleted: in no answer (their columns stay until a copy is
         #: made again, at the next version).
         self.gone = np.zeros(0, dtype=bool)
+        #: Per category, which rows hold it (the ``categories`` payload).
+        self.categories: dict[str, np.ndarray] = {}
         self.row: dict[int, int] = {}
         self.frozen = 0
         self.dirty: set[int] = set()
@@ -107,8 +112,14 @@ class Mirror:
             elif row < self.frozen:
                 self.dirty.add(row)
             self.columns[:, row] = vectors[position]
-            flag = (payloads[position] or {}).get("cold") if payloads else None
+            payload = (payloads[position] or {}) if payloads else {}
+            flag = payload.get("cold")
             self.cold[row] = -1 if flag is None else int(bool(flag))
+            for rows in self.categories.values():
+                rows[row] = False
+            for category in payload.get("categories") or ():
+                rows = self.categories.setdefault(category, np.zeros(len(self.ids), dtype=bool))
+                rows[row] = True
         if len(self.dirty) + self.size - self.frozen > max(1024, self.frozen // 10):
             self.freeze()
             return True
@@ -120,6 +131,8 @@ class Mirror:
             self.ids = np.resize(self.ids, capacity)
             self.cold = np.resize(self.cold, capacity)
             self.gone = np.resize(self.gone, capacity)
+            for category, rows in self.categories.items():
+                self.categories[category] = np.resize(rows, capacity)
             grown = np.zeros((self.columns.shape[0], capacity), dtype=np.float32)
             grown[:, : self.size] = self.columns[:, : self.size]
             self.columns = grown
@@ -181,6 +194,9 @@ class Mirror:
                 scores[row, self.cold[: self.size] != int(query.cold)] = -np.inf
             scores[row, self._rows_of(query.exclude)] = -np.inf
             scores[row, self.gone[: self.size]] = -np.inf
+            if query.category is not None:
+                held = self.categories.get(query.category, np.zeros(self.size, dtype=bool))
+                scores[row, ~held[: self.size]] = -np.inf
         most = min(max(q.k for q in queries), self.size)
         if most == 0:
             return [[] for _ in queries]
@@ -215,7 +231,10 @@ class Mirror:
 
     def remembered(self, query: TopQuery) -> list[tuple[int, float]] | None:
         """The answer from the query's remembered ranking and the live rows; None when
-        there is none (or it ran short, or the key's vector changed)."""
+        there is none (or it ran short, or the key's vector changed, or the query asks for
+        a category: rankings are remembered per pool only)."""
+        if query.category is not None:
+            return None
         shortlist = self.shortlists.get((query.key, query.cold))
         if shortlist is None or not np.array_equal(shortlist.vector, query.vector):
             return None

@@ -90,6 +90,7 @@ def content_hash(text: str) -> str:
 class ItemRecord:
     id: str
     text: str
+    categories: list | None
     content_hash: str
     index: int | None
     origin: str
@@ -247,42 +248,54 @@ class Store:
 
     # -- items and jobs ---------------------------------------------------------------
 
-    def submit_item(self, item_id: str, text: str) -> tuple[ItemRecord, JobRecord, bool]:
+    def submit_item(
+        self, item_id: str, text: str, categories: Sequence[str] = ()
+    ) -> tuple[ItemRecord, JobRecord, bool]:
         """Store a posted item and its warm-up job in one transaction; idempotent on the id.
 
-        Returns (item, job, created). The same text again returns the existing item and
-        its latest job; another text raises :class:`ItemConflict`. Two concurrent posts of
-        one id create it once: the loser's insert fails on the key and it answers as for
-        a repeat.
+        Returns (item, job, created). The same text and categories again return the
+        existing item and its latest job; other ones raise :class:`ItemConflict`. Two
+        concurrent posts of one id create it once: the loser's insert fails on the key and
+        it answers as for a repeat.
         """
         digest = content_hash(text)
+        labels = sorted(set(categories)) or None
         try:
-            created = self._insert_item(item_id, text, digest)
+            created = self._insert_item(item_id, text, digest, labels)
         except IntegrityError:
             created = None  # another request stored the same id first
         if created is not None:
             return (*created, True)
-        return (*self._repeat_item(item_id, digest), False)
+        return (*self._repeat_item(item_id, digest, labels), False)
 
     def _insert_item(
-        self, item_id: str, text: str, digest: str
+        self, item_id: str, text: str, digest: str, categories: list[str] | None
     ) -> tuple[ItemRecord, JobRecord] | None:
         """The new item and its queued job, or None if the id is already stored."""
         with self.session() as session:
             if session.get(Item, item_id) is not None:
                 return None
-            item = Item(id=item_id, text=text, content_hash=digest, origin="api", status="queued")
+            item = Item(
+                id=item_id,
+                text=text,
+                categories=categories,
+                content_hash=digest,
+                origin="api",
+                status="queued",
+            )
             job = _new_job("warm_up", item_id)
             session.add_all([item, job])
             session.flush()
             return _record(ItemRecord, item), _record(JobRecord, job)
 
-    def _repeat_item(self, item_id: str, digest: str) -> tuple[ItemRecord, JobRecord]:
+    def _repeat_item(
+        self, item_id: str, digest: str, categories: list[str] | None
+    ) -> tuple[ItemRecord, JobRecord]:
         with self.session() as session:
             item = session.get(Item, item_id)
             if item is None:  # the insert failed for another reason than this id
                 raise StoreError(f"item {item_id!r} could not be stored")
-            if item.content_hash != digest:
+            if item.content_hash != digest or item.categories != categories:
                 raise ItemConflict(
                     f"item {item_id!r} exists with different content; post it under a new id"
                 )
@@ -448,6 +461,20 @@ class Store:
                 )
             )
             return {index: (item_id, origin) for index, item_id, origin in rows}
+
+    def categories_of(self, indices: Sequence[int]) -> dict[int, list[str]]:
+        """The categories of items by row index (those that have some)."""
+        wanted = [int(i) for i in indices]
+        found: dict[int, list[str]] = {}
+        with self.session() as session:
+            for start in range(0, len(wanted), CHUNK):
+                rows = session.execute(
+                    select(Item.index, Item.categories).where(
+                        Item.index.in_(wanted[start : start + CHUNK])
+                    )
+                )
+                found.update({index: labels for index, labels in rows if labels})
+        return found
 
     def withdrawn_indices(self) -> set[int]:
         """Row indices of withdrawn items (what an index build leaves out)."""

@@ -73,6 +73,8 @@ class Item(Base):
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     text: Mapped[str] = mapped_column(Text)
+    #: Labels a recommendation can be restricted to (``?category=``); None: none.
+    categories: Mapped[list | None] = mapped_column(JSON)
     content_hash: Mapped[str] = mapped_column(String(64))
     index: Mapped[int | None] = mapped_column(Integer, unique=True)
     origin: Mapped[str] = mapped_column(choice(ItemOrigin))

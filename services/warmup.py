@@ -14,6 +14,7 @@ import numpy as np
 
 from models.llmins.release import ModelRelease
 from models.runs import StageTimer
+from services.index import item_payload
 from services.runtime import Runtime
 from services.store import ItemRecord
 
@@ -51,12 +52,12 @@ def withdraw_item(runtime: Runtime, item_id: str) -> ItemRecord:
     return item
 
 
-def index_item(runtime: Runtime, item_id: str, index: int, vector: np.ndarray) -> None:
-    """Write the item's served vector, unless it was withdrawn (checked after the write, so a
-    withdrawal that came in between still wins)."""
-    runtime.index.upsert("items", [index], vector, [{"cold": True}])
-    item = runtime.store.get_item(item_id)
-    if item is None or item.withdrawn_at is not None:
+def index_item(runtime: Runtime, item: ItemRecord, index: int, vector: np.ndarray) -> None:
+    """Write the posted item's served vector, unless it was withdrawn (checked after the
+    write, so a withdrawal that came in between still wins)."""
+    runtime.index.upsert("items", [index], vector, [item_payload(True, item.categories)])
+    current = runtime.store.get_item(item.id)
+    if current is None or current.withdrawn_at is not None:
         runtime.index.delete("items", [index])
 
 
@@ -66,7 +67,7 @@ def write_content_vector(
     """Index the item by its content vector alone (the collaborative content map): it is
     recommendable from this moment on. Returns its row index (assigned on first use)."""
     index = item.index if item.index is not None else runtime.store.assign_index(item.id)
-    index_item(runtime, item.id, index, release.warmer.content_vectors(content))
+    index_item(runtime, item, index, release.warmer.content_vectors(content))
     return index
 
 
@@ -130,7 +131,7 @@ def warm_up_item(runtime: Runtime, item_id: str, job_id: str | None = None) -> d
         users = release.simulated_users(warmed, 0)
         with clock("store"):
             store.replace_simulated(item_id, users, release.version)
-            index_item(runtime, item_id, index, warmed.vectors)
+            index_item(runtime, item, index, warmed.vectors)
     except Exception as error:
         message = f"{type(error).__name__}: {error}"
         logger.exception("warm-up of item %s failed", item_id)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Literal
 
-from fastapi import Depends, Header, HTTPException, Path, Request
+from fastapi import Depends, Header, HTTPException, Path, Query, Request
 
-from services.api.schemas import ID_MAX_LENGTH, ID_PATTERN, Problem
+from services.api.schemas import CATEGORY_MAX_LENGTH, ID_MAX_LENGTH, ID_PATTERN, Problem
 from services.batching import MicroBatcher
 from services.queues import TaskQueue
 from services.runtime import Runtime
@@ -21,6 +21,12 @@ ERRORS = {code: {"model": Problem} for code in (400, 401, 404, 409, 413, 422)}
 Pool = Literal["all", "warm", "cold"]
 #: Each pool as the index's ``cold`` flag.
 COLD_FLAG: dict[str, bool | None] = {"all": None, "warm": False, "cold": True}
+
+#: Restricts a ranking to the items that carry this category (none: every item).
+CategoryQuery = Annotated[
+    str | None,
+    Query(min_length=1, max_length=CATEGORY_MAX_LENGTH, pattern=ID_PATTERN),
+]
 
 #: Ids in paths follow the rules of ids in bodies: garbage is a 422 before a store sees it.
 PathId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]

@@ -25,6 +25,9 @@ def _no_nul(text: str) -> str:
 
 #: Free text that reaches the store.
 StorableText = Annotated[str, AfterValidator(_no_nul)]
+#: A category label: the rules of ids (it is a query parameter), up to 64 characters.
+CATEGORY_MAX_LENGTH = 64
+Category = Annotated[str, Field(min_length=1, max_length=CATEGORY_MAX_LENGTH, pattern=ID_PATTERN)]
 
 
 class ItemIn(BaseModel):
@@ -32,6 +35,11 @@ class ItemIn(BaseModel):
 
     id: str = Identifier
     text: StorableText = Field(min_length=1, max_length=10_000, description="Title or description.")
+    categories: list[Category] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Labels recommendations and neighbours can be restricted to (`?category=`).",
+    )
 
 
 class ItemPatch(BaseModel):
@@ -63,6 +71,7 @@ class ItemOut(BaseModel):
     id: str
     status: Literal["queued", "warming", "warm", "degraded", "failed"]
     origin: str
+    categories: list[str]
     model_version: str | None
     simulated_users: list[SimulatedUser]
     timings: dict[str, float] | None
@@ -105,6 +114,7 @@ UserVector = Literal["model", "folded_in"]
 class Recommendations(BaseModel):
     user_id: str
     pool: str
+    category: str | None
     model_version: str | None
     user_vector: UserVector = Field(
         description="`model`: the user's vector of the model version; `folded_in`: a user "
@@ -127,6 +137,7 @@ class UserOut(BaseModel):
 class Neighbors(BaseModel):
     item_id: str
     pool: str
+    category: str | None
     model_version: str | None
     items: list[Recommendation] = Field(
         description="The items a user whose vector were this item's would be recommended "

@@ -261,6 +261,39 @@ def test_new_text_warms_an_item_again_for_the_users_of_the_new_text(service) -> 
     assert client.patch(f"/v1/items/{name}", json={"text": ""}).status_code == 422
 
 
+def test_categories_restrict_recommendations_and_neighbors_through_a_refresh(service) -> None:
+    client, runtime, queue = service
+    data = planted_dataset()
+    items = [int(i) for i in data.cold_test_items[9:13]]
+    shelves = ["shelf-a", "shelf-b", "shelf-a", "shelf-b"]
+    for item, shelf in zip(items, shelves, strict=True):
+        body = {"id": f"shelved-{item}", "text": data.item_texts[item], "categories": [shelf]}
+        assert client.post("/v1/items", json=body).status_code == 202
+    wait_until_idle(queue)
+    shown = client.get(f"/v1/items/shelved-{items[0]}").json()
+    assert shown["categories"] == ["shelf-a"]
+    clash = {"id": f"shelved-{items[0]}", "text": data.item_texts[items[0]], "categories": []}
+    assert client.post("/v1/items", json=clash).status_code == 409
+    on_a = {f"shelved-{i}" for i, shelf in zip(items, shelves, strict=True) if shelf == "shelf-a"}
+
+    def listed(path: str, **params) -> list[str]:
+        answer = client.get(path, params={"k": 100, **params})
+        assert answer.status_code == 200, answer.text
+        return [r["item_id"] for r in answer.json()["items"]]
+
+    for user in ("0", "newcomer-shelves"):
+        if user != "0":  # a folded-in user too
+            sent = {"interactions": [{"user_id": user, "item_id": str(data.warm_items[0])}]}
+            client.post("/v1/interactions", json=sent)
+        path = f"/v1/users/{user}/recommendations"
+        assert set(listed(path, category="shelf-a")) == on_a
+        assert listed(path, category="nothing-here") == []
+    assert set(listed(f"/v1/items/shelved-{items[1]}/neighbors", category="shelf-a")) == on_a
+    refresh(runtime, max_epochs=1)
+    assert set(listed("/v1/users/0/recommendations", category="shelf-a", pool="cold")) == on_a
+    assert client.get("/v1/users/0/recommendations", params={"category": "a b"}).status_code == 422
+
+
 def test_a_withdrawn_item_leaves_every_recommendation_and_stays_out(service) -> None:
     """DELETE: out of the user's (remembered) recommendations at once, the record kept; a
     late warm-up, a late vector write and a refresh do not bring it back."""
@@ -286,9 +319,10 @@ def test_a_withdrawn_item_leaves_every_recommendation_and_stays_out(service) -> 
     assert again.status_code == 409 and "withdrawn" in again.json()["detail"]
     assert client.get(f"/v1/items/{name}/neighbors").status_code == 409
     assert client.delete("/v1/items/nope").status_code == 404
-    row = runtime.store.get_item(name).index
+    record = runtime.store.get_item(name)
+    row = record.index
     assert warm_up_item(runtime, name)["skipped"] == "withdrawn"
-    index_item(runtime, name, row, np.ones((1, runtime.release().items.shape[1])))
+    index_item(runtime, record, row, np.ones((1, runtime.release().items.shape[1])))
     with pytest.raises(KeyError):
         runtime.index.vectors("items", [row])
     refresh(runtime, max_epochs=1)

@@ -15,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from services.index import PointQuery, VectorIndex
+from services.index import PointQuery, VectorIndex, item_payload
 from services.ranking import TopQuery
 
 N_ITEMS, N_USERS, DIM = 60, 10, 8
@@ -187,6 +187,35 @@ def test_deleted_points_leave_every_answer_remembered_ones_included(index) -> No
     ids = np.arange(1000, 2100)  # enough new rows to freeze every row again
     index.upsert("items", ids, rng.normal(size=(len(ids), DIM)).astype(np.float32))
     assert not set(gone) & {i for i, _ in index.top("items", user, N_ITEMS + len(ids))}
+
+
+def test_a_category_restricts_answers_to_the_points_that_carry_it(index) -> None:
+    """Every fifth item is in "red", every seventh in "blue" too; keyed (remembered) and
+    unkeyed queries give numpy's ranking among them, through a rewrite of the labels."""
+    data = build_version(index, "a", 0)
+    index.activate("a")
+
+    def labels(item: int) -> list[str]:
+        return [name for name, step in (("red", 5), ("blue", 7)) if item % step == 0]
+
+    ids = np.arange(N_ITEMS)
+    payloads = [item_payload(is_cold(i), labels(i)) for i in ids]
+    index.upsert("items", ids, data["items"], payloads)
+    user = data["users"][3]
+    scores = data["items"] @ user
+    index.top_many("items", [TopQuery(user, 5, key=3)])  # a remembered ranking exists
+    red = {i for i in range(N_ITEMS) if labels(i)[:1] == ["red"]}
+    for category, cold in (("red", None), ("blue", None), ("red", True), ("green", None)):
+        members = {i for i in range(N_ITEMS) if category in labels(i)}
+        keep = lambda i, m=members, c=cold: i in m and (c is None or is_cold(i) == c)  # noqa: E731
+        query = TopQuery(user, 4, (), cold, key=3, category=category)
+        for answer in index.top_many("items", [query, replace(query, key=None)]):
+            assert [i for i, _ in answer] == best(scores, 4, keep)
+    moved = sorted(red)[0]
+    index.upsert("items", [moved], data["items"][[moved]], [item_payload(False, ["green"])])
+    found = [i for i, _ in index.top("items", user, N_ITEMS, category="green")]
+    assert found == [moved]
+    assert moved not in [i for i, _ in index.top("items", user, N_ITEMS, category="red")]
 
 
 def test_rankings_remembered_for_every_user_answer_as_full_rankings(index) -> None:

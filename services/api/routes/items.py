@@ -7,7 +7,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response
 
-from services.api.dependencies import COLD_FLAG, ERRORS, WRITES, PathId, Pool, QueueDep, RuntimeDep
+from services.api.dependencies import (
+    COLD_FLAG,
+    ERRORS,
+    WRITES,
+    CategoryQuery,
+    PathId,
+    Pool,
+    QueueDep,
+    RuntimeDep,
+)
 from services.api.schemas import (
     ItemAccepted,
     ItemIn,
@@ -40,7 +49,7 @@ def post_item(
     text under a known id is a 409.
     """
     try:
-        record, job, created = runtime.store.submit_item(item.id, item.text)
+        record, job, created = runtime.store.submit_item(item.id, item.text, item.categories)
     except ItemConflict as error:
         raise HTTPException(409, str(error)) from None
     if created:
@@ -107,6 +116,7 @@ def described(runtime: Runtime, record: ItemRecord) -> ItemOut:
         id=record.id,
         status=record.status,
         origin=record.origin,
+        categories=record.categories or [],
         model_version=record.model_version,
         simulated_users=[SimulatedUser(user_id=u, score=p, source=source) for u, p in users],
         timings=record.timings,
@@ -123,6 +133,7 @@ def get_neighbors(
     runtime: RuntimeDep,
     k: Annotated[int, Query(ge=1, le=100)] = 20,
     pool: Pool = "all",
+    category: CategoryQuery = None,
 ) -> Neighbors:
     """The items nearest to this one by its served vector (a posted item's content vector
     until its warm-up, then its warmed one)."""
@@ -140,11 +151,12 @@ def get_neighbors(
         vector = index.vectors("items", [record.index])[0]
     except KeyError:
         raise no_vector from None
-    hits = index.top("items", vector, k, exclude=[record.index], cold=COLD_FLAG[pool])
+    hits = index.top("items", vector, k, [record.index], COLD_FLAG[pool], category)
     ids = runtime.store.item_ids([row for row, _ in hits])
     return Neighbors(
         item_id=item_id,
         pool=pool,
+        category=category,
         model_version=version,
         items=[Recommendation(item_id=ids[row], score=s) for row, s in hits if row in ids],
     )

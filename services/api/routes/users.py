@@ -12,6 +12,7 @@ from services.api.dependencies import (
     COLD_FLAG,
     ERRORS,
     WRITES,
+    CategoryQuery,
     PathId,
     Pool,
     RankingDep,
@@ -73,6 +74,7 @@ async def recommendations(
     ranking: RankingDep,
     k: Annotated[int, Query(ge=1, le=100)] = 20,
     pool: Pool = "all",
+    category: CategoryQuery = None,
 ) -> JSONResponse:
     """The user's top-k items by the backbone's score, items they interacted with left out.
 
@@ -85,10 +87,12 @@ async def recommendations(
     user_index = store.user_index(user_id)
     seen = store.seen_item_indices(user_id)
     if user_index is None:
-        hits, version = await run_in_threadpool(folded_in_top, runtime, user_id, seen, k, pool)
+        hits, version = await run_in_threadpool(
+            folded_in_top, runtime, user_id, seen, k, pool, category
+        )
         source = "folded_in"
     else:
-        query = PointQuery(user_index, k, seen, COLD_FLAG[pool])
+        query = PointQuery(user_index, k, seen, COLD_FLAG[pool], category)
         hits, version = await ranking.submit(query)
         source = "model"
     ids = store.item_ids([index for index, _ in hits])
@@ -98,6 +102,7 @@ async def recommendations(
         {
             "user_id": user_id,
             "pool": pool,
+            "category": category,
             "model_version": version,
             "user_vector": source,
             "items": [{"item_id": ids[i], "score": s} for i, s in hits if i in ids],
@@ -106,9 +111,15 @@ async def recommendations(
 
 
 def folded_in_top(
-    runtime: Runtime, user_id: str, seen: tuple[int, ...], k: int, pool: Pool
+    runtime: Runtime,
+    user_id: str,
+    seen: tuple[int, ...],
+    k: int,
+    pool: Pool,
+    category: str | None = None,
 ) -> tuple[list[tuple[int, float]], str | None]:
-    """The top ``k`` of ``pool`` for a user outside the model, and the version answering.
+    """The top ``k`` of ``pool`` (of ``category``) for a user outside the model, and the
+    version answering.
 
     Raises:
         HTTPException: 404 for a user with no interaction with an indexed item (unknown,
@@ -122,4 +133,4 @@ def folded_in_top(
     except KeyError:  # an item accepted, its content vector not written yet
         raise HTTPException(409, "the user's items have no vectors yet: retry soon") from None
     version = runtime.index.active_version("items")
-    return runtime.index.top("items", vector, k, exclude=seen, cold=COLD_FLAG[pool]), version
+    return runtime.index.top("items", vector, k, seen, COLD_FLAG[pool], category), version
