@@ -26,20 +26,24 @@ from services.api.schemas import (
     Recommendation,
     SimulatedUser,
 )
+from services.queues import TaskQueue
 from services.runtime import Runtime
-from services.store import ItemConflict, ItemRecord, UnknownIds
+from services.store import ItemConflict, ItemRecord, JobRecord, UnknownIds
 from services.warmup import show_by_content, withdraw_item
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
 
 
-@router.post(
-    "",
-    status_code=202,
-    response_model=ItemAccepted,
-    responses={**ERRORS, 200: {"model": ItemAccepted}},
-    dependencies=WRITES,
-)
+#: Writes of an item's text: 202 when it is queued for a warm-up, 200 for a repeat.
+TEXT_WRITE = {
+    "status_code": 202,
+    "response_model": ItemAccepted,
+    "responses": {**ERRORS, 200: {"model": ItemAccepted}},
+    "dependencies": WRITES,
+}
+
+
+@router.post("", **TEXT_WRITE)
 def post_item(
     item: ItemIn, response: Response, runtime: RuntimeDep, queue: QueueDep
 ) -> ItemAccepted:
@@ -52,12 +56,7 @@ def post_item(
         record, job, created = runtime.store.submit_item(item.id, item.text, item.categories)
     except ItemConflict as error:
         raise HTTPException(409, str(error)) from None
-    if created:
-        show_by_content(runtime, record.id)
-        queue.enqueue(record.id, job.id)
-    else:
-        response.status_code = 200
-    return ItemAccepted(item_id=record.id, job_id=job.id, status=record.status)
+    return queued(runtime, queue, response, record, job, created)
 
 
 @router.get("/{item_id}", response_model=ItemOut, responses=ERRORS)
@@ -68,13 +67,7 @@ def get_item(item_id: PathId, runtime: RuntimeDep) -> ItemOut:
     return described(runtime, record)
 
 
-@router.patch(
-    "/{item_id}",
-    status_code=202,
-    response_model=ItemAccepted,
-    responses={**ERRORS, 200: {"model": ItemAccepted}},
-    dependencies=WRITES,
-)
+@router.patch("/{item_id}", **TEXT_WRITE)
 def patch_item(
     item_id: PathId, patch: ItemPatch, response: Response, runtime: RuntimeDep, queue: QueueDep
 ) -> ItemAccepted:
@@ -86,7 +79,20 @@ def patch_item(
         raise HTTPException(404, f"item {item_id!r} is unknown") from None
     except ItemConflict as error:
         raise HTTPException(409, str(error)) from None
-    if changed:
+    return queued(runtime, queue, response, record, job, changed)
+
+
+def queued(
+    runtime: Runtime,
+    queue: TaskQueue,
+    response: Response,
+    record: ItemRecord,
+    job: JobRecord,
+    new: bool,
+) -> ItemAccepted:
+    """The answer to a write of an item's text: a new text is shown by its content vector
+    at once and its warm-up enqueued (202); a repeat changes nothing (200)."""
+    if new:
         show_by_content(runtime, record.id)
         queue.enqueue(record.id, job.id)
     else:
