@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,7 +39,9 @@ class Settings(BaseSettings):
         description="embedded: one process runs the API, warm-ups and refreshes, with local "
         "Qdrant and SQLite; distributed: the work goes to Celery workers over Redis.",
     )
-    state_dir: Path = Field(
+    # Made absolute: the store records model folders under it, and a relative path would
+    # point elsewhere from a process started in another directory.
+    state_dir: Annotated[Path, AfterValidator(Path.absolute)] = Field(
         default=Path("state"),
         description="Where the embedded mode keeps its SQLite file, local Qdrant and models.",
     )

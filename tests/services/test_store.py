@@ -30,6 +30,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import StatementError
 
+from services.settings import Settings
 from services.store import (
     BASELINE_REVISION,
     CHUNK,
@@ -472,3 +473,11 @@ def test_interaction_times_split_real_pairs_for_a_refresh(loaded) -> None:
     loaded.replace_simulated("new", [("u1", 0.5)], "v1")
     assert loaded.simulated_interaction_indices().tolist() == [[1, 2]]
     assert loaded.indexed_items() == {0: ("i0", "dataset"), 1: ("i1", "dataset"), 2: ("new", "api")}
+
+
+def test_a_relative_state_folder_is_recorded_absolute(tmp_path, monkeypatch) -> None:
+    """Version folders are stored as paths: a process started elsewhere must find them."""
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(state_dir="relative-state")
+    assert settings.state_dir == tmp_path / "relative-state"
+    assert settings.resolved_database_url.endswith(str(tmp_path / "relative-state/llmins.sqlite"))
