@@ -5,7 +5,8 @@ the items they interacted with (``models.llmins.update.fold_in``, its ridge chos
 validation by ``choose_fold_in_ridge``, as bootstrap does). Here every warm user of the data
 set is folded in that way from their training interactions and scored like the trained
 user vectors on the warm task: validation NDCG@20 per ridge, then test Recall/NDCG@20 for
-the folded and the trained vectors. Prints and saves JSON (``--out``). Example:
+the folded and the trained vectors, and their paired difference per user with its standard
+error. Prints and saves JSON (``--out``). Example:
 
     python bench/fold_in.py --version-dir runs/replay/state/models/VERSION \\
         --out runs/fold_in/citeulike.json
@@ -21,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from models.data import DATASETS, load_dataset
-from models.evaluation import evaluate, validation_ndcg
+from models.evaluation import evaluate, evaluate_per_user, validation_ndcg
+from models.llmins.refine import paired_difference
 from models.llmins.release import ModelRelease
 from models.llmins.update import choose_fold_in_ridge, fold_in, ridge_inverse
 from services.settings import get_settings
@@ -59,6 +61,15 @@ def main() -> None:
             name: evaluate(data, table, items, stage="test", tasks=("warm",))["warm"]
             for name, table in (("folded", folded), ("trained", users))
         },
+    }
+    # The same users under both: paired differences per user, with their standard errors.
+    (_, on_folded), (_, on_trained) = (
+        evaluate_per_user(data, table, items, stage="test", tasks=("warm",))["warm"]
+        for table in (folded, users)
+    )
+    record["test_warm_folded_minus_trained"] = {
+        metric: paired_difference(on_folded[metric], on_trained[metric])
+        for metric in ("recall@20", "ndcg@20")
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2))
