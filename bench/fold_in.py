@@ -25,7 +25,7 @@ from models.data import DATASETS, load_dataset
 from models.evaluation import evaluate, evaluate_per_user, validation_ndcg
 from models.llmins.refine import paired_difference
 from models.llmins.release import ModelRelease
-from models.llmins.update import choose_fold_in_ridge, fold_in, ridge_inverse
+from models.llmins.update import choose_fold_in_ridge, fit_item_vectors, ridge_inverse
 from services.settings import get_settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -45,11 +45,10 @@ def main() -> None:
     data = load_dataset(args.dataset, args.data_dir)
     items, users = np.array(release.items), np.array(release.users)
     ridge, by_ridge = choose_fold_in_ridge(data, items)
-    inverse = ridge_inverse(items, ridge)
-    pairs = data.splits["warm_train"]
-    folded = np.stack(
-        [fold_in(items[pairs[pairs[:, 0] == user, 1]], inverse) for user in range(data.n_users)]
-    )
+    # fold_in for every user at once: the item update with the sides swapped.
+    swapped = data.splits["warm_train"][:, ::-1]
+    everyone = np.arange(data.n_users)
+    folded = fit_item_vectors(items, swapped, everyone, ridge_inverse(items, ridge))
     record = {
         "dataset": args.dataset,
         "version": release.version,

@@ -108,15 +108,16 @@ class Mirror:
         for position, point in enumerate(ids):
             row = self.row.get(int(point))
             if row is None:
-                row = self._append(int(point))
-            elif row < self.frozen:
-                self.dirty.add(row)
+                row = self._append(int(point))  # in no category yet
+            else:
+                if row < self.frozen:
+                    self.dirty.add(row)
+                for rows in self.categories.values():  # its labels are written anew
+                    rows[row] = False
             self.columns[:, row] = vectors[position]
             payload = (payloads[position] or {}) if payloads else {}
             flag = payload.get("cold")
             self.cold[row] = -1 if flag is None else int(bool(flag))
-            for rows in self.categories.values():
-                rows[row] = False
             for category in payload.get("categories") or ():
                 rows = self.categories.setdefault(category, np.zeros(len(self.ids), dtype=bool))
                 rows[row] = True
@@ -130,15 +131,14 @@ class Mirror:
             capacity = max(1024, 2 * self.size)
             self.ids = np.resize(self.ids, capacity)
             self.cold = np.resize(self.cold, capacity)
-            self.gone = np.resize(self.gone, capacity)
+            self.gone = _padded(self.gone, capacity)
             for category, rows in self.categories.items():
-                self.categories[category] = np.resize(rows, capacity)
+                self.categories[category] = _padded(rows, capacity)
             grown = np.zeros((self.columns.shape[0], capacity), dtype=np.float32)
             grown[:, : self.size] = self.columns[:, : self.size]
             self.columns = grown
         row, self.size = self.size, self.size + 1
         self.ids[row] = point
-        self.gone[row] = False
         self.row[point] = row
         return row
 
@@ -265,3 +265,10 @@ class Mirror:
         rows, scores = np.concatenate([rows, live]), np.concatenate([scores, live_scores])
         best = np.lexsort((rows, -scores))[: query.k]
         return [(int(self.ids[rows[i]]), float(scores[i])) for i in best]
+
+
+def _padded(flags: np.ndarray, capacity: int) -> np.ndarray:
+    """``flags`` grown to ``capacity`` with False (``np.resize`` would repeat them)."""
+    grown = np.zeros(capacity, dtype=flags.dtype)
+    grown[: len(flags)] = flags
+    return grown
