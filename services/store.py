@@ -102,6 +102,28 @@ class ItemRecord:
     updated_at: datetime
     warmed_at: datetime | None
     withdrawn_at: datetime | None
+    published_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """An item to store: what a client sent (POST, a batch, an import row)."""
+
+    id: str
+    text: str
+    categories: Sequence[str] = ()
+    published_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What became of one item of a write: its warm-up job, its status, and whether it was
+    new (False: the same item again, a no-op)."""
+
+    item_id: str
+    job_id: str
+    status: str
+    created: bool
 
 
 @dataclass(frozen=True)
@@ -132,7 +154,12 @@ class StoreError(Exception):
 
 
 class ItemConflict(StoreError):
-    """The id is taken by an item with other content: a new text needs a new id."""
+    """The id is taken by an item with other content (a new text needs a new id), or the
+    item cannot be changed."""
+
+    def __init__(self, item_id: str, message: str) -> None:
+        self.item_id = item_id
+        super().__init__(message)
 
 
 class UnknownIds(StoreError):
@@ -253,63 +280,37 @@ class Store:
     ) -> tuple[ItemRecord, JobRecord, bool]:
         """Store a posted item and its warm-up job in one transaction; idempotent on the id.
 
-        Returns (item, job, created). The same text and categories again return the
-        existing item and its latest job; other ones raise :class:`ItemConflict`. Two
-        concurrent posts of one id create it once: the loser's insert fails on the key and
-        it answers as for a repeat.
+        Returns (item, job, created); the rules are :meth:`submit_items`'.
         """
-        digest = content_hash(text)
-        labels = sorted(set(categories)) or None
+        (accepted,) = self.submit_items([NewItem(item_id, text, categories)])
+        return self.get_item(item_id), self.get_job(accepted.job_id), accepted.created
+
+    def submit_items(self, items: Sequence[NewItem]) -> list[Accepted]:
+        """Store posted items, each with a warm-up job, all in one transaction (all or
+        nothing); one answer per item, in order.
+
+        The same text and categories again answer with the existing item and its latest
+        job; other ones raise :class:`ItemConflict` and nothing is stored. Two concurrent
+        writes of one id create it once: the loser's insert fails on the key, and its
+        whole batch is tried again, now finding the id stored.
+        """
         try:
-            created = self._insert_item(item_id, text, digest, labels)
-        except IntegrityError:
-            created = None  # another request stored the same id first
-        if created is not None:
-            return (*created, True)
-        return (*self._repeat_item(item_id, digest, labels), False)
+            with self.batch() as batch:
+                return batch.add_items(items)
+        except IntegrityError:  # another request stored one of the ids first
+            with self.batch() as batch:
+                return batch.add_items(items)
 
-    def _insert_item(
-        self, item_id: str, text: str, digest: str, categories: list[str] | None
-    ) -> tuple[ItemRecord, JobRecord] | None:
-        """The new item and its queued job, or None if the id is already stored."""
+    @contextmanager
+    def batch(self) -> Iterator[Batch]:
+        """Writes of many items and interactions in one transaction: committed when the
+        block ends, nothing kept if it raises (an import, a batch request)."""
         with self.session() as session:
-            if session.get(Item, item_id) is not None:
-                return None
-            item = Item(
-                id=item_id,
-                text=text,
-                categories=categories,
-                content_hash=digest,
-                origin="api",
-                status="queued",
-            )
-            job = _new_job("warm_up", item_id)
-            session.add_all([item, job])
-            session.flush()
-            return _record(ItemRecord, item), _record(JobRecord, job)
-
-    def _repeat_item(
-        self, item_id: str, digest: str, categories: list[str] | None
-    ) -> tuple[ItemRecord, JobRecord]:
-        with self.session() as session:
-            item = session.get(Item, item_id)
-            if item is None:  # the insert failed for another reason than this id
-                raise StoreError(f"item {item_id!r} could not be stored")
-            if item.content_hash != digest or item.categories != categories:
-                raise ItemConflict(
-                    f"item {item_id!r} exists with different content; post it under a new id"
-                )
-            if item.withdrawn_at is not None:
-                raise ItemConflict(
-                    f"item {item_id!r} was withdrawn at {item.withdrawn_at.isoformat()}; "
-                    "post it under a new id"
-                )
-            job = self._latest_job(session, item_id)
-            if job is None:  # a data-set item: warm from the start, so its job is done
-                job = _new_job("warm_up", item_id, status="succeeded")
-                session.add(job)
-                session.flush()
-            return _record(ItemRecord, item), _record(JobRecord, job)
+            batch = Batch(self, session)
+            try:
+                yield batch
+            finally:  # after the commit or the rollback: the next read sees what is there
+                self._seen.forget(batch.users)
 
     def get_item(self, item_id: str) -> ItemRecord | None:
         with self.session() as session:
@@ -348,11 +349,12 @@ class Store:
             if item is None:
                 raise UnknownIds(items=[item_id])
             if item.withdrawn_at is not None:
-                raise ItemConflict(f"item {item_id!r} was withdrawn; post a new item")
+                raise ItemConflict(item_id, f"item {item_id!r} was withdrawn; post a new item")
             if item.origin != "api":
                 raise ItemConflict(
+                    item_id,
                     f"item {item_id!r} is a data-set item: its vector is learned from its "
-                    "interactions, so its text cannot change it; post a new item"
+                    "interactions, so its text cannot change it; post a new item",
                 )
             if item.content_hash == digest:
                 job = self._latest_job(session, item_id)
@@ -545,21 +547,10 @@ class Store:
     def add_interactions(self, pairs: Sequence[tuple[str, str]]) -> int:
         """Real (user, item) interactions; repeats are no-ops. Returns how many were new.
 
-        A user id seen for the first time is added, outside the model (no row index). All
-        or nothing: unknown item ids raise :class:`UnknownIds` and nothing is written. The
-        count comes from the rows the insert returns, so it stays exact when other requests
-        insert the same pairs at the same time; pairs go in sorted, so two overlapping
-        batches lock their keys in one order and cannot deadlock (PostgreSQL).
+        The rules are :meth:`Batch.add_interactions`': all or nothing, new users added.
         """
-        unique = sorted(set(pairs))
-        try:
-            with self.session() as session:
-                self._check_known(session, {i for _, i in unique})
-                self._add_users(session, sorted({u for u, _ in unique}))
-                rows = [{"user_id": u, "item_id": i, "kind": "real"} for u, i in unique]
-                return self._insert_new(session, rows)
-        finally:  # after the commit (or the rollback): the next read sees the new rows
-            self._seen.forget({u for u, _ in unique})
+        with self.batch() as batch:
+            return batch.add_interactions([(user, item, None) for user, item in pairs])
 
     def replace_simulated(
         self, item_id: str, users_with_p: Sequence[tuple[str, float]], model_version: str
@@ -821,6 +812,144 @@ class Store:
         with self.session() as session:
             for start in range(0, len(rows), CHUNK):
                 session.execute(insert(table), rows[start : start + CHUNK])
+
+
+class Batch:
+    """Writes inside one transaction of the store (:meth:`Store.batch`): a batch request
+    or a whole import, which may call these many times, chunk by chunk."""
+
+    def __init__(self, store: Store, session: Session) -> None:
+        self.store = store
+        self.session = session
+        #: Users whose interactions changed: their remembered seen items are forgotten.
+        self.users: set[str] = set()
+
+    def add_items(self, items: Sequence[NewItem]) -> list[Accepted]:
+        """Items, each new one queued with a warm-up job; one answer per item, in order.
+
+        An id already stored (or given twice) with the same text and categories is a
+        repeat: answered with its latest job, nothing written.
+
+        Raises:
+            ItemConflict: an id stored (or given twice) with other content, or withdrawn.
+        """
+        first: dict[str, tuple[str, list[str] | None]] = {}
+        for item in items:
+            content = (content_hash(item.text), sorted(set(item.categories)) or None)
+            if first.setdefault(item.id, content) != content:
+                raise ItemConflict(
+                    item.id, f"item {item.id!r} is given twice with different content"
+                )
+        stored = self._stored_items(list(first))
+        for item_id, row in stored.items():
+            _check_repeat(row, *first[item_id])
+        latest = self._latest_jobs(list(stored))
+        stamp = now()
+        answers: dict[str, Accepted] = {}
+        new_items: list[dict] = []
+        new_jobs: list[dict] = []
+        for item in items:
+            if item.id in answers:
+                continue
+            job_id = uuid.uuid4().hex
+            row = stored.get(item.id)
+            if row is not None:
+                if item.id in latest:
+                    job_id = latest[item.id]
+                else:  # a data-set item: warm from the start, so its job is done
+                    new_jobs.append(_job_row(job_id, item.id, "succeeded", stamp))
+                answers[item.id] = Accepted(item.id, job_id, row.status, created=False)
+                continue
+            digest, categories = first[item.id]
+            new_items.append(
+                {
+                    "id": item.id,
+                    "text": item.text,
+                    "categories": categories,
+                    "content_hash": digest,
+                    "origin": "api",
+                    "status": "queued",
+                    "published_at": item.published_at,
+                    "created_at": stamp,
+                    "updated_at": stamp,
+                }
+            )
+            new_jobs.append(_job_row(job_id, item.id, "queued", stamp))
+            answers[item.id] = Accepted(item.id, job_id, "queued", created=True)
+        for table, rows in ((Item.__table__, new_items), (Job.__table__, new_jobs)):
+            for start in range(0, len(rows), CHUNK):
+                self.session.execute(insert(table), rows[start : start + CHUNK])
+        return [answers[item.id] for item in items]
+
+    def add_interactions(self, rows: Sequence[tuple[str, str, datetime | None]]) -> int:
+        """Real (user, item, when or None) interactions; a repeated pair is a no-op (the
+        first time given is kept). Returns how many were new.
+
+        A user id seen for the first time is added, outside the model (no row index).
+        Unknown item ids raise :class:`UnknownIds` (the whole transaction is then rolled
+        back). The count comes from the rows the insert returns, so it stays exact when
+        other requests insert the same pairs at the same time; pairs go in sorted, so two
+        overlapping batches lock their keys in one order and cannot deadlock (PostgreSQL).
+        """
+        when: dict[tuple[str, str], datetime | None] = {}
+        for user, item, at in rows:
+            when.setdefault((user, item), at)
+        pairs = sorted(when)
+        users = sorted({u for u, _ in pairs})
+        self.store._check_known(self.session, {i for _, i in pairs})
+        self.users.update(users)
+        self.store._add_users(self.session, users)
+        return self.store._insert_new(
+            self.session,
+            [
+                {"user_id": u, "item_id": i, "kind": "real", "occurred_at": when[u, i]}
+                for u, i in pairs
+            ],
+        )
+
+    def _stored_items(self, ids: Sequence[str]) -> dict[str, Item]:
+        stored: dict[str, Item] = {}
+        for start in range(0, len(ids), CHUNK):
+            query = select(Item).where(Item.id.in_(ids[start : start + CHUNK]))
+            stored.update((row.id, row) for row in self.session.scalars(query))
+        return stored
+
+    def _latest_jobs(self, item_ids: Sequence[str]) -> dict[str, str]:
+        """item id -> id of its latest job, for those that have one."""
+        latest: dict[str, str] = {}
+        for start in range(0, len(item_ids), CHUNK):
+            rows = self.session.execute(
+                select(Job.item_id, Job.id)
+                .where(Job.item_id.in_(item_ids[start : start + CHUNK]))
+                .order_by(Job.created_at)
+            )
+            latest.update((item_id, job_id) for item_id, job_id in rows)
+        return latest
+
+
+def _check_repeat(item: Item, digest: str, categories: list[str] | None) -> None:
+    """A stored item given again: a repeat only with the same content and not withdrawn."""
+    if item.content_hash != digest or item.categories != categories:
+        raise ItemConflict(
+            item.id, f"item {item.id!r} exists with different content; post it under a new id"
+        )
+    if item.withdrawn_at is not None:
+        raise ItemConflict(
+            item.id,
+            f"item {item.id!r} was withdrawn at {item.withdrawn_at.isoformat()}; "
+            "post it under a new id",
+        )
+
+
+def _job_row(job_id: str, item_id: str, status: JobStatus, stamp: datetime) -> dict:
+    return {
+        "id": job_id,
+        "kind": "warm_up",
+        "item_id": item_id,
+        "status": status,
+        "attempts": 0,
+        "created_at": stamp,
+    }
 
 
 def _pairs(rows: Sequence[Sequence[int]]) -> np.ndarray:

@@ -83,6 +83,9 @@ class Item(Base):
     model_version: Mapped[str | None] = mapped_column(String(64))
     timings: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    #: When the item was published, as its import said (None: not given). ``created_at`` is
+    #: when the store recorded it.
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now, onupdate=now)
     warmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: When it was withdrawn (DELETE): out of the index and every recommendation, the row
@@ -117,7 +120,10 @@ class Interaction(Base):
     kind: Mapped[str] = mapped_column(choice(InteractionKind))
     p_yes: Mapped[float | None] = mapped_column(Float)
     model_version: Mapped[str | None] = mapped_column(String(64))
+    #: When it was recorded here: a refresh trains what was recorded since the last one.
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
+    #: When the user interacted, as the source said (an import's timestamp; None: not given).
+    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Job(Base):

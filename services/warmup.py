@@ -9,6 +9,7 @@ interactions of an item are replaced as a whole, so a redelivered task adds no d
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -71,18 +72,21 @@ def write_content_vector(
     return index
 
 
-def show_by_content(runtime: Runtime, item_id: str) -> bool:
-    """At acceptance: the item's content vector in the index before its warm-up is dequeued
-    (in a burst that can take minutes). Best effort: where it cannot (no model version
-    active yet, the index unreachable) the warm-up writes it; the item is stored either way.
+def show_by_content(runtime: Runtime, item_ids: Sequence[str]) -> bool:
+    """At acceptance: the items' content vectors in the index before their warm-ups are
+    dequeued (in a burst that can take minutes); their texts are embedded together. Best
+    effort: where it cannot (no model version active yet, the index unreachable) each
+    warm-up writes its own; the items are stored either way.
     """
     try:
         release = runtime.release()
-        item = runtime.store.get_item(item_id)
-        write_content_vector(runtime, release, item, runtime.embed([item.text]))
-    except Exception as error:  # logged, never the client's failure: the item is stored
-        logger.warning("item %s: content vector left to its warm-up (%s: %s)",
-                       item_id, type(error).__name__, error)  # fmt: skip
+        items = [runtime.store.get_item(item_id) for item_id in item_ids]
+        content = runtime.embed([item.text for item in items])
+        for item, vector in zip(items, content, strict=True):
+            write_content_vector(runtime, release, item, vector[None, :])
+    except Exception as error:  # logged, never the client's failure: the items are stored
+        logger.warning("items %s: content vectors left to their warm-ups (%s: %s)",
+                       ", ".join(item_ids[:5]), type(error).__name__, error)  # fmt: skip
         return False
     return True
 

@@ -9,8 +9,9 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, Header, HTTPException, Path, Query, Request
 
-from services.api.schemas import CATEGORY_MAX_LENGTH, ID_MAX_LENGTH, ID_PATTERN, Problem
+from services.api.schemas import Problem
 from services.batching import MicroBatcher
+from services.fields import CATEGORY_MAX_LENGTH, ID_MAX_LENGTH, ID_PATTERN
 from services.queues import TaskQueue
 from services.runtime import Runtime
 

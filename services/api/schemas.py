@@ -3,49 +3,23 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-#: Ids: printable, no surrounding whitespace, short enough to index, no '/' (an id is a
-#: path segment of the API: an item posted as "a/b" could never be read back).
-#: The path parameters (item, user and job ids) follow the same rules.
-ID_PATTERN = r"^[A-Za-z0-9._:@+-]+$"
-ID_MAX_LENGTH = 128
-Identifier = Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)
+from services.fields import TEXT_MAX_LENGTH, InteractionFields, ItemFields, StorableText
 
 
-def _no_nul(text: str) -> str:
-    """PostgreSQL refuses NUL in text: let that be a 422, not a 500 from the store. (Lone
-    surrogates, the other text no database stores, pydantic already refuses.)"""
-    if "\x00" in text:
-        raise ValueError("must not contain NUL characters")
-    return text
-
-
-#: Free text that reaches the store.
-StorableText = Annotated[str, AfterValidator(_no_nul)]
-#: A category label: the rules of ids (it is a query parameter), up to 64 characters.
-CATEGORY_MAX_LENGTH = 64
-Category = Annotated[str, Field(min_length=1, max_length=CATEGORY_MAX_LENGTH, pattern=ID_PATTERN)]
-
-
-class ItemIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    id: str = Identifier
-    text: StorableText = Field(min_length=1, max_length=10_000, description="Title or description.")
-    categories: list[Category] = Field(
-        default_factory=list,
-        max_length=32,
-        description="Labels recommendations and neighbours can be restricted to (`?category=`).",
-    )
+class ItemIn(ItemFields):
+    """A new item (POST /v1/items, alone or in a list)."""
 
 
 class ItemPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: StorableText = Field(min_length=1, max_length=10_000, description="The new text.")
+    text: StorableText = Field(
+        min_length=1, max_length=TEXT_MAX_LENGTH, description="The new text."
+    )
 
 
 class ItemAccepted(BaseModel):
@@ -81,13 +55,13 @@ class ItemOut(BaseModel):
     withdrawn_at: datetime | None = Field(
         description="When it was withdrawn (DELETE): in no recommendation since; kept for audit."
     )
+    published_at: datetime | None = Field(
+        description="When it was published, where its import gave a timestamp."
+    )
 
 
-class Interaction(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    user_id: str = Identifier
-    item_id: str = Identifier
+class Interaction(InteractionFields):
+    """One real interaction of POST /v1/interactions."""
 
 
 class InteractionsIn(BaseModel):

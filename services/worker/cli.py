@@ -1,4 +1,4 @@
-"""Worker commands: ``python -m services.worker benchmark|bootstrap|train|refresh ...``.
+"""Worker commands: ``python -m services.worker benchmark|import|bootstrap|train|refresh``.
 
 Thin on purpose: it parses arguments, reads settings, and calls models/ functions.
 """
@@ -17,6 +17,7 @@ from models.backbones import BACKBONES, BackboneConfig
 from models.data import DATASETS, DataFormatError, load_dataset
 from models.llmins.simulator import SimulatorConfig
 from models.training import TrainConfig, tuned_configs
+from services.imports import BadRow
 from services.settings import get_settings
 
 
@@ -90,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         "refresh": ("retrain the backbone on real and simulated interactions, swap indexes", 100),
     }
+    imports = commands.add_parser(
+        "import",
+        help="import items and/or interactions from CSV or JSON Lines files (all or nothing); "
+        "formats in services/imports.py",
+    )
+    imports.add_argument("--items", type=Path, help="id,text[,categories][,timestamp] rows")
+    imports.add_argument("--interactions", type=Path, help="user_id,item_id[,timestamp] rows")
+    imports.add_argument("--no-progress", action="store_true", help="hide progress bars")
     for name, (text, epochs) in service_commands.items():
         command = commands.add_parser(name, help=text)
         command.add_argument(
@@ -118,6 +127,41 @@ def service_command(args: argparse.Namespace) -> None:
             print(json.dumps(record, indent=2))
     finally:
         runtime.close()
+
+
+def import_command(args: argparse.Namespace) -> None:
+    """``import``: the files into the store, then the new items' warm-ups on their way.
+
+    It opens the store alone (not the vector index, which an embedded server holds), so it
+    can run beside one; the embedded server warms what this imported at its next start,
+    and a distributed import sends the warm-ups to the workers at once.
+    """
+    from services.imports import import_files
+    from services.store import Store
+
+    if args.items is None and args.interactions is None:
+        raise SystemExit("error: give --items, --interactions or both")
+    settings = get_settings()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.resolved_database_url)
+    try:
+        store.migrate()
+        report = import_files(store, args.items, args.interactions, not args.no_progress)
+    finally:
+        store.dispose()
+    if report.queued and settings.mode == "distributed":
+        from services.queues import CeleryQueue
+
+        queue = CeleryQueue()
+        for item_id, job_id in report.queued:
+            queue.enqueue(item_id, job_id)
+    elif report.queued:
+        print(
+            f"{len(report.queued)} new items are queued: the embedded server warms them when "
+            "it starts (restart a running one, or POST items to it instead)",
+            file=sys.stderr,
+        )
+    print(json.dumps(report.summary(), indent=2))
 
 
 def benchmark(args: argparse.Namespace) -> None:
@@ -173,10 +217,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         if args.command == "benchmark":
             benchmark(args)
+        elif args.command == "import":
+            import_command(args)
         else:
             service_command(args)
     except argparse.ArgumentTypeError as error:  # --methods, checked once the names are known
         parser.error(f"argument --methods: {error}")
-    except DataFormatError as error:
+    except (DataFormatError, BadRow) as error:
         # Bad data is the user's to fix: say which file and line, without a traceback.
         parser.exit(2, f"error: {error}\n")

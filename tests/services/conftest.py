@@ -1,19 +1,88 @@
-"""Fixtures of the service tests: the API over a real store and index, in process."""
+"""Fixtures of the service tests: the API over a real store and index, in process; empty
+stores on SQLite and on the real PostgreSQL.
+
+PostgreSQL is ``LLMINS_TEST_POSTGRES_URL`` (default
+``postgresql+psycopg://postgres@127.0.0.1:5432/test``); each test gets a schema of its own,
+dropped afterwards, and a session time zone other than UTC, so the store must normalise
+times itself. When the server cannot be reached the PostgreSQL cases FAIL: a skipped
+store test would read as a pass in CI. Set ``LLMINS_TEST_POSTGRES_URL=""`` to skip them
+on purpose (a machine without PostgreSQL); the skip then shows in pytest's summary.
+"""
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
+import sqlalchemy
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from services.api.app import create_app
 from services.bootstrap import install
 from services.queues import InProcessQueue
 from services.runtime import Runtime
 from services.settings import Settings
+from services.store import Store
 from tests.factories import bag_of_words, planted_dataset
+
+POSTGRES_URL = os.environ.get(
+    "LLMINS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+#: Not UTC, and not a whole number of hours: a time read back unconverted shows at once.
+SESSION_TIME_ZONE = "Asia/Kolkata"
+
+
+def create_schema(admin: Store, schema: str) -> str | None:
+    """None once ``schema`` exists, else why the server could not be reached."""
+    try:
+        with admin.engine.begin() as connection:
+            connection.execute(text(f"CREATE SCHEMA {schema}"))
+    except sqlalchemy.exc.OperationalError as error:
+        return str(error.orig)
+    return None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path) -> Iterator[str]:
+    """An empty database: a SQLite file, or a fresh PostgreSQL schema (dropped afterwards).
+
+    The PostgreSQL URL is given in its plain ``postgresql://`` form, so every test also
+    checks that the store picks psycopg 3 for it.
+    """
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.sqlite'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("LLMINS_TEST_POSTGRES_URL is empty: PostgreSQL tests turned off")
+    admin = Store(POSTGRES_URL)
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    problem = create_schema(admin, schema)
+    if problem is not None:
+        admin.dispose()
+        pytest.fail(
+            f"PostgreSQL at {make_url(POSTGRES_URL)!r} is unreachable ({problem}); start it "
+            'or set LLMINS_TEST_POSTGRES_URL="" to run the store tests on SQLite only',
+            pytrace=False,
+        )
+    options = f"-csearch_path={schema} -cTimeZone={SESSION_TIME_ZONE}"
+    plain = make_url(POSTGRES_URL).set(drivername="postgresql")
+    yield plain.update_query_dict({"options": options}).render_as_string(hide_password=False)
+    with admin.engine.begin() as connection:
+        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture
+def store(url) -> Iterator[Store]:
+    store = Store(url)
+    store.migrate()
+    yield store
+    store.dispose()
 
 
 @pytest.fixture(scope="module")

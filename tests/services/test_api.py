@@ -179,6 +179,9 @@ def test_unknown_ids_are_404s_and_change_nothing(service) -> None:
         ("post", "/v1/items", {"id": "x", "text": "t" * 10_001}),
         ("post", "/v1/items", {"id": "x", "text": "t", "extra": 1}),
         ("post", "/v1/items", {"text": "no id"}),
+        ("post", "/v1/items", []),
+        ("post", "/v1/items", [{"id": "x", "text": "fine"}, {"id": "y"}]),
+        ("post", "/v1/items", [{"id": f"x{n}", "text": "t"} for n in range(1001)]),
         ("post", "/v1/interactions", {"interactions": []}),
         ("get", "/v1/users/0/recommendations?k=0", None),
         ("get", "/v1/users/0/recommendations?k=101", None),
@@ -392,6 +395,39 @@ def test_a_posted_item_is_recommendable_by_content_before_its_warm_up_runs(servi
     # Leave nothing pending for the tests after this one: the held job runs now.
     (held,) = queue.held
     assert warm_up_item(runtime, *held)["status"] == "warm"
+
+
+def test_a_list_of_items_is_stored_all_or_nothing_and_shown_by_content_at_once(service) -> None:
+    _, runtime, _ = service
+    data = planted_dataset()
+    items = [int(item) for item in data.cold_test_items[7:10]]
+    body = [{"id": f"batch-{item}", "text": data.item_texts[item]} for item in items]
+    queue = HeldQueue()
+    with TestClient(create_app(runtime, queue)) as client:
+        taken = client.post("/v1/items", json=[*body, {"id": "0", "text": "not item 0's text"}])
+        assert taken.status_code == 409 and "'0'" in taken.json()["detail"]
+        assert [client.get(f"/v1/items/{b['id']}").status_code for b in body] == [404] * 3
+        assert not queue.held
+
+        response = client.post("/v1/items", json=body)
+        assert response.status_code == 202, response.text
+        answers = response.json()
+        assert [a["item_id"] for a in answers] == [b["id"] for b in body]
+        assert {a["status"] for a in answers} == {"queued"}
+        assert queue.held == [(a["item_id"], a["job_id"]) for a in answers]
+        rows = [runtime.store.get_item(b["id"]).index for b in body]
+        texts = [b["text"] for b in body]
+        expected = runtime.release().warmer.content_vectors(bag_of_words(texts))
+        np.testing.assert_allclose(runtime.index.vectors("items", rows), expected, atol=1e-5)
+
+        repeated = client.post("/v1/items", json=body[:2])
+        assert repeated.status_code == 200
+        assert [a["job_id"] for a in repeated.json()] == [a["job_id"] for a in answers[:2]]
+        single = client.post("/v1/items", json=body[2])
+        assert single.status_code == 200 and single.json()["job_id"] == answers[2]["job_id"]
+        assert len(queue.held) == 3  # the repeats enqueued nothing
+    for held in queue.held:  # leave nothing pending for the tests after this one
+        assert warm_up_item(runtime, *held)["status"] == "warm"
 
 
 def test_items_accepted_but_never_enqueued_are_warmed_at_start(service) -> None:

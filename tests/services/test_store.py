@@ -1,21 +1,12 @@
-"""The relational store, every test on SQLite and on the real PostgreSQL.
-
-PostgreSQL is ``LLMINS_TEST_POSTGRES_URL`` (default
-``postgresql+psycopg://postgres@127.0.0.1:5432/test``); each test gets a schema of its own,
-dropped afterwards, and a session time zone other than UTC, so the store must normalise
-times itself. When the server cannot be reached the PostgreSQL cases FAIL: a skipped
-store test would read as a pass in CI. Set ``LLMINS_TEST_POSTGRES_URL=""`` to skip them
-on purpose (a machine without PostgreSQL); the skip then shows in pytest's summary.
-"""
+"""The relational store, every test on SQLite and on the real PostgreSQL (the ``url`` and
+``store`` fixtures of tests/services/conftest.py say how)."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -27,7 +18,6 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, select, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import StatementError
 
 from services.settings import Settings
@@ -41,62 +31,9 @@ from services.store import (
     UnknownIds,
 )
 from services.tables import Base, Job, ModelVersion
-
-POSTGRES_URL = os.environ.get(
-    "LLMINS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-#: Not UTC, and not a whole number of hours: a time read back unconverted shows at once.
-SESSION_TIME_ZONE = "Asia/Kolkata"
+from tests.services.conftest import SESSION_TIME_ZONE
 
 T = TypeVar("T")
-
-
-def create_schema(admin: Store, schema: str) -> str | None:
-    """None once ``schema`` exists, else why the server could not be reached."""
-    try:
-        with admin.engine.begin() as connection:
-            connection.execute(text(f"CREATE SCHEMA {schema}"))
-    except sqlalchemy.exc.OperationalError as error:
-        return str(error.orig)
-    return None
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request, tmp_path) -> Iterator[str]:
-    """An empty database: a SQLite file, or a fresh PostgreSQL schema (dropped afterwards).
-
-    The PostgreSQL URL is given in its plain ``postgresql://`` form, so every test also
-    checks that the store picks psycopg 3 for it.
-    """
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.sqlite'}"
-        return
-    if not POSTGRES_URL:
-        pytest.skip("LLMINS_TEST_POSTGRES_URL is empty: PostgreSQL tests turned off")
-    admin = Store(POSTGRES_URL)
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    problem = create_schema(admin, schema)
-    if problem is not None:
-        admin.dispose()
-        pytest.fail(
-            f"PostgreSQL at {make_url(POSTGRES_URL)!r} is unreachable ({problem}); start it "
-            'or set LLMINS_TEST_POSTGRES_URL="" to run the store tests on SQLite only',
-            pytrace=False,
-        )
-    options = f"-csearch_path={schema} -cTimeZone={SESSION_TIME_ZONE}"
-    plain = make_url(POSTGRES_URL).set(drivername="postgresql")
-    yield plain.update_query_dict({"options": options}).render_as_string(hide_password=False)
-    with admin.engine.begin() as connection:
-        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
-
-
-@pytest.fixture
-def store(url) -> Iterator[Store]:
-    store = Store(url)
-    store.migrate()
-    yield store
-    store.dispose()
 
 
 @pytest.fixture

@@ -1,11 +1,12 @@
-"""Items: post a new one (warmed in the background), read its warm-up and its neighbours,
+"""Items: post new ones (warmed in the background), read its warm-up and its neighbours,
 change its text, withdraw it."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Body, HTTPException, Query, Response
+from pydantic import Field
 
 from services.api.dependencies import (
     COLD_FLAG,
@@ -28,7 +29,7 @@ from services.api.schemas import (
 )
 from services.queues import TaskQueue
 from services.runtime import Runtime
-from services.store import ItemConflict, ItemRecord, JobRecord, UnknownIds
+from services.store import Accepted, ItemConflict, ItemRecord, NewItem, UnknownIds
 from services.warmup import show_by_content, withdraw_item
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
@@ -43,20 +44,36 @@ TEXT_WRITE = {
 }
 
 
-@router.post("", **TEXT_WRITE)
-def post_item(
-    item: ItemIn, response: Response, runtime: RuntimeDep, queue: QueueDep
-) -> ItemAccepted:
-    """Store the item (queued), index its content vector, and enqueue its warm-up.
+#: The most items one POST may carry (their texts are embedded together at once).
+BATCH_MAX = 1000
+ItemsIn = Annotated[
+    ItemIn | Annotated[list[ItemIn], Field(min_length=1, max_length=BATCH_MAX)],
+    Body(description=f"One item, or a list of up to {BATCH_MAX} (stored all or nothing)."),
+]
 
-    Idempotent on the id: the same text again answers 200 with the first job; another
-    text under a known id is a 409.
+
+@router.post(
+    "",
+    **{**TEXT_WRITE, "response_model": ItemAccepted | list[ItemAccepted]},
+)
+def post_items(
+    items: ItemsIn, response: Response, runtime: RuntimeDep, queue: QueueDep
+) -> ItemAccepted | list[ItemAccepted]:
+    """Store the item (or each of a list: all or nothing), index its content vector, and
+    enqueue its warm-up; a list answers with a list, in its order.
+
+    Idempotent on the id: the same text again answers with the first job (200 when
+    nothing was new); another text under a known id is a 409, and then nothing is stored.
     """
+    batch = items if isinstance(items, list) else [items]
     try:
-        record, job, created = runtime.store.submit_item(item.id, item.text, item.categories)
+        accepted = runtime.store.submit_items(
+            [NewItem(item.id, item.text, item.categories) for item in batch]
+        )
     except ItemConflict as error:
         raise HTTPException(409, str(error)) from None
-    return queued(runtime, queue, response, record, job, created)
+    answers = queued(runtime, queue, response, accepted)
+    return answers if isinstance(items, list) else answers[0]
 
 
 @router.get("/{item_id}", response_model=ItemOut, responses=ERRORS)
@@ -79,25 +96,26 @@ def patch_item(
         raise HTTPException(404, f"item {item_id!r} is unknown") from None
     except ItemConflict as error:
         raise HTTPException(409, str(error)) from None
-    return queued(runtime, queue, response, record, job, changed)
+    (answer,) = queued(
+        runtime, queue, response, [Accepted(record.id, job.id, record.status, changed)]
+    )
+    return answer
 
 
 def queued(
-    runtime: Runtime,
-    queue: TaskQueue,
-    response: Response,
-    record: ItemRecord,
-    job: JobRecord,
-    new: bool,
-) -> ItemAccepted:
-    """The answer to a write of an item's text: a new text is shown by its content vector
-    at once and its warm-up enqueued (202); a repeat changes nothing (200)."""
+    runtime: Runtime, queue: TaskQueue, response: Response, accepted: list[Accepted]
+) -> list[ItemAccepted]:
+    """The answer to a write of items' texts: new texts are shown by their content vectors
+    at once and their warm-ups enqueued (202); a write with nothing new changes nothing
+    (200)."""
+    new = list({a.item_id: a for a in accepted if a.created}.values())
     if new:
-        show_by_content(runtime, record.id)
-        queue.enqueue(record.id, job.id)
+        show_by_content(runtime, [a.item_id for a in new])
+        for answer in new:
+            queue.enqueue(answer.item_id, answer.job_id)
     else:
         response.status_code = 200
-    return ItemAccepted(item_id=record.id, job_id=job.id, status=record.status)
+    return [ItemAccepted(item_id=a.item_id, job_id=a.job_id, status=a.status) for a in accepted]
 
 
 @router.delete("/{item_id}", response_model=ItemOut, responses=ERRORS, dependencies=WRITES)
@@ -130,6 +148,7 @@ def described(runtime: Runtime, record: ItemRecord) -> ItemOut:
         created_at=record.created_at,
         warmed_at=record.warmed_at,
         withdrawn_at=record.withdrawn_at,
+        published_at=record.published_at,
     )
 
 
