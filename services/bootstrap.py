@@ -27,16 +27,25 @@ from models.llmins.variants import LLMInSConfig
 from models.runs import RunConfig
 from services.index import BACKBONE, PROFILES, item_payload
 from services.runtime import Runtime, new_version_name
+from services.settings import NO_DATASET
 
 logger = logging.getLogger(__name__)
 
 
-def bootstrap(runtime: Runtime, max_epochs: int | None = None, progress: bool = True) -> str:
-    """Train, load and index the configured data set; returns the active version."""
+def bootstrap(runtime: Runtime, max_epochs: int | None = None, progress: bool = True) -> str | None:
+    """Train, load and index the configured data set; returns the active version (None for
+    a service configured to start empty)."""
     active = runtime.store.active_version()
     if active is not None:
         logger.info("model version %s is active: nothing to bootstrap", active.id)
         return active.id
+    if runtime.settings.dataset == NO_DATASET:
+        logger.info(
+            "starting empty (LLMINS_DATASET=%s): recommendations fall back to popular items "
+            "until a model version is trained from the store",
+            NO_DATASET,
+        )
+        return None
     return install(runtime, *configured_data(runtime, progress), max_epochs, progress)
 
 

@@ -45,7 +45,13 @@ def run_refresh(runtime: Runtime, job_id: str | None) -> list[tuple[str, str]]:
 
 
 def requeue_pending(runtime: Runtime, queue: TaskQueue) -> int:
-    """Enqueue every item not yet warm (after a restart or a lost message); returns how many."""
+    """Enqueue every item not yet warm (after a restart or a lost message, or once the
+    first model version is active); returns how many."""
+    if runtime.store.active_version() is None:
+        waiting = len(runtime.store.pending_items())
+        if waiting:
+            logger.info("%d items wait for the first model version", waiting)
+        return 0
     count = 0
     for item_id in runtime.store.pending_items():
         job = runtime.store.latest_job(item_id)

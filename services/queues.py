@@ -74,8 +74,8 @@ class InProcessQueue:
     def _warm_up(self, item_id: str, job_id: str, retry: int) -> None:
         try:
             warm_up_item(self.runtime, item_id, job_id)
-        except LookupError:  # no such item or no model: a retry would fail the same way
-            logger.exception("warm-up of item %s cannot run", item_id)
+        except LookupError as error:  # no such item or no model: a retry fails the same way
+            logger.warning("warm-up of item %s cannot run: %s", item_id, error)
         except Exception:  # recorded on the item and its job by warm_up_item
             self._retry_later(item_id, job_id, retry + 1)
 

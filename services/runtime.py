@@ -22,6 +22,7 @@ from models.llmins.candidates import CandidateSource
 from models.llmins.release import ModelRelease
 from models.llmins.update import fold_in, ridge_inverse
 from services.candidates import IndexCandidates
+from services.fallback import PopularFallback
 from services.index import PROFILES, VectorIndex
 from services.settings import Settings
 from services.simulator.client import SimulatorClient
@@ -69,6 +70,11 @@ class Runtime:
     @property
     def models_dir(self) -> Path:
         return self.settings.state_dir / "models"
+
+    @cached_property
+    def fallback(self) -> PopularFallback:
+        """Recommendations for users without a model (:mod:`services.fallback`)."""
+        return PopularFallback(self.store, self.settings.fallback_window_s)
 
     @cached_property
     def encoder(self) -> MeanPoolEncoder:

@@ -107,7 +107,18 @@ class Settings(BaseSettings):
         description="Seconds before Redis hands an unacknowledged task (its worker died) "
         "to another worker; longer than the slowest task.",
     )
-    dataset: str = Field(default="citeulike", description="Data set `bootstrap` loads.")
+    dataset: str = Field(
+        default="citeulike",
+        description="Data set `bootstrap` loads; `none`: start empty (items and interactions "
+        "come by import or over the API; recommendations fall back to popular items until "
+        "a model version is trained).",
+    )
+    fallback_window_s: float = Field(
+        default=30 * 86400.0,
+        gt=0,
+        description="Recommendations without a model for the user rank the items with the "
+        "most real interactions over this many seconds, then the newest items.",
+    )
     backbone: str = Field(
         default="mf", description="Backbone `bootstrap` trains (mf|lightgcn|ngcf)."
     )
@@ -170,6 +181,10 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / 'llmins.sqlite'}"
+
+
+#: ``LLMINS_DATASET`` of a service that starts empty.
+NO_DATASET = "none"
 
 
 @lru_cache

@@ -601,6 +601,61 @@ class Store:
             )
             return [(user, p) for user, p in rows]
 
+    def popular_items(self, since: datetime, limit: int) -> list[tuple[str, int]]:
+        """(item id, real interactions since ``since``) of the most interacted-with items,
+        most first (ties: by id), withdrawn items left out: the fallback ranking of a
+        service without a model for the user. An interaction's time is when it occurred
+        where its source said, else when it was recorded."""
+        when = func.coalesce(Interaction.occurred_at, Interaction.created_at)
+        count = func.count().label("n")
+        with self.session() as session:
+            rows = session.execute(
+                select(Interaction.item_id, count)
+                .join(Item, Item.id == Interaction.item_id)
+                .where(Interaction.kind == "real", when >= since, Item.withdrawn_at.is_(None))
+                .group_by(Interaction.item_id)
+                .order_by(count.desc(), Interaction.item_id)
+                .limit(limit)
+            ).all()
+        return [(item_id, int(n)) for item_id, n in rows]
+
+    def latest_items(self, limit: int) -> list[str]:
+        """Ids of the newest items (published, else recorded), withdrawn ones left out."""
+        newest = func.coalesce(Item.published_at, Item.created_at).desc()
+        with self.session() as session:
+            return list(
+                session.scalars(
+                    select(Item.id)
+                    .where(Item.withdrawn_at.is_(None))
+                    .order_by(newest, Item.id)
+                    .limit(limit)
+                )
+            )
+
+    def item_facets(self, item_ids: Sequence[str]) -> dict[str, tuple[str, list[str]]]:
+        """item id -> (origin, categories) of the given items."""
+        facets: dict[str, tuple[str, list[str]]] = {}
+        with self.session() as session:
+            for start in range(0, len(item_ids), CHUNK):
+                rows = session.execute(
+                    select(Item.id, Item.origin, Item.categories).where(
+                        Item.id.in_(item_ids[start : start + CHUNK])
+                    )
+                )
+                facets.update((i, (origin, labels or [])) for i, origin, labels in rows)
+        return facets
+
+    def seen_item_ids(self, user_id: str) -> set[str]:
+        """Ids of every item the user really interacted with, indexed or not."""
+        with self.session() as session:
+            return set(
+                session.scalars(
+                    select(Interaction.item_id).where(
+                        Interaction.user_id == user_id, Interaction.kind == "real"
+                    )
+                )
+            )
+
     def seen_item_indices(self, user_id: str) -> tuple[int, ...]:
         """Row indices of the items the user really interacted with (left out of their
         recommendations); simulated interactions are guesses, not views, and do not count.

@@ -43,13 +43,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     runtime = Runtime(settings)
     if settings.mode == "embedded":
-        bootstrap(runtime, max_epochs=args.max_epochs)
-        try:
-            # A version that asks the LM gets its refining service now (a child process,
-            # unless LLMINS_SIMULATOR_URL names one), not at the first posted item.
-            runtime.simulator_for(runtime.release())
-        except RuntimeError as error:  # warm-ups retry; items are served by content
-            logging.getLogger(__name__).error("%s", error)
+        if bootstrap(runtime, max_epochs=args.max_epochs) is not None:
+            try:
+                # A version that asks the LM gets its refining service now (a child
+                # process, unless LLMINS_SIMULATOR_URL names one), not at the first item.
+                runtime.simulator_for(runtime.release())
+            except RuntimeError as error:  # warm-ups retry; items are served by content
+                logging.getLogger(__name__).error("%s", error)
         queue = InProcessQueue(runtime)
         if settings.refresh_interval_s > 0:
             queue.refresh_every(settings.refresh_interval_s)

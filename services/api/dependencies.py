@@ -22,6 +22,8 @@ ERRORS = {code: {"model": Problem} for code in (400, 401, 404, 409, 413, 422)}
 Pool = Literal["all", "warm", "cold"]
 #: Each pool as the index's ``cold`` flag.
 COLD_FLAG: dict[str, bool | None] = {"all": None, "warm": False, "cold": True}
+#: Each pool as the store's item origin (the fallback ranking reads the store).
+POOL_ORIGIN: dict[str, str | None] = {"all": None, "warm": "dataset", "cold": "api"}
 
 #: Restricts a ranking to the items that carry this category (none: every item).
 CategoryQuery = Annotated[

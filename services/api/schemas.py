@@ -90,10 +90,16 @@ class Recommendations(BaseModel):
     pool: str
     category: str | None
     model_version: str | None
-    user_vector: UserVector = Field(
+    user_vector: UserVector | None = Field(
         description="`model`: the user's vector of the model version; `folded_in`: a user "
         "the version was not trained with, their vector fitted now to the items they "
-        "interacted with."
+        "interacted with; None: no vector (see `fallback`)."
+    )
+    fallback: Literal["popular"] | None = Field(
+        description="`popular`: no model for this user (no model version yet, or no "
+        "interaction with an item that has a vector), so the items with the most real "
+        "interactions recently, then the newest; score is the item's count of recent "
+        "interactions (0 for the newest). None: ranked by the model."
     )
     items: list[Recommendation]
 

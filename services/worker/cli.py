@@ -118,7 +118,7 @@ def service_command(args: argparse.Namespace) -> None:
     try:
         if args.command == "bootstrap":
             version = bootstrap(runtime, args.max_epochs, progress=not args.no_progress)
-            print(f"active model version: {version}")
+            print(f"active model version: {version or 'none (LLMINS_DATASET=none)'}")
         elif args.command == "train":
             version = train(runtime, args.max_epochs, progress=not args.no_progress)
             print(f"active model version: {version}")

@@ -23,10 +23,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from services.api.app import create_app
-from services.bootstrap import install
+from services.bootstrap import bootstrap, install
 from services.queues import InProcessQueue
 from services.runtime import Runtime
-from services.settings import Settings
+from services.settings import NO_DATASET, Settings
 from services.store import Store
 from tests.factories import bag_of_words, planted_dataset
 
@@ -89,6 +89,19 @@ def store(url) -> Iterator[Store]:
 def service(tmp_path_factory):
     """(client, runtime, queue) over a fresh state folder with an installed model."""
     yield from serve(tmp_path_factory.mktemp("state"))
+
+
+@pytest.fixture(scope="module")
+def empty_service(tmp_path_factory):
+    """(client, runtime, queue) of a service started with no data set: no model version."""
+    settings = Settings(state_dir=tmp_path_factory.mktemp("empty"), dataset=NO_DATASET)
+    runtime = Runtime(settings, embedder=bag_of_words)
+    assert bootstrap(runtime) is None
+    queue = InProcessQueue(runtime)
+    with TestClient(create_app(runtime, queue)) as client:
+        yield client, runtime, queue
+    queue.close()
+    runtime.close()
 
 
 def serve(state):

@@ -118,6 +118,8 @@ def test_a_user_the_model_never_saw_is_recommended_from_a_folded_in_vector(servi
     twin = 3
     history = sorted({i for u, i in data.splits["warm_train"].tolist() if u == twin})
     assert client.get("/v1/users/newcomer").status_code == 404
+    before = client.get("/v1/users/newcomer/recommendations", params={"pool": "warm"}).json()
+    assert (before["user_vector"], before["fallback"]) == (None, "popular")
     sent = {"interactions": [{"user_id": "newcomer", "item_id": str(i)} for i in history]}
     assert client.post("/v1/interactions", json=sent).json()["new"] == len(history)
     user = client.get("/v1/users/newcomer").json()
@@ -126,6 +128,7 @@ def test_a_user_the_model_never_saw_is_recommended_from_a_folded_in_vector(servi
     params = {"pool": "warm", "k": 20}
     folded = client.get("/v1/users/newcomer/recommendations", params=params).json()
     assert folded["user_vector"] == "folded_in" and len(folded["items"]) == 20
+    assert folded["fallback"] is None
     listed = [int(r["item_id"]) for r in folded["items"]]
     assert not set(listed) & set(history)
     # Exactly the ridge fit against the served item vectors, ranked by inner product.
@@ -168,7 +171,9 @@ def test_unknown_ids_are_404s_and_change_nothing(service) -> None:
     assert runtime.store.counts() == before
     assert client.get("/v1/items/nope").status_code == 404
     assert client.get("/v1/jobs/nope").status_code == 404
-    assert client.get("/v1/users/nobody/recommendations").status_code == 404
+    assert client.get("/v1/users/nobody").status_code == 404
+    # Recommendations for a user never seen: the popular fallback, labelled (not a 404).
+    assert client.get("/v1/users/nobody/recommendations").json()["fallback"] == "popular"
 
 
 @pytest.mark.parametrize(

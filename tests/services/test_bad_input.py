@@ -31,6 +31,18 @@ LIMIT = Settings().max_body_bytes
 
 @pytest.fixture(scope="module")
 def keyed(service):
+    """(client, runtime, enqueued): the app under test, its writes behind an API key
+    (:func:`behind_a_key`)."""
+    yield from behind_a_key(service)
+
+
+@pytest.fixture(scope="module")
+def keyed_empty(empty_service):
+    """The same over a service started with no data set (no model version)."""
+    yield from behind_a_key(empty_service)
+
+
+def behind_a_key(service):
     """(client, runtime, enqueued): the app under test, its writes behind an API key.
 
     The warm-ups and refreshes it enqueues are recorded (job ids), not run: these tests are
@@ -79,6 +91,17 @@ schema = schemathesis.openapi.from_asgi(
 @settings(max_examples=40, deadline=None)
 def test_no_request_is_a_server_error(case, keyed, tally) -> None:
     """Every answer is a success or a 4xx whose JSON ``detail`` says why."""
+    answer_is_not_a_server_error(case, keyed, tally)
+
+
+@schema.parametrize()
+@settings(max_examples=15, deadline=None)
+def test_no_request_to_a_service_started_empty_is_a_server_error(case, keyed_empty, tally) -> None:
+    """The same before any model version exists: fallbacks and refusals, never a 5xx."""
+    answer_is_not_a_server_error(case, keyed_empty, tally)
+
+
+def answer_is_not_a_server_error(case, keyed, tally) -> None:
     tally.operations.add(case.operation.label)
     tally.requests += 1
     try:

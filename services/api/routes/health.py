@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.api.dependencies import RuntimeDep
 from services.api.schemas import Problem
+from services.settings import NO_DATASET
 
 router = APIRouter(tags=["operations"])
 
@@ -20,13 +21,17 @@ def healthz() -> dict:
 
 @router.get("/readyz", responses={503: {"model": Problem}})
 def readyz(runtime: RuntimeDep) -> JSONResponse:
-    """Readiness: the store answers and a model version is active and indexed."""
+    """Readiness: the store answers and a model version is active and indexed (a service
+    started empty, ``LLMINS_DATASET=none``, is ready without one: it serves fallbacks)."""
     problems = []
     try:
-        if runtime.store.active_version() is None:
-            problems.append("no model version is active (bootstrap has not run)")
+        active = runtime.store.active_version()
     except Exception as error:  # the store itself is down
-        problems.append(f"store: {type(error).__name__}")
+        return JSONResponse({"detail": f"store: {type(error).__name__}"}, status_code=503)
+    if active is None and runtime.settings.dataset == NO_DATASET:
+        return JSONResponse({"status": "ready", "model_version": None, "fallback": "popular"})
+    if active is None:
+        problems.append("no model version is active (bootstrap has not run)")
     try:
         if runtime.index.active_version("items") is None:
             problems.append("the items index has no active collection")
@@ -34,7 +39,7 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
         problems.append(f"vector index: {type(error).__name__}")
     if problems:
         return JSONResponse({"detail": "; ".join(problems)}, status_code=503)
-    return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "ready", "model_version": active.id, "fallback": None})
 
 
 @router.get("/metrics")

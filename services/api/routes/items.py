@@ -106,15 +106,17 @@ def queued(
     runtime: Runtime, queue: TaskQueue, response: Response, accepted: list[Accepted]
 ) -> list[ItemAccepted]:
     """The answer to a write of items' texts: new texts are shown by their content vectors
-    at once and their warm-ups enqueued (202); a write with nothing new changes nothing
-    (200)."""
+    at once and their warm-ups enqueued (202; before any model version, they wait); a
+    write with nothing new changes nothing (200)."""
     new = list({a.item_id: a for a in accepted if a.created}.values())
-    if new:
+    if not new:
+        response.status_code = 200
+    elif runtime.store.active_version() is not None:
         show_by_content(runtime, [a.item_id for a in new])
         for answer in new:
             queue.enqueue(answer.item_id, answer.job_id)
-    else:
-        response.status_code = 200
+    # else: no model version yet (a service started empty): the items wait, queued, for
+    # the first one, which warms every item not warm (services.jobs.requeue_pending).
     return [ItemAccepted(item_id=a.item_id, job_id=a.job_id, status=a.status) for a in accepted]
 
 

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from services.api.dependencies import (
     COLD_FLAG,
     ERRORS,
+    POOL_ORIGIN,
     WRITES,
     CategoryQuery,
     PathId,
@@ -26,7 +27,7 @@ from services.api.schemas import (
 )
 from services.index import PointQuery
 from services.runtime import Runtime
-from services.store import UnknownIds
+from services.store import Store, UnknownIds
 
 router = APIRouter(prefix="/v1", tags=["users"])
 
@@ -81,56 +82,67 @@ async def recommendations(
     The look-ups run on the event loop (they are remembered: microseconds, a database
     read for a user's first query); the ranking, the costly part, is batched with the
     queries that arrive meanwhile (:mod:`services.batching`). A user the model version
-    was not trained with is ranked from a vector folded in from their items.
+    was not trained with is ranked from a vector folded in from their items; a user no
+    vector can be built for (no model version yet, an unknown user, no item with a vector)
+    gets the popular fallback, labelled ``fallback``.
     """
     store = runtime.store
     user_index = store.user_index(user_id)
-    seen = store.seen_item_indices(user_id)
     if user_index is None:
-        hits, version = await run_in_threadpool(
-            folded_in_top, runtime, user_id, seen, k, pool, category
-        )
-        source = "folded_in"
+        body = await run_in_threadpool(without_model_vector, runtime, user_id, k, pool, category)
     else:
-        query = PointQuery(user_index, k, seen, COLD_FLAG[pool], category)
+        query = PointQuery(
+            user_index, k, store.seen_item_indices(user_id), COLD_FLAG[pool], category
+        )
         hits, version = await ranking.submit(query)
-        source = "model"
-    ids = store.item_ids([index for index, _ in hits])
+        body = {
+            "model_version": version,
+            "user_vector": "model",
+            "fallback": None,
+            "items": listed(store, hits),
+        }
     # Built as JSON directly: validating our own answer against the response model
     # again is work on the hottest path (the model still documents it in OpenAPI).
-    return JSONResponse(
-        {
-            "user_id": user_id,
-            "pool": pool,
-            "category": category,
-            "model_version": version,
-            "user_vector": source,
-            "items": [{"item_id": ids[i], "score": s} for i, s in hits if i in ids],
-        }
-    )
+    return JSONResponse({"user_id": user_id, "pool": pool, "category": category, **body})
 
 
-def folded_in_top(
+def listed(store: Store, hits: list[tuple[int, float]]) -> list[dict]:
+    """Ranked (row, score) pairs as the API lists items."""
+    ids = store.item_ids([index for index, _ in hits])
+    return [{"item_id": ids[i], "score": s} for i, s in hits if i in ids]
+
+
+def without_model_vector(
     runtime: Runtime,
     user_id: str,
-    seen: tuple[int, ...],
     k: int,
     pool: Pool,
     category: str | None = None,
-) -> tuple[list[tuple[int, float]], str | None]:
-    """The top ``k`` of ``pool`` (of ``category``) for a user outside the model, and the
-    version answering.
+) -> dict:
+    """The answer for a user outside the active version: ranked from a vector folded in
+    from their items where any has a vector, else the popular fallback.
 
     Raises:
-        HTTPException: 404 for a user with no interaction with an indexed item (unknown,
-            or whose items are all still unindexed); 409 while an item's vector is not
-            written yet.
+        HTTPException: 409 while an item's vector is not written yet.
     """
-    if not seen:
-        raise HTTPException(404, f"user {user_id!r} is unknown or has no interactions yet")
+    seen = runtime.store.seen_item_indices(user_id)
+    version = runtime.index.active_version("items")
+    if not seen or version is None or runtime.store.active_version() is None:
+        items = runtime.fallback.top(user_id, k, POOL_ORIGIN[pool], category)
+        return {
+            "model_version": version,
+            "user_vector": None,
+            "fallback": "popular",
+            "items": [{"item_id": item, "score": score} for item, score in items],
+        }
     try:
         vector = runtime.fold_in_user(seen)
     except KeyError:  # an item accepted, its content vector not written yet
         raise HTTPException(409, "the user's items have no vectors yet: retry soon") from None
-    version = runtime.index.active_version("items")
-    return runtime.index.top("items", vector, k, seen, COLD_FLAG[pool], category), version
+    hits = runtime.index.top("items", vector, k, seen, COLD_FLAG[pool], category)
+    return {
+        "model_version": version,
+        "user_vector": "folded_in",
+        "fallback": None,
+        "items": listed(runtime.store, hits),
+    }
