@@ -20,6 +20,7 @@ import numpy as np
 
 from models.data import load_dataset
 from models.data.dataset import ColdStartDataset
+from models.data.split import split_cold_start
 from models.encoders import encode_cached
 from models.llmins.release import NO_LM, ModelRelease, train_release
 from models.llmins.simulator import SimulatorConfig
@@ -97,7 +98,10 @@ def install(
 
 
 def train(runtime: Runtime, max_epochs: int | None = None, progress: bool = True) -> str:
-    """A new version from the configured data set, replacing the active one (``train``)."""
+    """A new version from the configured data set, replacing the active one (``train``);
+    from the store's own data where no data set is configured (``LLMINS_DATASET=none``)."""
+    if runtime.settings.dataset == NO_DATASET:
+        return train_from_store(runtime, max_epochs, progress)
     return retrain(runtime, *configured_data(runtime, progress), max_epochs, progress)
 
 
@@ -108,30 +112,91 @@ def retrain(
     max_epochs: int | None = None,
     progress: bool = True,
 ) -> str:
-    """Train a new version on ``dataset``, warm every posted item with it, then switch.
+    """Train a new version on ``dataset``, warm every posted item with it, then switch."""
+    release, folder = train_version(runtime, dataset, content, max_epochs, progress)
+    return switch_to(runtime, release, folder, dataset.warm_items)
+
+
+def train_from_store(runtime: Runtime, max_epochs: int | None = None, progress: bool = True) -> str:
+    """A new version trained on the store's own items and real interactions (a service
+    started empty, ``LLMINS_DATASET=none``, or fed by imports), then switched to.
+
+    Every item gets its row first; the paper's split of the store's interactions gives the
+    validation items every choice is made on (seed 0). Items the backbone learned (those in
+    the split's training part) become warm from their interactions; every other item, new
+    or held out for validation, is warmed by the new version like a posted one.
+
+    Raises:
+        NotEnoughData: fewer real interactions or items with interactions than the
+            settings' thresholds.
+    """
+    store = runtime.store
+    settings = runtime.settings
+    store.index_every_item()
+    data = store.training_snapshot()
+    items_used = len(np.unique(data.pairs[:, 1]))
+    if len(data.pairs) < settings.train_min_interactions or items_used < settings.train_min_items:
+        raise NotEnoughData(
+            f"the store holds {len(data.pairs)} real interactions with {items_used} items; "
+            f"training needs {settings.train_min_interactions} and "
+            f"{settings.train_min_items} (LLMINS_TRAIN_MIN_INTERACTIONS, "
+            "LLMINS_TRAIN_MIN_ITEMS)"
+        )
+    dataset = split_cold_start(
+        "store", "item", len(data.user_ids), data.item_texts, data.pairs, seed=0
+    )
+    logger.info("training from the store: %s", dataset.summary())
+    content = runtime.embed_all(data.item_texts, progress)
+    release, folder = train_version(
+        runtime, dataset, content, max_epochs, progress, user_ids=data.user_ids
+    )
+    return switch_to(runtime, release, folder, dataset.warm_items, data.new_users)
+
+
+class NotEnoughData(LookupError):
+    """The store holds too little to train a model version from (a retry would fail the
+    same way until more data arrives)."""
+
+
+def switch_to(
+    runtime: Runtime,
+    release: ModelRelease,
+    folder: Path,
+    learned: np.ndarray,
+    new_users: dict[str, int] | None = None,
+) -> str:
+    """Warm every item ``release`` did not learn from interactions, index, then switch.
 
     A new backbone is a new vector space: posted items' vectors of the old one would be
     meaningless in it, so they are warmed again (in one batch) before the aliases move,
-    and their simulated interactions are replaced by the new version's.
+    and their simulated interactions are replaced by the new version's. ``new_users``
+    (users outside the previous model the new one has rows for) get their rows at the
+    switch, with the items it learned.
     """
     store = runtime.store
-    release, folder = train_version(runtime, dataset, content, max_epochs, progress)
+    catalogue = store.indexed_items()
+    known = set(learned.tolist())
     posted = [
-        store.get_item(item_id)
-        for item_id, origin in store.indexed_items().values()
-        if origin == "api"
+        store.get_item(item_id) for row, (item_id, _) in catalogue.items() if row not in known
     ]
     texts = [item.text for item in posted]
     warmed = None
+    extra = None
     if posted:
         warmed = release.warmer.warm(runtime.embed(texts), texts, runtime.simulator_for(release))
         extra = (np.array([item.index for item in posted]), warmed.vectors)
-    else:
-        extra = None
-    index_release(runtime, release, dataset.warm_items, extra)
+    index_release(runtime, release, learned, extra)
+    if new_users:
+        store.adopt_users(new_users)
+    store.mark_warm(
+        [catalogue[row][0] for row in known if row in catalogue], release.version, "dataset"
+    )
+    store.mark_warm([item.id for item in posted], release.version, "api")
     for row, item in enumerate(posted):
         store.replace_simulated(item.id, release.simulated_users(warmed, row), release.version)
-        store.set_item_status(item.id, "warm", model_version=release.version)
+        job = store.latest_job(item.id)
+        if job is not None and job.status in ("queued", "running"):
+            store.finish_job(job.id, "succeeded", result={"status": "warm", "by": "train"})
     return publish(runtime, release, folder)
 
 
@@ -143,8 +208,10 @@ def train_version(
     progress: bool = True,
     warmer: LLMInSConfig | None = None,
     simulator: SimulatorConfig | None = None,
+    user_ids: list[str] | None = None,
 ) -> tuple[ModelRelease, Path]:
-    """Train and save a version (see :func:`install` for ``warmer`` and ``simulator``)."""
+    """Train and save a version (see :func:`install` for ``warmer`` and ``simulator``);
+    ``user_ids`` names the users by row (default: the data set's rows, as strings)."""
     settings = runtime.settings
     version = new_version_name(settings.backbone)
     base = str(settings.simulator_base) if settings.simulator_base else None
@@ -158,6 +225,8 @@ def train_version(
         progress=progress,
     )
     release = train_release(dataset, content, version, config, warmer, max_epochs=max_epochs)
+    if user_ids is not None:
+        release = replace(release, user_ids=user_ids)
     return release, release.save(runtime.models_dir / version)
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from services.bootstrap import NotEnoughData, train_from_store
 from services.refresh import refresh
 from services.runtime import Runtime
-from services.settings import Settings
+from services.settings import NO_DATASET, Settings
 
 if TYPE_CHECKING:
     from services.queues import TaskQueue
@@ -29,8 +30,15 @@ def backoff_s(settings: Settings, retry: int) -> float:
 
 
 def run_refresh(runtime: Runtime, job_id: str | None) -> list[tuple[str, str]]:
-    """Refresh under a job; returns the (item, job) warm-ups it asks for afterwards."""
+    """Refresh under a job; returns the (item, job) warm-ups it asks for afterwards.
+
+    A service started empty has no version to refresh: its periodic refresh trains the
+    first one from the store instead, once the store holds enough (until then the job
+    succeeds, recording why it skipped).
+    """
     store = runtime.store
+    if store.active_version() is None and runtime.settings.dataset == NO_DATASET:
+        return run_train(runtime, job_id, skip_when_short=True)
     if job_id:
         store.start_job(job_id)
     try:
@@ -44,21 +52,58 @@ def run_refresh(runtime: Runtime, job_id: str | None) -> list[tuple[str, str]]:
     return [(item_id, store.create_job("warm_up", item_id).id) for item_id in record["rewarm"]]
 
 
+def run_train(
+    runtime: Runtime, job_id: str | None, skip_when_short: bool = False
+) -> list[tuple[str, str]]:
+    """Train a version from the store under a job (:func:`train_from_store`); returns the
+    warm-ups of the items that arrived while it trained.
+
+    Too little data fails the job with the thresholds in its error, or, with
+    ``skip_when_short`` (the periodic refresh), succeeds with them in its result.
+    """
+    store = runtime.store
+    if job_id:
+        store.start_job(job_id)
+    try:
+        version = train_from_store(runtime)
+    except NotEnoughData as error:
+        if job_id and skip_when_short:
+            store.finish_job(job_id, "succeeded", result={"skipped": str(error)})
+            return []
+        if job_id:
+            store.finish_job(job_id, "failed", error=str(error))
+        raise
+    except Exception as error:
+        if job_id:
+            store.finish_job(job_id, "failed", error=f"{type(error).__name__}: {error}")
+        raise
+    if job_id:
+        store.finish_job(job_id, "succeeded", result={"version": version})
+    return pending_warm_ups(runtime)
+
+
+def pending_warm_ups(runtime: Runtime) -> list[tuple[str, str]]:
+    """(item, job) of every item not yet warm, a new job where its last one ended."""
+    warm_ups = []
+    for item_id in runtime.store.pending_items():
+        job = runtime.store.latest_job(item_id)
+        if job is None or job.status in ("succeeded", "failed"):
+            job = runtime.store.create_job("warm_up", item_id)
+        warm_ups.append((item_id, job.id))
+    return warm_ups
+
+
 def requeue_pending(runtime: Runtime, queue: TaskQueue) -> int:
-    """Enqueue every item not yet warm (after a restart or a lost message, or once the
-    first model version is active); returns how many."""
+    """Enqueue every item not yet warm (after a restart or a lost message); returns how
+    many. Before the first model version there is nothing to warm them with: they wait."""
     if runtime.store.active_version() is None:
         waiting = len(runtime.store.pending_items())
         if waiting:
             logger.info("%d items wait for the first model version", waiting)
         return 0
-    count = 0
-    for item_id in runtime.store.pending_items():
-        job = runtime.store.latest_job(item_id)
-        if job is None or job.status in ("succeeded", "failed"):
-            job = runtime.store.create_job("warm_up", item_id)
-        queue.enqueue(item_id, job.id)
-        count += 1
-    if count:
-        logger.info("re-enqueued %d items that were not warm", count)
-    return count
+    warm_ups = pending_warm_ups(runtime)
+    for item_id, job_id in warm_ups:
+        queue.enqueue(item_id, job_id)
+    if warm_ups:
+        logger.info("re-enqueued %d items that were not warm", len(warm_ups))
+    return len(warm_ups)

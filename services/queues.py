@@ -15,7 +15,8 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Protocol
 
-from services.jobs import backoff_s, run_refresh
+from services.bootstrap import NotEnoughData
+from services.jobs import backoff_s, run_refresh, run_train
 from services.runtime import Runtime
 from services.warmup import give_up, warm_up_item
 
@@ -29,6 +30,8 @@ class TaskQueue(Protocol):
     def enqueue(self, item_id: str, job_id: str) -> None: ...
 
     def enqueue_refresh(self, job_id: str) -> None: ...
+
+    def enqueue_train(self, job_id: str) -> None: ...
 
     def close(self) -> None: ...
 
@@ -63,7 +66,10 @@ class InProcessQueue:
         self._submit(self._warm_up, item_id, job_id, retry)
 
     def enqueue_refresh(self, job_id: str) -> None:
-        self._submit(self._refresh, job_id)
+        self._submit(self._model_job, run_refresh, job_id)
+
+    def enqueue_train(self, job_id: str) -> None:
+        self._submit(self._model_job, run_train, job_id)
 
     def _submit(self, work, *args) -> None:
         future = self.executor.submit(work, *args)
@@ -102,12 +108,16 @@ class InProcessQueue:
             self._retries.add(timer)
         timer.start()
 
-    def _refresh(self, job_id: str) -> None:
+    def _model_job(self, run, job_id: str) -> None:
+        """A refresh or a training (:func:`run_refresh`, :func:`run_train`), then the
+        warm-ups it asks for."""
         try:
-            for item_id, job in run_refresh(self.runtime, job_id):
+            for item_id, job in run(self.runtime, job_id):
                 self.enqueue(item_id, job)
-        except Exception:  # recorded on the job by run_refresh
-            logger.exception("refresh job %s failed; the previous version keeps serving", job_id)
+        except NotEnoughData as error:  # recorded on the job; not a fault of the service
+            logger.warning("job %s: %s", job_id, error)
+        except Exception:  # recorded on the job by run
+            logger.exception("job %s failed; the previous version keeps serving", job_id)
 
     def _done(self, future: Future) -> None:
         with self._lock:
@@ -149,6 +159,9 @@ class CeleryQueue:
 
     def enqueue_refresh(self, job_id: str) -> None:
         self._send("llmins.refresh", job_id)
+
+    def enqueue_train(self, job_id: str) -> None:
+        self._send("llmins.train", job_id)
 
     def _send(self, task: str, *args: str) -> None:
         try:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.encoders import MeanPoolEncoder
+from models.encoders import MeanPoolEncoder, encode_cached
 from models.llmins.candidates import CandidateSource
 from models.llmins.release import ModelRelease
 from models.llmins.update import fold_in, ridge_inverse
@@ -85,6 +85,13 @@ class Runtime:
         if self.embedder is not None:
             return self.embedder(texts)
         return self.encoder.encode(texts, progress=False)
+
+    def embed_all(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """Content vectors of a whole catalogue: as :meth:`embed`, cached on disk (a
+        retraining reads the same texts again)."""
+        if self.embedder is not None:
+            return self.embedder(list(texts))
+        return encode_cached(self.encoder, list(texts), self.settings.cache_dir, progress)
 
     def release(self, tables: bool = False) -> ModelRelease:
         """The active model version, loaded once per version.

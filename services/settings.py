@@ -113,6 +113,19 @@ class Settings(BaseSettings):
         "come by import or over the API; recommendations fall back to popular items until "
         "a model version is trained).",
     )
+    train_min_interactions: int = Field(
+        default=1000,
+        ge=1,
+        description="Real interactions the store must hold before a model version is "
+        "trained from it (a service started empty; below it, recommendations stay on the "
+        "popular fallback).",
+    )
+    train_min_items: int = Field(
+        default=50,
+        ge=10,
+        description="Items with real interactions the store must hold before a model "
+        "version is trained from it (a fifth of them are held out to choose its settings).",
+    )
     fallback_window_s: float = Field(
         default=30 * 86400.0,
         gt=0,

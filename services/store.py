@@ -49,6 +49,7 @@ from services.tables import (
     Interaction,
     InteractionKind,
     Item,
+    ItemOrigin,
     ItemStatus,
     Job,
     JobKind,
@@ -124,6 +125,25 @@ class Accepted:
     job_id: str
     status: str
     created: bool
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The store's items and real interactions as a model sees them (rows, not ids).
+
+    Attributes:
+        item_texts: every indexed item's text, by row (withdrawn ones too: their rows stay
+            theirs; they have no interactions here, so no model learns them).
+        user_ids: every user with a row, by row: the model's users and ``new_users``.
+        new_users: users outside the model given the next rows (written at the switch:
+            :meth:`Store.adopt_users`).
+        pairs: (user row, item row) real interactions, withdrawn items left out.
+    """
+
+    item_texts: list[str]
+    user_ids: list[str]
+    new_users: dict[str, int]
+    pairs: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -432,6 +452,94 @@ class Store:
             self._seen.forget(viewers)
             return index
         raise StoreError(f"could not assign an index to item {item_id!r}")
+
+    def index_every_item(self, attempts: int = 20) -> int:
+        """Give every item without a row index one (oldest first), withdrawn ones left out:
+        what a training from the store does first, so that each item has its row in the
+        new model. Returns how many it gave."""
+        for _ in range(attempts):
+            try:
+                with self.session() as session:
+                    waiting = session.scalars(
+                        select(Item)
+                        .where(Item.index.is_(None), Item.withdrawn_at.is_(None))
+                        .order_by(Item.created_at, Item.id)
+                    ).all()
+                    start = self._next_index(session)
+                    for offset, item in enumerate(waiting):
+                        item.index = start + offset
+                    session.flush()
+            except IntegrityError:  # a warm-up took the next index first: read again
+                continue
+            if waiting:  # users of these items have more seen items now
+                self._seen.forget()
+            return len(waiting)
+        raise StoreError("could not give every item a row index")
+
+    def training_snapshot(self) -> TrainingData:
+        """What a model version trained from the store learns from, read in one
+        transaction: see :class:`TrainingData`."""
+        with self.session() as session:
+            rows = session.execute(
+                select(Item.index, Item.text).where(Item.index.is_not(None))
+            ).all()
+            texts = [""] * (max((index for index, _ in rows), default=-1) + 1)
+            for index, text in rows:
+                texts[index] = text
+            users = session.execute(select(User.id, User.index)).all()
+            known = {user: index for user, index in users if index is not None}
+            interactions = session.execute(
+                select(Interaction.user_id, Item.index)
+                .join(Item, Item.id == Interaction.item_id)
+                .where(
+                    Interaction.kind == "real",
+                    Item.index.is_not(None),
+                    Item.withdrawn_at.is_(None),
+                )
+                .order_by(Interaction.user_id)
+            ).all()
+        new_users: dict[str, int] = {}
+        next_row = max(known.values(), default=-1) + 1
+        pairs = []
+        for user, item in interactions:
+            row = known.get(user)
+            if row is None:
+                row = new_users.get(user)
+                if row is None:
+                    row = new_users[user] = next_row
+                    next_row += 1
+            pairs.append((row, item))
+        user_ids = [""] * next_row
+        for user, row in (*known.items(), *new_users.items()):
+            user_ids[row] = user
+        return TrainingData(texts, user_ids, new_users, _pairs(pairs))
+
+    def adopt_users(self, rows: dict[str, int]) -> None:
+        """Give users outside the model their rows in a new model version (at its switch)."""
+        with self.session() as session:
+            for user, row in rows.items():
+                session.execute(update(User).where(User.id == user).values(index=row))
+        self._index_of_user.update(rows)
+
+    def mark_warm(self, item_ids: Sequence[str], model_version: str, origin: ItemOrigin) -> None:
+        """Items warm under ``model_version`` (a switch): ``dataset`` for those it learned
+        from their real interactions (their vector is the backbone's, their text cannot
+        change it), ``api`` for those it warmed like posted ones."""
+        stamp = now()
+        with self.session() as session:
+            for start in range(0, len(item_ids), CHUNK):
+                session.execute(
+                    update(Item)
+                    .where(Item.id.in_(item_ids[start : start + CHUNK]))
+                    .values(
+                        origin=origin,
+                        status="warm",
+                        error=None,
+                        model_version=model_version,
+                        warmed_at=stamp,
+                        updated_at=stamp,
+                    )
+                )
 
     def pending_items(self) -> list[str]:
         """Posted items not warm yet (nor withdrawn), oldest first: what a starting process

@@ -30,7 +30,7 @@ from sqlalchemy.types import TypeDecorator
 ItemStatus = Literal["queued", "warming", "warm", "degraded", "failed"]
 ItemOrigin = Literal["dataset", "api"]
 InteractionKind = Literal["real", "simulated"]
-JobKind = Literal["warm_up", "refresh"]
+JobKind = Literal["warm_up", "refresh", "train"]
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 
 

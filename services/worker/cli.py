@@ -85,8 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
             None,
         ),
         "train": (
-            "train a new version on the configured data set, re-warm posted items, "
-            "switch (embedded mode: stop the server first; it owns the local index)",
+            "train a new version on the configured data set (LLMINS_DATASET=none: on the "
+            "store's own items and interactions), re-warm posted items, switch (embedded "
+            "mode: stop the server first, it owns the local index; or POST /v1/admin/train)",
             None,
         ),
         "refresh": ("retrain the backbone on real and simulated interactions, swap indexes", 100),

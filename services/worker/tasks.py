@@ -15,7 +15,7 @@ from functools import cache
 
 from celery.signals import worker_init, worker_ready
 
-from services.jobs import MAX_BACKOFF_S, requeue_pending, run_refresh
+from services.jobs import MAX_BACKOFF_S, requeue_pending, run_refresh, run_train
 from services.queues import CeleryQueue
 from services.runtime import Runtime
 from services.settings import get_settings
@@ -61,6 +61,17 @@ def refresh_model(job_id: str | None = None) -> list[tuple[str, str]]:
     scheduled one starts afresh.
     """
     warm_ups = run_refresh(runtime(), job_id)
+    for item_id, warm_up_job in warm_ups:
+        warm_up.delay(item_id, warm_up_job)
+    return warm_ups
+
+
+@app.task(name="llmins.train")
+def train_model(job_id: str | None = None) -> list[tuple[str, str]]:
+    """Train a version from the store and switch to it (see
+    :func:`services.bootstrap.train_from_store`), then warm what arrived meanwhile. Not
+    retried: too little data fails the same way until more arrives."""
+    warm_ups = run_train(runtime(), job_id)
     for item_id, warm_up_job in warm_ups:
         warm_up.delay(item_id, warm_up_job)
     return warm_ups

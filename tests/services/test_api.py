@@ -377,6 +377,9 @@ class HeldQueue:
     def enqueue_refresh(self, job_id: str) -> None:
         raise AssertionError("not in this test")
 
+    def enqueue_train(self, job_id: str) -> None:
+        raise AssertionError("not in this test")
+
     def close(self) -> None:
         pass
 

@@ -47,8 +47,8 @@ def wait_for_status(client, item_id: str, status: str, seconds: float = 60.0) ->
 
 @pytest.fixture(scope="module")
 def keyed(service):
-    """(client, runtime, refreshes) with the key set. Warm-ups run; refreshes are recorded
-    (job ids), not run: each would retrain the backbone."""
+    """(client, runtime, refreshes) with the key set. Warm-ups run; refreshes and trainings
+    are recorded (job ids), not run: each would retrain the backbone."""
     client, runtime, queue = service
     refreshes: list[str] = []
     posted = client.post("/v1/items", json={"id": PATCHED, "text": cold_text(2)})
@@ -56,6 +56,7 @@ def keyed(service):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(runtime.settings, "api_key", SecretStr(KEY))
         patch.setattr(queue, "enqueue_refresh", refreshes.append)
+        patch.setattr(queue, "enqueue_train", refreshes.append)
         yield client, runtime, refreshes
 
 
@@ -64,6 +65,7 @@ WRITES = {
     ("POST", "/v1/items"): 202,
     ("POST", "/v1/interactions"): 200,
     ("POST", "/v1/admin/refresh"): 202,
+    ("POST", "/v1/admin/train"): 202,
     ("DELETE", "/v1/items/{item_id}"): 200,
     ("PATCH", "/v1/items/{item_id}"): 202,
 }
@@ -80,6 +82,7 @@ def valid_request(method: str, route: str) -> tuple[str, dict | None]:
             {"interactions": [{"user_id": USER, "item_id": unseen_item()}]},
         ),
         ("POST", "/v1/admin/refresh"): ("/v1/admin/refresh", None),
+        ("POST", "/v1/admin/train"): ("/v1/admin/train", None),
         # The last warm item: no other test here reads it.
         ("DELETE", "/v1/items/{item_id}"): (f"/v1/items/{planted_dataset().warm_items[-1]}", None),
         ("PATCH", "/v1/items/{item_id}"): (f"/v1/items/{PATCHED}", {"text": cold_text(3)}),

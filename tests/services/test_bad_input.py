@@ -45,8 +45,8 @@ def keyed_empty(empty_service):
 def behind_a_key(service):
     """(client, runtime, enqueued): the app under test, its writes behind an API key.
 
-    The warm-ups and refreshes it enqueues are recorded (job ids), not run: these tests are
-    about the answers, a fuzzed refresh would retrain again and again, and a warm-up of
+    The warm-ups, refreshes and trainings it enqueues are recorded (job ids), not run: these
+    tests are about the answers, a fuzzed refresh would retrain again and again, a warm-up of
     fuzzed text fails in the queue's thread, whose traceback (Python 3.11 parses source
     lines for its carets) races the fuzzer's own parsing on CPython's shared AST state:
     ``SystemError: AST constructor recursion depth mismatch`` (cpython#106905).
@@ -57,6 +57,7 @@ def behind_a_key(service):
         patch.setattr(runtime.settings, "api_key", SecretStr(KEY))
         patch.setattr(queue, "enqueue", lambda item_id, job_id: enqueued.append(job_id))
         patch.setattr(queue, "enqueue_refresh", enqueued.append)
+        patch.setattr(queue, "enqueue_train", enqueued.append)
         yield client, runtime, enqueued
 
 

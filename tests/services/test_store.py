@@ -347,6 +347,26 @@ def test_jobs_record_attempts_and_outcomes(loaded) -> None:
         loaded.start_job("nope")
 
 
+def test_every_job_kind_is_stored_and_nothing_else(loaded) -> None:
+    """The kinds' CHECK constraint, rebuilt by migration 0006, holds on both backends."""
+    for kind in ("warm_up", "refresh", "train"):
+        assert loaded.get_job(loaded.create_job(kind).id).kind == kind
+    with pytest.raises(sqlalchemy.exc.IntegrityError), loaded.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO jobs (id, kind, status, attempts, created_at) "
+                "VALUES ('bad', 'bogus', 'queued', 0, CURRENT_TIMESTAMP)"
+            )
+        )
+    with pytest.raises(sqlalchemy.exc.IntegrityError), loaded.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO jobs (id, kind, status, attempts, created_at) "
+                "VALUES ('bad', 'train', 'bogus', 0, CURRENT_TIMESTAMP)"
+            )
+        )
+
+
 def test_exactly_one_model_version_is_active(loaded) -> None:
     assert loaded.active_version() is None
     loaded.register_version("v1", "/models/v1", {"precision": 0.2})

@@ -1,4 +1,4 @@
-"""Jobs (warm-ups and refreshes): read one, start a refresh."""
+"""Jobs (warm-ups, refreshes, trainings): read one, start a refresh or a training."""
 
 from __future__ import annotations
 
@@ -18,15 +18,28 @@ def get_job(job_id: PathId, runtime: RuntimeDep) -> JobOut:
     return JobOut(**vars(job))
 
 
-@router.post(
-    "/v1/admin/refresh",
-    status_code=202,
-    response_model=JobOut,
-    responses=ERRORS,
-    dependencies=WRITES,
-)
+#: The admin endpoints that start a model job: 202 with the job, queued.
+MODEL_JOB = {
+    "status_code": 202,
+    "response_model": JobOut,
+    "responses": ERRORS,
+    "dependencies": WRITES,
+}
+
+
+@router.post("/v1/admin/refresh", **MODEL_JOB)
 def post_refresh(runtime: RuntimeDep, queue: QueueDep) -> JobOut:
     """Retrain the backbone on real and simulated interactions now (a job)."""
     job = runtime.store.create_job("refresh")
     queue.enqueue_refresh(job.id)
+    return JobOut(**vars(job))
+
+
+@router.post("/v1/admin/train", **MODEL_JOB)
+def post_train(runtime: RuntimeDep, queue: QueueDep) -> JobOut:
+    """Train a new model version from the store's own items and real interactions, and
+    switch to it (a job). Too little data fails the job, its error saying how much is
+    needed (LLMINS_TRAIN_MIN_INTERACTIONS, LLMINS_TRAIN_MIN_ITEMS)."""
+    job = runtime.store.create_job("train")
+    queue.enqueue_train(job.id)
     return JobOut(**vars(job))
