@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -140,6 +140,12 @@ class Settings(BaseSettings):
         description="When set, writes and admin endpoints need `X-API-Key` (a SecretStr, so "
         "the settings' repr and logs never show it).",
     )
+    protect_reads: bool = Field(
+        default=False,
+        description="Reads of items, users, recommendations and jobs need `X-API-Key` too "
+        "(recommendations reveal what a user interacted with); the probes and metrics stay "
+        "open. Needs LLMINS_API_KEY.",
+    )
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024,
         gt=0,
@@ -169,6 +175,12 @@ class Settings(BaseSettings):
         "rollback and audit; older ones are deleted at each switch, so that periodic "
         "refreshes do not fill the disk.",
     )
+
+    @model_validator(mode="after")
+    def _reads_need_a_key(self) -> Settings:
+        if self.protect_reads and self.api_key is None:
+            raise ValueError("LLMINS_PROTECT_READS needs LLMINS_API_KEY: the key reads ask for")
+        return self
 
     def refuse_shared_local_index(self, role: str) -> None:
         """Raise where ``role`` would open the local Qdrant folder beside other processes.

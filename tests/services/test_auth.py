@@ -149,6 +149,31 @@ def test_reads_stay_open(keyed) -> None:
         assert client.get(path).status_code == 200, path
 
 
+def test_reads_need_the_key_where_reads_are_protected(keyed, monkeypatch) -> None:
+    client, runtime, _ = keyed
+    monkeypatch.setattr(runtime.settings, "protect_reads", True)
+    job = client.post("/v1/admin/refresh", headers={"X-API-Key": KEY}).json()["id"]
+    data_reads = (
+        f"/v1/items/{warm_item()}",
+        f"/v1/items/{warm_item()}/neighbors",
+        f"/v1/jobs/{job}",
+        f"/v1/users/{USER}",
+        f"/v1/users/{USER}/recommendations",
+    )
+    for path in data_reads:
+        for name, headers in NOT_THE_KEY.items():
+            refused = client.get(path, headers=headers)
+            assert refused.status_code == 401, (path, name)
+        assert client.get(path, headers={"X-API-Key": KEY}).status_code == 200, path
+    for probe in ("/healthz", "/readyz", "/metrics"):
+        assert client.get(probe).status_code == 200, probe
+
+
+def test_protected_reads_without_a_key_are_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="LLMINS_PROTECT_READS needs LLMINS_API_KEY"):
+        Settings(protect_reads=True)
+
+
 def test_the_key_is_in_no_log_record_and_no_answer(keyed, caplog) -> None:
     """Right, wrong and missing keys, refusals of each kind, a warm-up that succeeds and
     one that fails (its traceback logged): the key and the wrong one appear nowhere.

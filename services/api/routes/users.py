@@ -12,6 +12,7 @@ from services.api.dependencies import (
     COLD_FLAG,
     ERRORS,
     POOL_ORIGIN,
+    READS,
     WRITES,
     CategoryQuery,
     PathId,
@@ -29,7 +30,7 @@ from services.index import PointQuery
 from services.runtime import Runtime
 from services.store import Store, UnknownIds
 
-router = APIRouter(prefix="/v1", tags=["users"])
+router = APIRouter(prefix="/v1", tags=["users"], dependencies=READS)
 
 
 @router.post(
