@@ -186,18 +186,21 @@ def switch_to(
         warmed = release.warmer.warm(runtime.embed(texts), texts, runtime.simulator_for(release))
         extra = (np.array([item.index for item in posted]), warmed.vectors)
     index_release(runtime, release, learned, extra)
+    version = publish(runtime, release, folder)
+    # After the switch: a user given a row before it would be looked up in the old
+    # version's tables. A process that dies here leaves those users folded in (their rows
+    # unused until the next training) and items with their old status: nothing wrong.
     if new_users:
         store.adopt_users(new_users)
-    store.mark_warm(
-        [catalogue[row][0] for row in known if row in catalogue], release.version, "dataset"
-    )
+    learned_ids = [catalogue[row][0] for row in known if row in catalogue]
+    store.mark_warm(learned_ids, release.version, "dataset")
     store.mark_warm([item.id for item in posted], release.version, "api")
     for row, item in enumerate(posted):
         store.replace_simulated(item.id, release.simulated_users(warmed, row), release.version)
         job = store.latest_job(item.id)
         if job is not None and job.status in ("queued", "running"):
             store.finish_job(job.id, "succeeded", result={"status": "warm", "by": "train"})
-    return publish(runtime, release, folder)
+    return version
 
 
 def train_version(

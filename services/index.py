@@ -126,6 +126,23 @@ class VectorIndex:
             names = [c.name for c in self._client.get_collections().collections]
         return {name for name in names if self._kind_of(name) is not None}
 
+    def drop_versions_except(self, versions: set[str]) -> list[str]:
+        """Delete this prefix's collections of every version not in ``versions`` (those a
+        training or refresh built before its process died, never registered); served
+        collections are always kept. Returns the names deleted."""
+        with self._lock:
+            served = set(self._served().values())
+            names = [c.name for c in self._client.get_collections().collections]
+            dropped = []
+            for name in names:
+                kind = self._kind_of(name)
+                if kind is None or name in served:
+                    continue
+                if name.removeprefix(f"{self.prefix}-{kind}-") not in versions:
+                    self._client.delete_collection(name)
+                    dropped.append(name)
+        return dropped
+
     def build(
         self,
         version: str,

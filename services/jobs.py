@@ -8,6 +8,7 @@ distributed mode) run these same functions, so the two modes differ only in tran
 from __future__ import annotations
 
 import logging
+import shutil
 from typing import TYPE_CHECKING
 
 from services.bootstrap import NotEnoughData, train_from_store
@@ -80,6 +81,34 @@ def run_train(
     if job_id:
         store.finish_job(job_id, "succeeded", result={"version": version})
     return pending_warm_ups(runtime)
+
+
+def recover_after_restart(runtime: Runtime) -> dict[str, list[str]]:
+    """Clear what an embedded process killed mid-work left, before a new one serves.
+
+    Its refresh or training jobs are marked failed (their process is gone; the next one
+    starts afresh), and the model folders and index collections of versions it built but
+    never registered are deleted. The store itself needs nothing: each write was one
+    transaction, committed or rolled back (an interrupted import left nothing), and items
+    not yet warm are sent again (:func:`requeue_pending`). Embedded mode only: in
+    distributed mode another process may be running those jobs.
+    """
+    store = runtime.store
+    failed = store.fail_unfinished_jobs(
+        ("refresh", "train"), "interrupted: the process stopped before the job ended"
+    )
+    registered = {record.id for record in store.versions()}
+    folders = []
+    if runtime.models_dir.is_dir():
+        for folder in runtime.models_dir.iterdir():
+            if folder.is_dir() and folder.name not in registered:
+                shutil.rmtree(folder)
+                folders.append(folder.name)
+    collections = runtime.index.drop_versions_except(registered)
+    recovered = {"jobs": failed, "folders": folders, "collections": collections}
+    if any(recovered.values()):
+        logger.warning("cleared what an interrupted process left: %s", recovered)
+    return recovered
 
 
 def pending_warm_ups(runtime: Runtime) -> list[tuple[str, str]]:

@@ -628,6 +628,23 @@ class Store:
             Job, job_id, {"status": status, "result": result, "error": error, "finished_at": now()}
         )
 
+    def fail_unfinished_jobs(self, kinds: Sequence[JobKind], error: str) -> list[str]:
+        """Mark every queued or running job of ``kinds`` failed with ``error`` (the process
+        that ran them is gone); returns their ids."""
+        with self.session() as session:
+            ids = list(
+                session.scalars(
+                    select(Job.id).where(Job.kind.in_(kinds), Job.status.in_(("queued", "running")))
+                )
+            )
+            if ids:
+                session.execute(
+                    update(Job)
+                    .where(Job.id.in_(ids))
+                    .values(status="failed", error=error, finished_at=now())
+                )
+        return ids
+
     # -- users and interactions -------------------------------------------------------
 
     def user_index(self, user_id: str) -> int | None:

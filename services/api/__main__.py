@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from services.api.app import create_app
 from services.bootstrap import bootstrap
-from services.jobs import requeue_pending
+from services.jobs import recover_after_restart, requeue_pending
 from services.queues import CeleryQueue, InProcessQueue
 from services.runtime import Runtime
 from services.settings import get_settings
@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     runtime = Runtime(settings)
     if settings.mode == "embedded":
+        recover_after_restart(runtime)
         if bootstrap(runtime, max_epochs=args.max_epochs) is not None:
             try:
                 # A version that asks the LM gets its refining service now (a child

@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from models.llmins.update import RIDGE_GRID, fold_in, ridge_inverse
 from services.api.app import create_app
 from services.bootstrap import retrain
-from services.jobs import requeue_pending
+from services.jobs import recover_after_restart, requeue_pending
 from services.queues import InProcessQueue
 from services.refresh import refresh
 from services.runtime import Runtime
@@ -448,6 +448,37 @@ def test_items_accepted_but_never_enqueued_are_warmed_at_start(service) -> None:
     assert requeue_pending(runtime, queue) == 1
     wait_until_idle(queue)
     assert client.get(f"/v1/items/new-{item}").json()["status"] == "warm"
+
+
+def test_what_a_killed_process_left_is_cleared_at_the_next_start(service) -> None:
+    """A refresh killed after writing its folder and a collection, before registering its
+    version (tests/services/test_killed.py kills real processes; this is the clean-up)."""
+    client, runtime, queue = service
+    wait_until_idle(queue)
+    served = runtime.index.collections()
+    orphan = runtime.models_dir / "v-killed-refresh"
+    orphan.mkdir()
+    (orphan / "users.npy").write_bytes(b"half written")
+    dim = np.asarray(runtime.release().users).shape[1]
+    runtime.index.build("v-killed-refresh", "users", np.arange(3), np.ones((3, dim)))
+    job = runtime.store.create_job("refresh")
+    runtime.store.start_job(job.id)
+    finished = runtime.store.create_job("refresh")
+    runtime.store.finish_job(finished.id, "succeeded")
+
+    recovered = recover_after_restart(runtime)
+
+    assert recovered == {
+        "jobs": [job.id],
+        "folders": ["v-killed-refresh"],
+        "collections": [runtime.index.collection("users", "v-killed-refresh")],
+    }
+    assert not orphan.exists() and runtime.index.collections() == served
+    assert runtime.store.get_job(job.id).status == "failed"
+    assert "interrupted" in runtime.store.get_job(job.id).error
+    assert runtime.store.get_job(finished.id).status == "succeeded"
+    assert recover_after_restart(runtime) == {"jobs": [], "folders": [], "collections": []}
+    assert client.get("/v1/users/0/recommendations").json()["user_vector"] == "model"
 
 
 def test_writes_need_the_key_when_one_is_set(service, monkeypatch) -> None:
