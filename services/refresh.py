@@ -20,12 +20,24 @@ def refresh(runtime: Runtime, max_epochs: int = 100, progress: bool = False) -> 
     """Train, index and activate a new model version; returns its refresh record.
 
     ``rewarm`` in the record lists the ids of items warmed while it ran: the caller
-    warms them again (their vectors live only in the old collections).
+    warms them again (their vectors live only in the old collections). Nothing new since
+    the active version (no real interaction recorded, no item warmed) skips it: the
+    record says so and names the version that keeps serving.
     """
     store = runtime.store
-    release = runtime.release(tables=True)
     active = store.active_version()
+    if active is None:
+        raise LookupError("no model version is active: train one first")
     trained, new = store.real_interaction_indices(since=active.created_at)
+    warmed = store.simulated_since(active.created_at)
+    if not len(new) and not warmed:
+        return {
+            "version": active.id,
+            "skipped": f"nothing changed since version {active.id}: no new real "
+            "interaction, no item warmed",
+            "rewarm": [],
+        }
+    release = runtime.release(tables=True)
     simulated = store.simulated_interaction_indices()
     catalogue = store.indexed_items()
     fresh = np.array(

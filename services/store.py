@@ -835,6 +835,17 @@ class Store:
         new = [(u, i) for u, i, at in rows if at >= since]
         return _pairs(old), _pairs(new)
 
+    def simulated_since(self, since: datetime) -> int:
+        """How many simulated interactions were written at or after ``since`` (items warmed
+        since then)."""
+        with self.session() as session:
+            count = session.scalar(
+                select(func.count())
+                .select_from(Interaction)
+                .where(Interaction.kind == "simulated", Interaction.created_at >= since)
+            )
+        return int(count or 0)
+
     def simulated_interaction_indices(self) -> np.ndarray:
         """Simulated (user, item) index pairs: what a refresh trains on beside the real ones."""
         with self.session() as session:

@@ -43,6 +43,15 @@ def wait_until_idle(queue: InProcessQueue, seconds: float = 60.0) -> None:
         time.sleep(0.02)
 
 
+def something_new(client, runtime, user: str = "0") -> None:
+    """A real interaction the active version has not seen, so that a refresh runs (one
+    with nothing new is skipped)."""
+    seen = set(runtime.store.seen_item_indices(user))
+    item = next(int(i) for i in planted_dataset().warm_items if int(i) not in seen)
+    sent = {"interactions": [{"user_id": user, "item_id": str(item)}]}
+    assert client.post("/v1/interactions", json=sent).json()["new"] == 1
+
+
 def post_cold_item(client, queue, item: int, suffix: str = "") -> dict:
     data = planted_dataset()
     response = client.post(
@@ -212,6 +221,20 @@ def test_health_readiness_and_metrics(service) -> None:
     )
 
 
+def test_a_refresh_with_nothing_new_is_skipped(service) -> None:
+    client, runtime, queue = service
+    something_new(client, runtime)
+    first = refresh(runtime, max_epochs=1)
+    assert "skipped" not in first and runtime.store.active_version().id == first["version"]
+    again = refresh(runtime, max_epochs=1)
+    assert again["version"] == first["version"] and "nothing changed" in again["skipped"]
+    assert runtime.store.active_version().id == first["version"]
+    job = client.post("/v1/admin/refresh").json()["id"]
+    wait_until_idle(queue, 120)
+    record = client.get(f"/v1/jobs/{job}").json()
+    assert record["status"] == "succeeded" and "nothing changed" in record["result"]["skipped"]
+
+
 def test_a_refresh_swaps_the_model_and_keeps_serving(service) -> None:
     client, runtime, queue = service
     data = planted_dataset()
@@ -340,8 +363,9 @@ def test_a_withdrawn_item_leaves_every_recommendation_and_stays_out(service) -> 
 
 
 def test_old_version_folders_are_deleted_and_their_records_kept(service) -> None:
-    _, runtime, _ = service
+    client, runtime, _ = service
     for _ in range(3):
+        something_new(client, runtime)
         refresh(runtime, max_epochs=2)
     versions = runtime.store.versions()
     assert versions[0].active and len(versions) >= 4
@@ -354,7 +378,8 @@ def test_old_version_folders_are_deleted_and_their_records_kept(service) -> None
 
 
 def test_the_embedded_timer_refreshes_on_its_own(service) -> None:
-    _, runtime, _ = service
+    client, runtime, _ = service
+    something_new(client, runtime)
     before = runtime.store.active_version().id
     timed = InProcessQueue(runtime)
     timed.refresh_every(0.2)

@@ -18,6 +18,7 @@ from services.runtime import Runtime
 from services.settings import Settings
 from tests.factories import SimulatorServer, bag_of_words, install_lm_version, planted_dataset
 from tests.services.conftest import serve
+from tests.services.test_api import something_new
 
 
 def wait_for(condition, seconds: float = 60.0, every: float = 0.05):
@@ -150,6 +151,7 @@ def test_a_refresh_that_fails_halfway_leaves_the_old_version_serving(service, mo
         return build(version_name, kind, *args, **kwargs)
 
     monkeypatch.setattr(runtime.index, "build", fail_on_users)
+    something_new(client, runtime)
     job = client.post("/v1/admin/refresh").json()
     wait_for(queue.idle, seconds=120)
     failed = client.get(f"/v1/jobs/{job['id']}").json()
