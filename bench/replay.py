@@ -39,7 +39,7 @@ from services.settings import get_settings
 from services.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serving import EmbeddedServer, git_commit  # noqa: E402
+from serving import EmbeddedServer, git_commit, recall_ndcg  # noqa: E402
 
 
 def main() -> None:
@@ -170,20 +170,8 @@ def score(dataset, answers: dict) -> dict:
         "cold": ("cold", dataset.splits["cold_test"]),
     }
     out = {}
-    discounts = 1 / np.log2(np.arange(2, 22))
     for task, (pool, pairs) in tasks.items():
-        truth: dict[int, set[int]] = {}
-        for user, item in pairs.tolist():
-            truth.setdefault(user, set()).add(item)
-        recalls, ndcgs = [], []
-        for user, relevant in truth.items():
-            ranked = answers[pool].get(user, [])
-            hits = np.array([item in relevant for item in ranked[:20]], dtype=float)
-            recalls.append(hits.sum() / len(relevant))
-            ideal = discounts[: min(len(relevant), 20)].sum()
-            ndcgs.append((hits * discounts[: len(hits)]).sum() / ideal)
-        out[f"{task}_recall@20"] = float(np.mean(recalls))
-        out[f"{task}_ndcg@20"] = float(np.mean(ndcgs))
+        out[f"{task}_recall@20"], out[f"{task}_ndcg@20"] = recall_ndcg(answers[pool], pairs)
     return out
 
 

@@ -1,4 +1,5 @@
-"""The embedded server as a child process, for the benchmarks that drive it over HTTP."""
+"""What the benchmarks that drive the service share: the embedded server as a child process,
+the commit measured, and Recall/NDCG of the lists it served."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 
 from services.simulator.process import free_port
 
@@ -19,6 +21,25 @@ def git_commit() -> str:
     return subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
+
+
+def recall_ndcg(
+    ranked: dict[int, list[int]], pairs: np.ndarray, k: int = 20
+) -> tuple[float, float]:
+    """Mean Recall@k (hits / |truth|) and NDCG@k over the users of ``pairs`` (user, item),
+    of the lists ``ranked[user]`` (a user without one counts as no hit), as
+    models.evaluation defines them."""
+    truth: dict[int, set[int]] = {}
+    for user, item in pairs.tolist():
+        truth.setdefault(user, set()).add(item)
+    discounts = 1 / np.log2(np.arange(2, k + 2))
+    recalls, ndcgs = [], []
+    for user, relevant in truth.items():
+        hits = np.array([item in relevant for item in ranked.get(user, [])[:k]], dtype=float)
+        recalls.append(hits.sum() / len(relevant))
+        ideal = discounts[: min(len(relevant), k)].sum()
+        ndcgs.append((hits * discounts[: len(hits)]).sum() / ideal)
+    return float(np.mean(recalls)), float(np.mean(ndcgs))
 
 
 class EmbeddedServer:

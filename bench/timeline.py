@@ -1,0 +1,207 @@
+"""Does the periodic refresh pay? A data set replayed as a stream through the service's own
+functions, with a refresh after each wave of real interactions, against the same stream
+without refreshes.
+
+1. A state folder gets its first model version: bootstrapped from the data set (default),
+   or, with ``--via-import``, as a team would start: the service empty, the data set's
+   warm items and their training and validation interactions imported as CSV, and the
+   first version trained from the store (``train_from_store``).
+2. Every cold test item is posted and warmed. The state is copied: one copy is refreshed
+   after each wave, the other never.
+3. In each of ``--waves`` waves, both copies receive the same real interactions: a
+   ``--share`` of each cold test item's users (shuffled once, seed 0), as
+   ``POST /v1/interactions`` would record them. Then one copy is refreshed, timed.
+4. Before the first wave and after each, every test user's top 20 is read as the API
+   ranks it (the user's row in the active version, their real items left out), for the
+   pools ``cold`` (truth: the cold test interactions not yet revealed), ``warm`` (truth:
+   the warm test interactions) and ``all`` (both): Recall@20 and NDCG@20.
+
+Prints a table and saves JSON (``--out``). Example:
+    python bench/timeline.py --dataset ml-100k --via-import --state-dir runs/timeline-ml \\
+        --out runs/timeline-ml/timeline.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from models.data import DATASETS, load_dataset
+from models.data.dataset import ColdStartDataset
+from services.bootstrap import bootstrap, train_from_store
+from services.imports import import_files
+from services.index import PointQuery
+from services.refresh import refresh
+from services.runtime import Runtime
+from services.settings import NO_DATASET, Settings, get_settings
+from services.store import NewItem
+from services.warmup import warm_up_item
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serving import git_commit, recall_ndcg  # noqa: E402
+
+POOLS = {"cold": True, "warm": False, "all": None}
+
+
+def main() -> None:
+    settings = get_settings()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=DATASETS, default=settings.dataset)
+    parser.add_argument("--data-dir", type=Path, default=settings.data_dir)
+    parser.add_argument("--state-dir", type=Path, required=True, help="a fresh folder")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--via-import", action="store_true", help="start empty, import CSV")
+    parser.add_argument("--waves", type=int, default=3)
+    parser.add_argument("--share", type=float, default=0.2, help="of each item's users per wave")
+    parser.add_argument("--max-epochs", type=int, help="cap the first training (quick trials)")
+    args = parser.parse_args()
+    if args.waves * args.share > 1:
+        parser.error("--waves x --share must not exceed 1")
+    if args.state_dir.exists():
+        parser.error(f"{args.state_dir} exists: the timeline needs a fresh folder")
+
+    dataset = load_dataset(args.dataset, args.data_dir)
+    with_refresh, without = args.state_dir / "refresh", args.state_dir / "no-refresh"
+    record: dict = {
+        "dataset": args.dataset,
+        "via_import": args.via_import,
+        "commit": git_commit(),
+        "started": datetime.now().isoformat(timespec="seconds"),
+        "waves": [],
+    }
+    runtime = Runtime(state_settings(args, with_refresh))
+    started = time.perf_counter()
+    record["first_version"] = first_version(runtime, dataset, args)
+    record["first_version_seconds"] = time.perf_counter() - started
+    record["posted"] = post_cold_items(runtime, dataset)
+    runtime.close()
+    shutil.copytree(with_refresh, without, symlinks=True)
+    arms = {
+        "refresh": Runtime(state_settings(args, with_refresh)),
+        "no refresh": Runtime(state_settings(args, without)),
+    }
+    revealed = np.zeros(len(dataset.splits["cold_test"]), dtype=bool)
+    order = reveal_order(dataset)
+    try:
+        for wave in range(args.waves + 1):
+            entry: dict = {"wave": wave}
+            if wave:
+                batch = order >= 0
+                batch &= (order >= (wave - 1) * args.share) & (order < wave * args.share)
+                revealed |= batch
+                pairs = dataset.splits["cold_test"][batch]
+                entry["revealed"] = int(batch.sum())
+                for runtime in arms.values():
+                    runtime.store.add_interactions([(str(u), str(i)) for u, i in pairs.tolist()])
+                started = time.perf_counter()
+                entry["refresh_record"] = refresh(arms["refresh"], progress=False)
+                entry["refresh_seconds"] = time.perf_counter() - started
+            hidden = dataset.splits["cold_test"][~revealed]
+            entry["metrics"] = {
+                name: scores(runtime, dataset, hidden) for name, runtime in arms.items()
+            }
+            record["waves"].append(entry)
+            print(table_row(entry), flush=True)
+    finally:
+        for runtime in arms.values():
+            runtime.close()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2, default=str))
+    print(f"saved {args.out}")
+
+
+def state_settings(args: argparse.Namespace, state: Path) -> Settings:
+    dataset = NO_DATASET if args.via_import else args.dataset
+    return Settings(state_dir=state, dataset=dataset, data_dir=args.data_dir, refresh_interval_s=0)
+
+
+def first_version(runtime: Runtime, dataset: ColdStartDataset, args: argparse.Namespace) -> str:
+    """Bootstrap from the data set, or import its warm part as CSV and train from the store."""
+    if not args.via_import:
+        return bootstrap(runtime, args.max_epochs, progress=True)
+    folder = args.state_dir / "csv"
+    folder.mkdir(parents=True)
+    items = folder / "items.csv"
+    with items.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "text"])
+        writer.writerows([str(item), dataset.item_texts[item]] for item in dataset.warm_items)
+    interactions = folder / "interactions.csv"
+    seen = np.concatenate([dataset.splits["warm_train"], dataset.splits["warm_val"]])
+    with interactions.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["user_id", "item_id"])
+        writer.writerows([str(u), str(i)] for u, i in seen.tolist())
+    print(json.dumps(import_files(runtime.store, items, interactions).summary()))
+    return train_from_store(runtime, args.max_epochs, progress=True)
+
+
+def post_cold_items(runtime: Runtime, dataset: ColdStartDataset) -> dict:
+    """Post every cold test item under its data-set id and warm it; timings."""
+    items = dataset.cold_test_items
+    runtime.store.submit_items([NewItem(str(i), dataset.item_texts[i]) for i in items])
+    seconds = []
+    for item in tqdm(items, desc="warm-up"):
+        started = time.perf_counter()
+        warm_up_item(runtime, str(item))
+        seconds.append(time.perf_counter() - started)
+    return {"items": len(items), "warm_up_p50_s": float(np.median(seconds))}
+
+
+def reveal_order(dataset: ColdStartDataset) -> np.ndarray:
+    """For each cold test interaction, its user's place in the item's shuffled users as a
+    share in [0, 1): a wave reveals the interactions whose share falls in its slice."""
+    rng = np.random.default_rng(0)
+    pairs = dataset.splits["cold_test"]
+    share = np.zeros(len(pairs))
+    for item in np.unique(pairs[:, 1]):
+        rows = np.flatnonzero(pairs[:, 1] == item)
+        share[rows[rng.permutation(len(rows))]] = np.arange(len(rows)) / len(rows)
+    return share
+
+
+def scores(runtime: Runtime, dataset: ColdStartDataset, hidden: np.ndarray) -> dict:
+    """Recall@20 and NDCG@20 per pool, from the API's ranking of each test user."""
+    store, index = runtime.store, runtime.index
+    warm_truth = dataset.splits["warm_test"]
+    truths = {"cold": hidden, "warm": warm_truth, "all": np.concatenate([warm_truth, hidden])}
+    users = np.unique(np.concatenate(list(truths.values()))[:, 0])
+    out = {}
+    for pool, cold in POOLS.items():
+        ranked: dict[int, list[int]] = {}
+        for user in users.tolist():
+            row = store.user_index(str(user))
+            if row is None:  # not in the imported data: no list, no hit
+                continue
+            query = PointQuery(row, 20, store.seen_item_indices(str(user)), cold)
+            (hits,), _ = index.top_for("items", "users", [query])
+            ids = store.item_ids([item for item, _ in hits])
+            ranked[user] = [int(ids[item]) for item, _ in hits if item in ids]
+        recall, ndcg = recall_ndcg(ranked, truths[pool])
+        out[f"{pool}_recall@20"], out[f"{pool}_ndcg@20"] = recall, ndcg
+    return out
+
+
+def table_row(entry: dict) -> str:
+    cells = [f"wave {entry['wave']}"]
+    for name, metrics in entry["metrics"].items():
+        cells.append(
+            f"{name}: cold R {metrics['cold_recall@20']:.4f} N {metrics['cold_ndcg@20']:.4f}"
+            f" / warm R {metrics['warm_recall@20']:.4f} / all R {metrics['all_recall@20']:.4f}"
+        )
+    if "refresh_seconds" in entry:
+        cells.append(f"refresh {entry['refresh_seconds']:.1f} s")
+    return " | ".join(cells)
+
+
+if __name__ == "__main__":
+    main()
