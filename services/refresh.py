@@ -22,7 +22,9 @@ def refresh(runtime: Runtime, max_epochs: int = 100, progress: bool = False) -> 
     ``rewarm`` in the record lists the ids of items warmed while it ran: the caller
     warms them again (their vectors live only in the old collections). Nothing new since
     the active version (no real interaction recorded, no item warmed) skips it: the
-    record says so and names the version that keeps serving.
+    record says so and names the version that keeps serving. ``graduated`` lists the
+    posted items that had gathered as many real users as the warm-up keeps per item: their
+    simulated interactions are dropped, and the new version serves them as learned items.
     """
     store = runtime.store
     active = store.active_version()
@@ -38,11 +40,20 @@ def refresh(runtime: Runtime, max_epochs: int = 100, progress: bool = False) -> 
             "rewarm": [],
         }
     release = runtime.release(tables=True)
-    simulated = store.simulated_interaction_indices()
     catalogue = store.indexed_items()
     fresh = np.array(
         [index for index, (_, origin) in catalogue.items() if origin == "api"], dtype=np.int64
     )
+    # Posted items with as many real users as the warm-up simulates for an item graduate:
+    # trained on their real interactions alone, then served as learned items.
+    keep = release.warmer.config.keep or release.warmer.config.k_filter
+    real = store.real_counts([catalogue[row][0] for row in fresh.tolist()])
+    graduates = np.array(
+        [row for row in fresh.tolist() if real.get(catalogue[row][0], 0) >= keep],
+        dtype=np.int64,
+    )
+    simulated = store.simulated_interaction_indices()
+    simulated = simulated[~np.isin(simulated[:, 1], graduates)]
     n_items = max(len(release.items), max(catalogue, default=-1) + 1)
     item_vectors = np.zeros((n_items, release.items.shape[1]), dtype=np.float32)
     item_vectors[: len(release.items)] = release.items
@@ -64,10 +75,19 @@ def refresh(runtime: Runtime, max_epochs: int = 100, progress: bool = False) -> 
     known = np.array(
         [index for index, (_, origin) in catalogue.items() if origin == "dataset"], dtype=np.int64
     )
-    index_release(runtime, refreshed, known, (fresh, refreshed.items[fresh]))
+    known = np.concatenate([known, graduates])
+    cold = np.setdiff1d(fresh, graduates)
+    index_release(runtime, refreshed, known, (cold, refreshed.items[cold]))
     publish(runtime, refreshed, folder, refreshed.manifest["refresh"])
+    graduated = [catalogue[row][0] for row in graduates.tolist()]
+    store.graduate(graduated, version)
     runtime.index.remember_rankings()  # the new vectors' rankings (in memory only)
     # Warmed during the refresh: their vectors are only in the old collection.
     now = store.indexed_items()
     missed = sorted(now[index][0] for index in set(now) - set(catalogue))
-    return {"version": version, **refreshed.manifest["refresh"], "rewarm": missed}
+    return {
+        "version": version,
+        **refreshed.manifest["refresh"],
+        "graduated": graduated,
+        "rewarm": missed,
+    }

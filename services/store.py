@@ -835,6 +835,37 @@ class Store:
         new = [(u, i) for u, i, at in rows if at >= since]
         return _pairs(old), _pairs(new)
 
+    def real_counts(self, item_ids: Sequence[str]) -> dict[str, int]:
+        """item id -> its real interactions, for those of ``item_ids`` that have any."""
+        counts: dict[str, int] = {}
+        with self.session() as session:
+            for start in range(0, len(item_ids), CHUNK):
+                rows = session.execute(
+                    select(Interaction.item_id, func.count())
+                    .where(
+                        Interaction.kind == "real",
+                        Interaction.item_id.in_(item_ids[start : start + CHUNK]),
+                    )
+                    .group_by(Interaction.item_id)
+                )
+                counts.update((item_id, int(n)) for item_id, n in rows)
+        return counts
+
+    def graduate(self, item_ids: Sequence[str], model_version: str) -> None:
+        """Posted items a model version learned from their real interactions: their
+        simulated ones are dropped and they are served as learned items from now on."""
+        if not item_ids:
+            return
+        with self.session() as session:
+            for start in range(0, len(item_ids), CHUNK):
+                session.execute(
+                    delete(Interaction).where(
+                        Interaction.kind == "simulated",
+                        Interaction.item_id.in_(item_ids[start : start + CHUNK]),
+                    )
+                )
+        self.mark_warm(item_ids, model_version, "dataset")
+
     def simulated_since(self, since: datetime) -> int:
         """How many simulated interactions were written at or after ``since`` (items warmed
         since then)."""

@@ -253,6 +253,34 @@ def test_a_refresh_swaps_the_model_and_keeps_serving(service) -> None:
     assert f"new-{item}" in [r["item_id"] for r in items["items"]]
 
 
+def test_a_posted_item_with_enough_real_users_graduates_at_the_refresh(service) -> None:
+    client, runtime, queue = service
+    data = planted_dataset()
+    item = int(data.cold_test_items[0])
+    post_cold_item(client, queue, item, suffix="-graduate")
+    name = f"new-{item}-graduate"
+    keep = kept_per_item(runtime.store.active_version().path)
+    readers = [{"user_id": str(user), "item_id": name} for user in range(keep)]
+    assert client.post("/v1/interactions", json={"interactions": readers}).json()["new"] == keep
+
+    record = refresh(runtime, max_epochs=1)
+
+    assert record["graduated"] == [name]
+    graduated = runtime.store.get_item(name)
+    assert (graduated.origin, graduated.status, graduated.model_version) == (
+        "dataset",
+        "warm",
+        record["version"],
+    )
+    assert runtime.store.simulated_for(name) == []
+    vector = runtime.index.vectors("items", [graduated.index])[0]
+    np.testing.assert_allclose(vector, runtime.release().items[graduated.index], rtol=1e-5)
+    warm = runtime.index.top("items", vector, 300, cold=False)
+    cold = runtime.index.top("items", vector, 300, cold=True)
+    assert graduated.index in [row for row, _ in warm]
+    assert graduated.index not in [row for row, _ in cold]
+
+
 def test_retraining_rewarms_posted_items_in_the_new_space(service) -> None:
     client, runtime, queue = service
     data = planted_dataset()
