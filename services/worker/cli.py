@@ -135,7 +135,8 @@ def import_command(args: argparse.Namespace) -> None:
 
     It opens the store alone (not the vector index, which an embedded server holds), so it
     can run beside one; the embedded server warms what this imported at its next start,
-    and a distributed import sends the warm-ups to the workers at once.
+    and a distributed import sends the warm-ups to the workers at once (before the first
+    model version, the items wait for it).
     """
     from services.imports import import_files
     from services.store import Store
@@ -148,9 +149,16 @@ def import_command(args: argparse.Namespace) -> None:
     try:
         store.migrate()
         report = import_files(store, args.items, args.interactions, not args.no_progress)
+        modelled = store.active_version() is not None
     finally:
         store.dispose()
-    if report.queued and settings.mode == "distributed":
+    if report.queued and not modelled:
+        print(
+            f"{len(report.queued)} new items are queued: no model version is active yet, so "
+            "they wait for the first one (`train`, or POST /v1/admin/train)",
+            file=sys.stderr,
+        )
+    elif report.queued and settings.mode == "distributed":
         from services.queues import CeleryQueue
 
         queue = CeleryQueue()

@@ -209,7 +209,7 @@ def test_the_import_command_prints_what_it_wrote_and_exits_2_on_a_bad_row(tmp_pa
     done = run_import(state, "--items", str(items))
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["new_items"] == 2
-    assert "2 new items are queued" in done.stderr
+    assert "2 new items are queued: no model version is active yet" in done.stderr
 
     failed = run_import(state, "--interactions", str(interactions))
     assert failed.returncode == 2
