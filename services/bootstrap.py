@@ -150,7 +150,7 @@ def train_from_store(runtime: Runtime, max_epochs: int | None = None, progress: 
     release, folder = train_version(
         runtime, dataset, content, max_epochs, progress, user_ids=data.user_ids
     )
-    return switch_to(runtime, release, folder, dataset.warm_items, data.new_users)
+    return switch_to(runtime, release, folder, dataset.warm_items, data.new_users, content)
 
 
 class NotEnoughData(LookupError):
@@ -164,6 +164,7 @@ def switch_to(
     folder: Path,
     learned: np.ndarray,
     new_users: dict[str, int] | None = None,
+    content: np.ndarray | None = None,
 ) -> str:
     """Warm every item ``release`` did not learn from interactions, index, then switch.
 
@@ -171,7 +172,9 @@ def switch_to(
     meaningless in it, so they are warmed again (in one batch) before the aliases move,
     and their simulated interactions are replaced by the new version's. ``new_users``
     (users outside the previous model the new one has rows for) get their rows at the
-    switch, with the items it learned.
+    switch, with the items it learned. ``content``: the content vectors of every item by
+    its row, where the caller has them (a training from the store); else the posted items'
+    texts are embedded here.
     """
     store = runtime.store
     catalogue = store.indexed_items()
@@ -183,8 +186,10 @@ def switch_to(
     warmed = None
     extra = None
     if posted:
-        warmed = release.warmer.warm(runtime.embed(texts), texts, runtime.simulator_for(release))
-        extra = (np.array([item.index for item in posted]), warmed.vectors)
+        rows = np.array([item.index for item in posted])
+        vectors = runtime.embed(texts) if content is None else content[rows]
+        warmed = release.warmer.warm(vectors, texts, runtime.simulator_for(release))
+        extra = (rows, warmed.vectors)
     index_release(runtime, release, learned, extra)
     version = publish(runtime, release, folder)
     # After the switch: a user given a row before it would be looked up in the old
@@ -197,9 +202,9 @@ def switch_to(
     store.mark_warm([item.id for item in posted], release.version, "api")
     for row, item in enumerate(posted):
         store.replace_simulated(item.id, release.simulated_users(warmed, row), release.version)
-        job = store.latest_job(item.id)
-        if job is not None and job.status in ("queued", "running"):
-            store.finish_job(job.id, "succeeded", result={"status": "warm", "by": "train"})
+    # Their warm-ups are done by this switch (an item posted before the first version
+    # still had its job queued).
+    store.finish_warm_ups([*learned_ids, *(item.id for item in posted)], release.version)
     return version
 
 

@@ -628,6 +628,22 @@ class Store:
             Job, job_id, {"status": status, "result": result, "error": error, "finished_at": now()}
         )
 
+    def finish_warm_ups(self, item_ids: Sequence[str], model_version: str) -> None:
+        """Mark the queued or running warm-ups of ``item_ids`` succeeded: a switch to
+        ``model_version`` warmed (or learned) those items itself."""
+        result = {"status": "warm", "model_version": model_version, "by": "the switch"}
+        with self.session() as session:
+            for start in range(0, len(item_ids), CHUNK):
+                session.execute(
+                    update(Job)
+                    .where(
+                        Job.kind == "warm_up",
+                        Job.item_id.in_(item_ids[start : start + CHUNK]),
+                        Job.status.in_(("queued", "running")),
+                    )
+                    .values(status="succeeded", result=result, finished_at=now())
+                )
+
     def fail_unfinished_jobs(self, kinds: Sequence[JobKind], error: str) -> list[str]:
         """Mark every queued or running job of ``kinds`` failed with ``error`` (the process
         that ran them is gone); returns their ids."""
