@@ -11,10 +11,11 @@ without refreshes.
 3. In each of ``--waves`` waves, both copies receive the same real interactions: a
    ``--share`` of each cold test item's users (shuffled once, seed 0), as
    ``POST /v1/interactions`` would record them. Then one copy is refreshed, timed.
-4. Before the first wave and after each, every test user's top 20 is read as the API
-   ranks it (the user's row in the active version, their real items left out), for the
-   pools ``cold`` (truth: the cold test interactions not yet revealed), ``warm`` (truth:
-   the warm test interactions) and ``all`` (both): Recall@20 and NDCG@20.
+4. Before the first wave and after each, every test user's top 20 is ranked from the
+   served vectors (the user's and the items', their real items left out) within fixed
+   pools: ``cold``, the posted test items (truth: their interactions not yet revealed);
+   ``warm``, every other item (truth: the warm test interactions); ``all``, both (truth:
+   both). Fixed, because a refresh moves a graduating item out of the index's cold flag.
 
 Prints a table and saves JSON (``--out``). Example:
     python bench/timeline.py --dataset ml-100k --via-import --state-dir runs/timeline-ml \\
@@ -39,7 +40,6 @@ from models.data import DATASETS, load_dataset
 from models.data.dataset import ColdStartDataset
 from services.bootstrap import bootstrap, train_from_store
 from services.imports import import_files
-from services.index import PointQuery
 from services.refresh import refresh
 from services.runtime import Runtime
 from services.settings import NO_DATASET, Settings, get_settings
@@ -91,6 +91,7 @@ def main() -> None:
     }
     revealed = np.zeros(len(dataset.splits["cold_test"]), dtype=bool)
     order = reveal_order(dataset)
+    pools = fixed_pools(arms["refresh"], dataset)
     try:
         for wave in range(args.waves + 1):
             entry: dict = {"wave": wave}
@@ -107,7 +108,7 @@ def main() -> None:
                 entry["refresh_seconds"] = time.perf_counter() - started
             hidden = dataset.splits["cold_test"][~revealed]
             entry["metrics"] = {
-                name: scores(runtime, dataset, hidden) for name, runtime in arms.items()
+                name: scores(runtime, dataset, hidden, pools) for name, runtime in arms.items()
             }
             record["waves"].append(entry)
             print(table_row(entry), flush=True)
@@ -157,6 +158,18 @@ def post_cold_items(runtime: Runtime, dataset: ColdStartDataset) -> dict:
     return {"items": len(items), "warm_up_p50_s": float(np.median(seconds))}
 
 
+def fixed_pools(runtime: Runtime, dataset: ColdStartDataset) -> dict[str, np.ndarray]:
+    """The rows of the posted cold test items (``cold``) and of every other item served
+    (``warm``), as they stand before the first wave."""
+    store = runtime.store
+    cold = {store.get_item(str(item)).index for item in dataset.cold_test_items}
+    served = sorted(store.indexed_items())
+    return {
+        "cold": np.array(sorted(cold), dtype=np.int64),
+        "warm": np.array([row for row in served if row not in cold], dtype=np.int64),
+    }
+
+
 def reveal_order(dataset: ColdStartDataset) -> np.ndarray:
     """For each cold test interaction, its user's place in the item's shuffled users as a
     share in [0, 1): a wave reveals the interactions whose share falls in its slice."""
@@ -169,25 +182,43 @@ def reveal_order(dataset: ColdStartDataset) -> np.ndarray:
     return share
 
 
-def scores(runtime: Runtime, dataset: ColdStartDataset, hidden: np.ndarray) -> dict:
-    """Recall@20 and NDCG@20 per pool, from the API's ranking of each test user."""
+def scores(
+    runtime: Runtime, dataset: ColdStartDataset, hidden: np.ndarray, pools: dict[str, np.ndarray]
+) -> dict:
+    """Recall@20 and NDCG@20 per pool, from each test user's ranking as the served vectors
+    give it (inner product of the user's and the items' vectors in the active version's
+    collections, their real items left out).
+
+    The pools are fixed item sets (rows), not the index's flags: a refresh moves a posted
+    item that graduates out of the ``cold`` flag, and ranking by the flag would then count
+    its hidden interactions as misses.
+    """
     store, index = runtime.store, runtime.index
     warm_truth = dataset.splits["warm_test"]
     truths = {"cold": hidden, "warm": warm_truth, "all": np.concatenate([warm_truth, hidden])}
     users = np.unique(np.concatenate(list(truths.values()))[:, 0])
+    rows = {int(user): store.user_index(str(user)) for user in users.tolist()}
+    users = np.array([user for user in users.tolist() if rows[user] is not None])
+    everything = np.concatenate(list(pools.values()))
+    ids = store.item_ids(everything.tolist())
+    items = {row: int(ids[row]) for row in everything.tolist()}
+    item_vectors = index.vectors("items", everything.tolist())
+    user_vectors = index.vectors("users", [rows[user] for user in users.tolist()])
+    table = user_vectors @ item_vectors.T
+    column = {row: at for at, row in enumerate(everything.tolist())}
+    for at, user in enumerate(users.tolist()):
+        seen = [column[row] for row in store.seen_item_indices(str(user)) if row in column]
+        table[at, seen] = -np.inf
     out = {}
-    for pool, cold in POOLS.items():
-        ranked: dict[int, list[int]] = {}
-        for user in users.tolist():
-            row = store.user_index(str(user))
-            if row is None:  # not in the imported data: no list, no hit
-                continue
-            query = PointQuery(row, 20, store.seen_item_indices(str(user)), cold)
-            (hits,), _ = index.top_for("items", "users", [query])
-            ids = store.item_ids([item for item, _ in hits])
-            ranked[user] = [int(ids[item]) for item, _ in hits if item in ids]
-        recall, ndcg = recall_ndcg(ranked, truths[pool])
-        out[f"{pool}_recall@20"], out[f"{pool}_ndcg@20"] = recall, ndcg
+    for pool, truth in truths.items():
+        allowed = everything if pool == "all" else pools[pool]
+        columns = np.array([column[row] for row in allowed.tolist()])
+        ranked = {}
+        for at, user in enumerate(users.tolist()):
+            row_scores = table[at, columns]
+            best = np.argsort(-row_scores, kind="stable")[:20]
+            ranked[user] = [items[int(allowed[b])] for b in best if np.isfinite(row_scores[b])]
+        out[f"{pool}_recall@20"], out[f"{pool}_ndcg@20"] = recall_ndcg(ranked, truth)
     return out
 
 
