@@ -29,17 +29,28 @@ def recall_ndcg(
     """Mean Recall@k (hits / |truth|) and NDCG@k over the users of ``pairs`` (user, item),
     of the lists ``ranked[user]`` (a user without one counts as no hit), as
     models.evaluation defines them."""
+    _, recalls, ndcgs = per_user_recall_ndcg(ranked, pairs, k)
+    return float(np.mean(recalls)), float(np.mean(ndcgs))
+
+
+def per_user_recall_ndcg(
+    ranked: dict[int, list[int]], pairs: np.ndarray, k: int = 20
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(users, Recall@k, NDCG@k) per user of ``pairs``, users sorted: what paired
+    differences between two rankings of the same users are taken from."""
     truth: dict[int, set[int]] = {}
     for user, item in pairs.tolist():
         truth.setdefault(user, set()).add(item)
     discounts = 1 / np.log2(np.arange(2, k + 2))
-    recalls, ndcgs = [], []
-    for user, relevant in truth.items():
+    users = np.array(sorted(truth), dtype=np.int64)
+    recalls, ndcgs = np.zeros(len(users)), np.zeros(len(users))
+    for at, user in enumerate(users.tolist()):
+        relevant = truth[user]
         hits = np.array([item in relevant for item in ranked.get(user, [])[:k]], dtype=float)
-        recalls.append(hits.sum() / len(relevant))
+        recalls[at] = hits.sum() / len(relevant)
         ideal = discounts[: min(len(relevant), k)].sum()
-        ndcgs.append((hits * discounts[: len(hits)]).sum() / ideal)
-    return float(np.mean(recalls)), float(np.mean(ndcgs))
+        ndcgs[at] = (hits * discounts[: len(hits)]).sum() / ideal
+    return users, recalls, ndcgs
 
 
 class EmbeddedServer:

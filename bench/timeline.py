@@ -47,7 +47,7 @@ from services.store import NewItem
 from services.warmup import warm_up_item
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serving import git_commit, recall_ndcg  # noqa: E402
+from serving import git_commit, per_user_recall_ndcg  # noqa: E402
 
 POOLS = {"cold": True, "warm": False, "all": None}
 
@@ -107,9 +107,14 @@ def main() -> None:
                 entry["refresh_record"] = refresh(arms["refresh"], progress=False)
                 entry["refresh_seconds"] = time.perf_counter() - started
             hidden = dataset.splits["cold_test"][~revealed]
-            entry["metrics"] = {
+            per_user = {
                 name: scores(runtime, dataset, hidden, pools) for name, runtime in arms.items()
             }
+            entry["metrics"] = {
+                name: {metric: float(values.mean()) for metric, values in arm.items()}
+                for name, arm in per_user.items()
+            }
+            entry["paired"] = paired(per_user["refresh"], per_user["no refresh"])
             record["waves"].append(entry)
             print(table_row(entry), flush=True)
     finally:
@@ -182,12 +187,23 @@ def reveal_order(dataset: ColdStartDataset) -> np.ndarray:
     return share
 
 
+def paired(refreshed: dict, unrefreshed: dict) -> dict:
+    """Refreshed minus never refreshed, per metric: mean and standard error of the per-user
+    differences (the same users, the same truth)."""
+    out = {}
+    for metric, values in refreshed.items():
+        difference = values - unrefreshed[metric]
+        error = difference.std(ddof=1) / np.sqrt(len(difference)) if len(difference) > 1 else 0
+        out[metric] = [float(difference.mean()), float(error)]
+    return out
+
+
 def scores(
     runtime: Runtime, dataset: ColdStartDataset, hidden: np.ndarray, pools: dict[str, np.ndarray]
-) -> dict:
-    """Recall@20 and NDCG@20 per pool, from each test user's ranking as the served vectors
-    give it (inner product of the user's and the items' vectors in the active version's
-    collections, their real items left out).
+) -> dict[str, np.ndarray]:
+    """Per-user Recall@20 and NDCG@20 per pool (users sorted), from each test user's
+    ranking as the served vectors give it (inner product of the user's and the items'
+    vectors in the active version's collections, their real items left out).
 
     The pools are fixed item sets (rows), not the index's flags: a refresh moves a posted
     item that graduates out of the ``cold`` flag, and ranking by the flag would then count
@@ -218,7 +234,7 @@ def scores(
             row_scores = table[at, columns]
             best = np.argsort(-row_scores, kind="stable")[:20]
             ranked[user] = [items[int(allowed[b])] for b in best if np.isfinite(row_scores[b])]
-        out[f"{pool}_recall@20"], out[f"{pool}_ndcg@20"] = recall_ndcg(ranked, truth)
+        _, out[f"{pool}_recall@20"], out[f"{pool}_ndcg@20"] = per_user_recall_ndcg(ranked, truth)
     return out
 
 
@@ -230,6 +246,8 @@ def table_row(entry: dict) -> str:
             f" / warm R {metrics['warm_recall@20']:.4f} / all R {metrics['all_recall@20']:.4f}"
         )
     if "refresh_seconds" in entry:
+        mean, error = entry["paired"]["cold_recall@20"]
+        cells.append(f"cold R refresh - none {mean:+.4f} ± {error:.4f}")
         cells.append(f"refresh {entry['refresh_seconds']:.1f} s")
     return " | ".join(cells)
 
