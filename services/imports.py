@@ -112,21 +112,26 @@ def import_files(
 def _write_items(
     batch: Batch, path: Path, chunk: list[tuple[int, ItemRow]], report: ImportReport
 ) -> None:
-    first: dict[str, ItemRow] = {}
-    for line, row in chunk:  # the store would refuse it too, without the line
-        earlier = first.setdefault(row.id, row)
-        if (earlier.text, set(earlier.categories)) != (row.text, set(row.categories)):
-            raise BadRow(path, line, f"item {row.id!r} is given twice with different content")
     rows = [NewItem(row.id, row.text, row.categories, _utc(row.timestamp)) for _, row in chunk]
     try:
         answers = batch.add_items(rows)
     except ItemConflict as error:
-        line = next(line for line, row in chunk if row.id == error.item_id)
-        raise BadRow(path, line, str(error)) from None
+        raise BadRow(path, _conflicting_line(chunk, error.item_id), str(error)) from None
     report.item_rows += len(rows)
     new = [(a.item_id, a.job_id) for a in dict.fromkeys(answers) if a.created]
     report.new_items += len(new)
     report.queued.extend(new)
+
+
+def _conflicting_line(chunk: list[tuple[int, ItemRow]], item_id: str) -> int:
+    """The line the store refused for ``item_id``: its second appearance in the chunk with
+    other content, else its first (its content conflicts with the stored item's)."""
+    lines = [(line, row) for line, row in chunk if row.id == item_id]
+    first = lines[0][1]
+    for line, row in lines[1:]:
+        if (row.text, set(row.categories)) != (first.text, set(first.categories)):
+            return line
+    return lines[0][0]
 
 
 def _write_interactions(

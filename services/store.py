@@ -527,10 +527,10 @@ class Store:
         change it), ``api`` for those it warmed like posted ones."""
         stamp = now()
         with self.session() as session:
-            for start in range(0, len(item_ids), CHUNK):
+            for chunk in _chunks(item_ids):
                 session.execute(
                     update(Item)
-                    .where(Item.id.in_(item_ids[start : start + CHUNK]))
+                    .where(Item.id.in_(chunk))
                     .values(
                         origin=origin,
                         status="warm",
@@ -577,11 +577,9 @@ class Store:
         wanted = [int(i) for i in indices]
         found: dict[int, list[str]] = {}
         with self.session() as session:
-            for start in range(0, len(wanted), CHUNK):
+            for chunk in _chunks(wanted):
                 rows = session.execute(
-                    select(Item.index, Item.categories).where(
-                        Item.index.in_(wanted[start : start + CHUNK])
-                    )
+                    select(Item.index, Item.categories).where(Item.index.in_(chunk))
                 )
                 found.update({index: labels for index, labels in rows if labels})
         return found
@@ -633,12 +631,12 @@ class Store:
         ``model_version`` warmed (or learned) those items itself."""
         result = {"status": "warm", "model_version": model_version, "by": "the switch"}
         with self.session() as session:
-            for start in range(0, len(item_ids), CHUNK):
+            for chunk in _chunks(item_ids):
                 session.execute(
                     update(Job)
                     .where(
                         Job.kind == "warm_up",
-                        Job.item_id.in_(item_ids[start : start + CHUNK]),
+                        Job.item_id.in_(chunk),
                         Job.status.in_(("queued", "running")),
                     )
                     .values(status="succeeded", result=result, finished_at=now())
@@ -777,11 +775,9 @@ class Store:
         """item id -> (origin, categories) of the given items."""
         facets: dict[str, tuple[str, list[str]]] = {}
         with self.session() as session:
-            for start in range(0, len(item_ids), CHUNK):
+            for chunk in _chunks(item_ids):
                 rows = session.execute(
-                    select(Item.id, Item.origin, Item.categories).where(
-                        Item.id.in_(item_ids[start : start + CHUNK])
-                    )
+                    select(Item.id, Item.origin, Item.categories).where(Item.id.in_(chunk))
                 )
                 facets.update((i, (origin, labels or [])) for i, origin, labels in rows)
         return facets
@@ -855,12 +851,12 @@ class Store:
         """item id -> its real interactions, for those of ``item_ids`` that have any."""
         counts: dict[str, int] = {}
         with self.session() as session:
-            for start in range(0, len(item_ids), CHUNK):
+            for chunk in _chunks(item_ids):
                 rows = session.execute(
                     select(Interaction.item_id, func.count())
                     .where(
                         Interaction.kind == "real",
-                        Interaction.item_id.in_(item_ids[start : start + CHUNK]),
+                        Interaction.item_id.in_(chunk),
                     )
                     .group_by(Interaction.item_id)
                 )
@@ -873,11 +869,11 @@ class Store:
         if not item_ids:
             return
         with self.session() as session:
-            for start in range(0, len(item_ids), CHUNK):
+            for chunk in _chunks(item_ids):
                 session.execute(
                     delete(Interaction).where(
                         Interaction.kind == "simulated",
-                        Interaction.item_id.in_(item_ids[start : start + CHUNK]),
+                        Interaction.item_id.in_(chunk),
                     )
                 )
         self.mark_warm(item_ids, model_version, "dataset")
@@ -1031,8 +1027,7 @@ class Store:
         requests may add the same new user at once)."""
         dialect = sqlite if self.is_sqlite else postgresql
         statement = dialect.insert(User.__table__).on_conflict_do_nothing()
-        for start in range(0, len(user_ids), CHUNK):
-            chunk = user_ids[start : start + CHUNK]
+        for chunk in _chunks(user_ids):
             session.execute(statement, [{"id": user, "index": None} for user in chunk])
 
     def _insert_new(self, session: Session, rows: list[dict]) -> int:
@@ -1041,15 +1036,15 @@ class Store:
         table = Interaction.__table__
         statement = dialect.insert(table).on_conflict_do_nothing().returning(table.c.id)
         inserted = 0
-        for start in range(0, len(rows), CHUNK):
-            inserted += len(session.execute(statement, rows[start : start + CHUNK]).all())
+        for chunk in _chunks(rows):
+            inserted += len(session.execute(statement, chunk).all())
         return inserted
 
     def _bulk_insert(self, table: Table, rows: list[dict]) -> None:
         """Core executemany in chunks: thousands of rows a second, no ORM objects."""
         with self.session() as session:
-            for start in range(0, len(rows), CHUNK):
-                session.execute(insert(table), rows[start : start + CHUNK])
+            for chunk in _chunks(rows):
+                session.execute(insert(table), chunk)
 
 
 class Batch:
@@ -1115,8 +1110,8 @@ class Batch:
             new_jobs.append(_job_row(job_id, item.id, "queued", stamp))
             answers[item.id] = Accepted(item.id, job_id, "queued", created=True)
         for table, rows in ((Item.__table__, new_items), (Job.__table__, new_jobs)):
-            for start in range(0, len(rows), CHUNK):
-                self.session.execute(insert(table), rows[start : start + CHUNK])
+            for chunk in _chunks(rows):
+                self.session.execute(insert(table), chunk)
         return [answers[item.id] for item in items]
 
     def add_interactions(self, rows: Sequence[tuple[str, str, datetime | None]]) -> int:
@@ -1147,19 +1142,17 @@ class Batch:
 
     def _stored_items(self, ids: Sequence[str]) -> dict[str, Item]:
         stored: dict[str, Item] = {}
-        for start in range(0, len(ids), CHUNK):
-            query = select(Item).where(Item.id.in_(ids[start : start + CHUNK]))
+        for chunk in _chunks(ids):
+            query = select(Item).where(Item.id.in_(chunk))
             stored.update((row.id, row) for row in self.session.scalars(query))
         return stored
 
     def _latest_jobs(self, item_ids: Sequence[str]) -> dict[str, str]:
         """item id -> id of its latest job, for those that have one."""
         latest: dict[str, str] = {}
-        for start in range(0, len(item_ids), CHUNK):
+        for chunk in _chunks(item_ids):
             rows = self.session.execute(
-                select(Job.item_id, Job.id)
-                .where(Job.item_id.in_(item_ids[start : start + CHUNK]))
-                .order_by(Job.created_at)
+                select(Job.item_id, Job.id).where(Job.item_id.in_(chunk)).order_by(Job.created_at)
             )
             latest.update((item_id, job_id) for item_id, job_id in rows)
         return latest
@@ -1188,6 +1181,12 @@ def _job_row(job_id: str, item_id: str, status: JobStatus, stamp: datetime) -> d
         "attempts": 0,
         "created_at": stamp,
     }
+
+
+def _chunks(values: Sequence[R]) -> Iterator[Sequence[R]]:
+    """``values`` in slices of :data:`CHUNK`: one statement's worth of parameters each."""
+    for start in range(0, len(values), CHUNK):
+        yield values[start : start + CHUNK]
 
 
 def _pairs(rows: Sequence[Sequence[int]]) -> np.ndarray:

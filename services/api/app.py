@@ -12,6 +12,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
+from services.api.dependencies import PROTECTED_READS
 from services.api.middleware import LimitBody, Metrics, Observe, invalid_request
 from services.api.routes import health, items, jobs, users
 from services.batching import MicroBatcher
@@ -51,6 +52,8 @@ def create_app(runtime: Runtime, queue: TaskQueue) -> FastAPI:
     app.add_middleware(LimitBody, max_bytes=runtime.settings.max_body_bytes)
     app.add_middleware(Observe, metrics=metrics)
     app.add_exception_handler(RequestValidationError, invalid_request)
-    for module in (items, users, jobs, health):
-        app.include_router(module.router)
+    reads = PROTECTED_READS if runtime.settings.protect_reads else []
+    for module in (items, users, jobs):
+        app.include_router(module.router, dependencies=reads)
+    app.include_router(health.router)
     return app

@@ -67,14 +67,7 @@ def require_key(runtime: RuntimeDep, x_api_key: Annotated[str | None, Header()] 
 WRITES = [Depends(require_key)]
 
 
-def require_key_for_reads(
-    runtime: RuntimeDep, x_api_key: Annotated[str | None, Header()] = None
-) -> None:
-    """Reads of data need the key too where ``LLMINS_PROTECT_READS`` says so: a user's
-    recommendations reveal what they interacted with."""
-    if runtime.settings.protect_reads:
-        require_key(runtime, x_api_key)
-
-
-#: The dependencies of every route that reads the service's data (not the probes).
-READS = [Depends(require_key_for_reads)]
+#: What the routes that read the service's data (not the probes) depend on where
+#: ``LLMINS_PROTECT_READS`` says so (a user's recommendations reveal what they interacted
+#: with); added when the app is built, so open reads cost the hot path nothing.
+PROTECTED_READS = [Depends(require_key)]

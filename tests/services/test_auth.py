@@ -8,8 +8,10 @@ import secrets
 import time
 
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from services.api.app import create_app
 from services.settings import Settings
 from tests.factories import planted_dataset
 from tests.services.conftest import api_routes_of
@@ -150,23 +152,26 @@ def test_reads_stay_open(keyed) -> None:
 
 
 def test_reads_need_the_key_where_reads_are_protected(keyed, monkeypatch) -> None:
+    """The setting is read when the app is built (open reads add nothing to the hot
+    path): an app built with it."""
     client, runtime, _ = keyed
     monkeypatch.setattr(runtime.settings, "protect_reads", True)
-    job = client.post("/v1/admin/refresh", headers={"X-API-Key": KEY}).json()["id"]
-    data_reads = (
-        f"/v1/items/{warm_item()}",
-        f"/v1/items/{warm_item()}/neighbors",
-        f"/v1/jobs/{job}",
-        f"/v1/users/{USER}",
-        f"/v1/users/{USER}/recommendations",
-    )
-    for path in data_reads:
-        for name, headers in NOT_THE_KEY.items():
-            refused = client.get(path, headers=headers)
-            assert refused.status_code == 401, (path, name)
-        assert client.get(path, headers={"X-API-Key": KEY}).status_code == 200, path
-    for probe in ("/healthz", "/readyz", "/metrics"):
-        assert client.get(probe).status_code == 200, probe
+    with TestClient(create_app(runtime, client.app.state.queue)) as client:
+        job = client.post("/v1/admin/refresh", headers={"X-API-Key": KEY}).json()["id"]
+        data_reads = (
+            f"/v1/items/{warm_item()}",
+            f"/v1/items/{warm_item()}/neighbors",
+            f"/v1/jobs/{job}",
+            f"/v1/users/{USER}",
+            f"/v1/users/{USER}/recommendations",
+        )
+        for path in data_reads:
+            for name, headers in NOT_THE_KEY.items():
+                refused = client.get(path, headers=headers)
+                assert refused.status_code == 401, (path, name)
+            assert client.get(path, headers={"X-API-Key": KEY}).status_code == 200, path
+        for probe in ("/healthz", "/readyz", "/metrics"):
+            assert client.get(probe).status_code == 200, probe
 
 
 def test_protected_reads_without_a_key_are_refused_at_start() -> None:

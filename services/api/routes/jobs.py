@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
-from services.api.dependencies import ERRORS, READS, WRITES, PathId, QueueDep, RuntimeDep
+from services.api.dependencies import ERRORS, WRITES, PathId, QueueDep, RuntimeDep
 from services.api.schemas import JobOut
 
-router = APIRouter(tags=["jobs"], dependencies=READS)
+router = APIRouter(tags=["jobs"])
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut, responses=ERRORS)
