@@ -16,6 +16,11 @@ without refreshes.
    pools: ``cold``, the posted test items (truth: their interactions not yet revealed);
    ``warm``, every other item (truth: the warm test interactions); ``all``, both (truth:
    both). Fixed, because a refresh moves a graduating item out of the index's cold flag.
+5. With ``--later SHARE``, that share of the cold test items (seed 0) is held back from
+   steps 2-4 and posted to both copies after the last wave: what a refresh changed for
+   items that arrive after it (their candidates read the refreshed users and histories).
+   Reported: their Recall@20 / NDCG@20 on all their interactions, ranked among them, and
+   the share of each one's simulated users who are its real users, refresh against none.
 
 Prints a table and saves JSON (``--out``). Example:
     python bench/timeline.py --dataset ml-100k --via-import --state-dir runs/timeline-ml \\
@@ -63,9 +68,14 @@ def main() -> None:
     parser.add_argument("--waves", type=int, default=3)
     parser.add_argument("--share", type=float, default=0.2, help="of each item's users per wave")
     parser.add_argument("--max-epochs", type=int, help="cap the first training (quick trials)")
+    parser.add_argument(
+        "--later", type=float, default=0.0, help="share of the cold items posted after the waves"
+    )
     args = parser.parse_args()
     if args.waves * args.share > 1:
         parser.error("--waves x --share must not exceed 1")
+    if not 0 <= args.later < 1:
+        parser.error("--later must be in [0, 1)")
     if args.state_dir.exists():
         parser.error(f"{args.state_dir} exists: the timeline needs a fresh folder")
 
@@ -78,26 +88,28 @@ def main() -> None:
         "started": datetime.now().isoformat(timespec="seconds"),
         "waves": [],
     }
+    first, later = split_cold_items(dataset, args.later)
     runtime = Runtime(state_settings(args, with_refresh))
     started = time.perf_counter()
     record["first_version"] = first_version(runtime, dataset, args)
     record["first_version_seconds"] = time.perf_counter() - started
-    record["posted"] = post_cold_items(runtime, dataset)
+    record["posted"] = post_cold_items(runtime, dataset, first)
     runtime.close()
     shutil.copytree(with_refresh, without, symlinks=True)
     arms = {
         "refresh": Runtime(state_settings(args, with_refresh)),
         "no refresh": Runtime(state_settings(args, without)),
     }
-    revealed = np.zeros(len(dataset.splits["cold_test"]), dtype=bool)
+    streamed = np.isin(dataset.splits["cold_test"][:, 1], first)
+    revealed = np.zeros(len(streamed), dtype=bool)
     order = reveal_order(dataset)
-    pools = fixed_pools(arms["refresh"], dataset)
+    pools = fixed_pools(arms["refresh"], dataset, first)
     try:
         for wave in range(args.waves + 1):
             entry: dict = {"wave": wave}
             if wave:
-                batch = order >= 0
-                batch &= (order >= (wave - 1) * args.share) & (order < wave * args.share)
+                batch = streamed & (order >= (wave - 1) * args.share)
+                batch &= order < wave * args.share
                 revealed |= batch
                 pairs = dataset.splits["cold_test"][batch]
                 entry["revealed"] = int(batch.sum())
@@ -106,7 +118,7 @@ def main() -> None:
                 started = time.perf_counter()
                 entry["refresh_record"] = refresh(arms["refresh"], progress=False)
                 entry["refresh_seconds"] = time.perf_counter() - started
-            hidden = dataset.splits["cold_test"][~revealed]
+            hidden = dataset.splits["cold_test"][streamed & ~revealed]
             per_user = {
                 name: scores(runtime, dataset, hidden, pools) for name, runtime in arms.items()
             }
@@ -117,6 +129,9 @@ def main() -> None:
             entry["paired"] = paired(per_user["refresh"], per_user["no refresh"])
             record["waves"].append(entry)
             print(table_row(entry), flush=True)
+        if len(later):
+            record["later"] = arrive_later(arms, dataset, later)
+            print(later_row(record["later"]), flush=True)
     finally:
         for runtime in arms.values():
             runtime.close()
@@ -151,9 +166,15 @@ def first_version(runtime: Runtime, dataset: ColdStartDataset, args: argparse.Na
     return train_from_store(runtime, args.max_epochs, progress=True)
 
 
-def post_cold_items(runtime: Runtime, dataset: ColdStartDataset) -> dict:
-    """Post every cold test item under its data-set id and warm it; timings."""
+def split_cold_items(dataset: ColdStartDataset, later: float) -> tuple[np.ndarray, np.ndarray]:
+    """The cold test items posted at the start, and the ``later`` share held back (seed 0)."""
     items = dataset.cold_test_items
+    held_back = np.random.default_rng(0).random(len(items)) < later
+    return items[~held_back], items[held_back]
+
+
+def post_cold_items(runtime: Runtime, dataset: ColdStartDataset, items: np.ndarray) -> dict:
+    """Post the cold test ``items`` under their data-set ids and warm them; timings."""
     runtime.store.submit_items([NewItem(str(i), dataset.item_texts[i]) for i in items])
     seconds = []
     for item in tqdm(items, desc="warm-up"):
@@ -163,11 +184,13 @@ def post_cold_items(runtime: Runtime, dataset: ColdStartDataset) -> dict:
     return {"items": len(items), "warm_up_p50_s": float(np.median(seconds))}
 
 
-def fixed_pools(runtime: Runtime, dataset: ColdStartDataset) -> dict[str, np.ndarray]:
-    """The rows of the posted cold test items (``cold``) and of every other item served
-    (``warm``), as they stand before the first wave."""
+def fixed_pools(
+    runtime: Runtime, dataset: ColdStartDataset, posted: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The rows of the ``posted`` cold test items (``cold``) and of every other item
+    served (``warm``), as they stand before the first wave."""
     store = runtime.store
-    cold = {store.get_item(str(item)).index for item in dataset.cold_test_items}
+    cold = {store.get_item(str(item)).index for item in posted}
     served = sorted(store.indexed_items())
     return {
         "cold": np.array(sorted(cold), dtype=np.int64),
@@ -198,24 +221,70 @@ def paired(refreshed: dict, unrefreshed: dict) -> dict:
     return out
 
 
+def arrive_later(arms: dict[str, Runtime], dataset: ColdStartDataset, items: np.ndarray) -> dict:
+    """Post the held-back ``items`` to every arm, warm them, and compare what each arm's
+    model made of them: ranking metrics per user (truth: all their interactions) and the
+    share of real users among each item's simulated ones, paired refresh minus none."""
+    truth = dataset.splits["cold_test"][np.isin(dataset.splits["cold_test"][:, 1], items)]
+    real: dict[int, set[int]] = {}
+    for user, item in truth.tolist():
+        real.setdefault(item, set()).add(user)
+    per_user, precision = {}, {}
+    for name, runtime in arms.items():
+        post_cold_items(runtime, dataset, items)
+        rows = np.array([runtime.store.get_item(str(item)).index for item in items])
+        per_user[name] = pool_scores(runtime, {"later": truth}, {"later": rows})
+        precision[name] = np.array(
+            [
+                np.mean(
+                    [int(u) in real[int(item)] for u, _ in runtime.store.simulated_for(str(item))]
+                )
+                for item in items
+            ]
+        )
+    out = {
+        "items": len(items),
+        "interactions": len(truth),
+        "metrics": {
+            name: {metric: float(values.mean()) for metric, values in arm.items()}
+            for name, arm in per_user.items()
+        },
+        "simulated_precision": {name: float(values.mean()) for name, values in precision.items()},
+        "paired": paired(
+            {**per_user["refresh"], "simulated_precision": precision["refresh"]},
+            {**per_user["no refresh"], "simulated_precision": precision["no refresh"]},
+        ),
+    }
+    return out
+
+
 def scores(
     runtime: Runtime, dataset: ColdStartDataset, hidden: np.ndarray, pools: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
-    """Per-user Recall@20 and NDCG@20 per pool (users sorted), from each test user's
-    ranking as the served vectors give it (inner product of the user's and the items'
-    vectors in the active version's collections, their real items left out).
+    """Per-user Recall@20 and NDCG@20 in the ``cold``, ``warm`` and ``all`` pools.
 
     The pools are fixed item sets (rows), not the index's flags: a refresh moves a posted
     item that graduates out of the ``cold`` flag, and ranking by the flag would then count
     its hidden interactions as misses.
     """
-    store, index = runtime.store, runtime.index
     warm_truth = dataset.splits["warm_test"]
     truths = {"cold": hidden, "warm": warm_truth, "all": np.concatenate([warm_truth, hidden])}
+    allowed = {**pools, "all": np.concatenate(list(pools.values()))}
+    return pool_scores(runtime, truths, allowed)
+
+
+def pool_scores(
+    runtime: Runtime, truths: dict[str, np.ndarray], pools: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Per-user Recall@20 and NDCG@20 per pool (users sorted), from each truth user's
+    ranking of the pool's rows as the served vectors give it (inner product of the user's
+    and the items' vectors in the active version's collections, their real items left out).
+    """
+    store, index = runtime.store, runtime.index
     users = np.unique(np.concatenate(list(truths.values()))[:, 0])
     rows = {int(user): store.user_index(str(user)) for user in users.tolist()}
     users = np.array([user for user in users.tolist() if rows[user] is not None])
-    everything = np.concatenate(list(pools.values()))
+    everything = np.unique(np.concatenate(list(pools.values())))
     ids = store.item_ids(everything.tolist())
     items = {row: int(ids[row]) for row in everything.tolist()}
     item_vectors = index.vectors("items", everything.tolist())
@@ -227,7 +296,7 @@ def scores(
         table[at, seen] = -np.inf
     out = {}
     for pool, truth in truths.items():
-        allowed = everything if pool == "all" else pools[pool]
+        allowed = pools[pool]
         columns = np.array([column[row] for row in allowed.tolist()])
         ranked = {}
         for at, user in enumerate(users.tolist()):
@@ -249,6 +318,19 @@ def table_row(entry: dict) -> str:
         mean, error = entry["paired"]["cold_recall@20"]
         cells.append(f"cold R refresh - none {mean:+.4f} ± {error:.4f}")
         cells.append(f"refresh {entry['refresh_seconds']:.1f} s")
+    return " | ".join(cells)
+
+
+def later_row(later: dict) -> str:
+    cells = [f"later ({later['items']} items)"]
+    for name, metrics in later["metrics"].items():
+        cells.append(
+            f"{name}: R {metrics['later_recall@20']:.4f} N {metrics['later_ndcg@20']:.4f}"
+            f" simulated precision {later['simulated_precision'][name]:.4f}"
+        )
+    for metric in ("later_recall@20", "simulated_precision"):
+        mean, error = later["paired"][metric]
+        cells.append(f"{metric} refresh - none {mean:+.4f} ± {error:.4f}")
     return " | ".join(cells)
 
 
