@@ -172,7 +172,8 @@ def switch_to(
     meaningless in it, so they are warmed again (in one batch) before the aliases move,
     and their simulated interactions are replaced by the new version's. ``new_users``
     (users outside the previous model the new one has rows for) get their rows at the
-    switch, with the items it learned. ``content``: the content vectors of every item by
+    switch, with the items it learned; users with rows past the new version's are
+    folded in again. ``content``: the content vectors of every item by
     its row, where the caller has them (a training from the store); else the posted items'
     texts are embedded here.
     """
@@ -195,6 +196,7 @@ def switch_to(
     # After the switch: a user given a row before it would be looked up in the old
     # version's tables. A process that dies here leaves those users folded in (their rows
     # unused until the next training) and items with their old status: nothing wrong.
+    store.release_rows_from(len(release.user_ids))
     if new_users:
         store.adopt_users(new_users)
     learned_ids = [catalogue[row][0] for row in known if row in catalogue]

@@ -1,5 +1,8 @@
 """The periodic refresh: retrain the backbone on real ∪ simulated interactions, swap indexes.
 
+Users who arrived since the active version get rows, and every user's history (what the
+warm-up's filter and the user profiles read) becomes their real interactions now.
+
 A new model version is trained from the active one (:func:`refresh_release`), written to
 its own folder, indexed into new collections, and only then made active by one alias
 switch, so queries never see a half-built index. If anything fails before the switch,
@@ -11,9 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.llmins.release import refresh_release
+from models.llmins.release import ModelRelease, refresh_release
+from models.llmins.update import fold_in, ridge_inverse
 from services.bootstrap import index_release, publish
 from services.runtime import Runtime, new_version_name
+from services.store import TrainingData
 
 
 def refresh(runtime: Runtime, max_epochs: int = 100, progress: bool = False) -> dict:
@@ -30,7 +35,9 @@ def refresh(runtime: Runtime, max_epochs: int = 100, progress: bool = False) -> 
     active = store.active_version()
     if active is None:
         raise LookupError("no model version is active: train one first")
-    trained, new = store.real_interaction_indices(since=active.created_at)
+    rows = len(runtime.release().user_ids)  # the serving copy: no tables to read
+    data = store.training_snapshot(since=active.created_at, first_new_row=rows)
+    trained, new = data.pairs[~data.recent], data.pairs[data.recent]
     warmed = store.simulated_since(active.created_at)
     if not len(new) and not warmed:
         return {
@@ -54,7 +61,7 @@ def refresh(runtime: Runtime, max_epochs: int = 100, progress: bool = False) -> 
     )
     simulated = store.simulated_interaction_indices()
     simulated = simulated[~np.isin(simulated[:, 1], graduates)]
-    n_items = max(len(release.items), max(catalogue, default=-1) + 1)
+    n_items = max(len(release.items), max(catalogue, default=-1) + 1, len(data.item_texts))
     item_vectors = np.zeros((n_items, release.items.shape[1]), dtype=np.float32)
     item_vectors[: len(release.items)] = release.items
     if len(fresh):
@@ -68,6 +75,9 @@ def refresh(runtime: Runtime, max_epochs: int = 100, progress: bool = False) -> 
         item_vectors,
         fresh,
         version,
+        content=_content_of_every_row(runtime, release, data.item_texts, n_items),
+        texts=(data.item_texts + [""] * n_items)[:n_items],
+        new_users=_arrived_users(release, data, item_vectors),
         max_epochs=max_epochs,
         progress=progress,
     )
@@ -81,6 +91,8 @@ def refresh(runtime: Runtime, max_epochs: int = 100, progress: bool = False) -> 
     publish(runtime, refreshed, folder, refreshed.manifest["refresh"])
     graduated = [catalogue[row][0] for row in graduates.tolist()]
     store.graduate(graduated, version)
+    # After the switch, as at a training's: their rows exist in the active version now.
+    store.adopt_users(data.new_users)
     runtime.index.remember_rankings()  # the new vectors' rankings (in memory only)
     # Warmed during the refresh: their vectors are only in the old collection.
     now = store.indexed_items()
@@ -91,3 +103,33 @@ def refresh(runtime: Runtime, max_epochs: int = 100, progress: bool = False) -> 
         "graduated": graduated,
         "rewarm": missed,
     }
+
+
+def _content_of_every_row(
+    runtime: Runtime, release: ModelRelease, texts: list[str], n_items: int
+) -> np.ndarray:
+    """Content vectors of item rows ``0..n_items``: the version's own, and the items
+    indexed since (posted ones) embedded from their texts, for the users' histories."""
+    known = np.asarray(release.warmer.history.content, dtype=np.float32)[:n_items]
+    if len(known) == n_items:
+        return known
+    added = runtime.embed_all(texts[len(known) : n_items])
+    return np.concatenate([known, added.astype(np.float32)])
+
+
+def _arrived_users(
+    release: ModelRelease, data: TrainingData, item_vectors: np.ndarray
+) -> tuple[list[str], np.ndarray] | None:
+    """Users outside the model with real interactions: their ids, in row order, and the
+    vectors they start the training from (folded in from the items they interacted with,
+    as they are served until now)."""
+    if not data.new_users:
+        return None
+    ids = sorted(data.new_users, key=data.new_users.__getitem__)
+    inverse = ridge_inverse(item_vectors, release.fold_in_ridge)
+    rows = {row: [] for row in data.new_users.values()}
+    for user, item in data.pairs.tolist():
+        if user in rows:
+            rows[user].append(item)
+    start = np.stack([fold_in(item_vectors[rows[data.new_users[user]]], inverse) for user in ids])
+    return ids, start

@@ -138,12 +138,15 @@ class TrainingData:
         new_users: users outside the model given the next rows (written at the switch:
             :meth:`Store.adopt_users`).
         pairs: (user row, item row) real interactions, withdrawn items left out.
+        recent: per pair, whether it was recorded at or after the snapshot's ``since``
+            (what a refresh has not trained on yet; all False without ``since``).
     """
 
     item_texts: list[str]
     user_ids: list[str]
     new_users: dict[str, int]
     pairs: np.ndarray
+    recent: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -476,9 +479,13 @@ class Store:
             return len(waiting)
         raise StoreError("could not give every item a row index")
 
-    def training_snapshot(self) -> TrainingData:
+    def training_snapshot(
+        self, since: datetime | None = None, first_new_row: int | None = None
+    ) -> TrainingData:
         """What a model version trained from the store learns from, read in one
-        transaction: see :class:`TrainingData`."""
+        transaction: see :class:`TrainingData`. ``since`` marks the pairs recorded from
+        then on; users outside the model get rows from ``first_new_row`` (default: after
+        the last user row)."""
         with self.session() as session:
             rows = session.execute(
                 select(Item.index, Item.text).where(Item.index.is_not(None))
@@ -489,7 +496,7 @@ class Store:
             users = session.execute(select(User.id, User.index)).all()
             known = {user: index for user, index in users if index is not None}
             interactions = session.execute(
-                select(Interaction.user_id, Item.index)
+                select(Interaction.user_id, Item.index, Interaction.created_at)
                 .join(Item, Item.id == Interaction.item_id)
                 .where(
                     Interaction.kind == "real",
@@ -500,8 +507,11 @@ class Store:
             ).all()
         new_users: dict[str, int] = {}
         next_row = max(known.values(), default=-1) + 1
+        if first_new_row is not None:
+            next_row = max(next_row, first_new_row)
         pairs = []
-        for user, item in interactions:
+        recent = [since is not None and at >= since for _, _, at in interactions]
+        for user, item, _ in interactions:
             row = known.get(user)
             if row is None:
                 row = new_users.get(user)
@@ -512,7 +522,7 @@ class Store:
         user_ids = [""] * next_row
         for user, row in (*known.items(), *new_users.items()):
             user_ids[row] = user
-        return TrainingData(texts, user_ids, new_users, _pairs(pairs))
+        return TrainingData(texts, user_ids, new_users, _pairs(pairs), np.array(recent, bool))
 
     def adopt_users(self, rows: dict[str, int]) -> None:
         """Give users outside the model their rows in a new model version (at its switch)."""
@@ -520,6 +530,16 @@ class Store:
             for user, row in rows.items():
                 session.execute(update(User).where(User.id == user).values(index=row))
         self._index_of_user.update(rows)
+
+    def release_rows_from(self, first: int) -> None:
+        """Users with a row at or past ``first`` are outside the model again: a version
+        trained on a data set that lacks them (a retraining after refreshes gave them rows)
+        has no vector of theirs; they are folded in until a version trains them."""
+        with self.session() as session:
+            session.execute(update(User).where(User.index >= first).values(index=None))
+        self._index_of_user = {
+            user: row for user, row in self._index_of_user.items() if row is None or row < first
+        }
 
     def mark_warm(self, item_ids: Sequence[str], model_version: str, origin: ItemOrigin) -> None:
         """Items warm under ``model_version`` (a switch): ``dataset`` for those it learned
@@ -826,26 +846,6 @@ class Store:
     def _read_seen(self, user_id: str) -> tuple[int, ...]:
         with self.engine.connect() as connection:
             return tuple(connection.execute(SEEN_ITEMS, {"user_id": user_id}).scalars())
-
-    def real_interaction_indices(self, since: datetime) -> tuple[np.ndarray, np.ndarray]:
-        """Real (user, item) index pairs: those recorded before ``since``, and after (users
-        outside the model and withdrawn items left out: neither is trained)."""
-        with self.session() as session:
-            rows = session.execute(
-                select(User.index, Item.index, Interaction.created_at)
-                .select_from(Interaction)
-                .join(User, User.id == Interaction.user_id)
-                .join(Item, Item.id == Interaction.item_id)
-                .where(
-                    Interaction.kind == "real",
-                    Item.index.is_not(None),
-                    Item.withdrawn_at.is_(None),
-                    User.index.is_not(None),
-                )
-            ).all()
-        old = [(u, i) for u, i, at in rows if at < since]
-        new = [(u, i) for u, i, at in rows if at >= since]
-        return _pairs(old), _pairs(new)
 
     def real_counts(self, item_ids: Sequence[str]) -> dict[str, int]:
         """item id -> its real interactions, for those of ``item_ids`` that have any."""

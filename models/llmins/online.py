@@ -31,6 +31,7 @@ from models.llmins.prompts import PromptBuilder
 from models.llmins.refine import Refiner, candidate_features, select
 from models.llmins.simulator import LMSimulator
 from models.llmins.text_to_users import Mapped, TextToUsers
+from models.llmins.towers import history_inputs
 from models.llmins.update import Blend, ridge_inverse
 from models.llmins.variants import VARIANTS, LLMInSConfig
 from models.llmins.workbench import Workbench
@@ -44,6 +45,9 @@ TABLES_FILE = "user_tables.pt"
 MANIFEST_FILE = "warmer.json"
 TEXTS_FILE = "texts.json"
 TEXT_TO_USERS_DIR = "text_to_users"
+#: Signals whose user table is the backbone's user vectors (the collaborative subtower
+#: maps content into the backbone's item space; text-to-users is aligned to it).
+BACKBONE_TABLES = ("collaborative", "text2users")
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,9 @@ class ItemWarmer:
         text_to_users: the LM tuned to map an item's text into the users' space, where the
             ``text2users`` signal or the prior reads it.
         blend: the mix of the fitted vector with the text-to-users prior (validation's).
+        user_tower: the language subtower's user tower (input:
+            :func:`models.llmins.towers.history_inputs`), which gives a user whose history
+            changed a new ``language`` row; None in versions saved before it was kept.
         inverse: the update's ``(U^T U + ridge I)^-1`` (computed from ``users`` if None).
         moments: each signal's spread over users (computed from the tables if None).
     """
@@ -136,6 +143,7 @@ class ItemWarmer:
     prompts: PromptBuilder | None = None
     text_to_users: TextToUsers | None = None
     blend: Blend = Blend()
+    user_tower: ContentMap | None = None
     inverse: np.ndarray | None = None
     moments: SignalMoments | None = None
 
@@ -163,6 +171,57 @@ class ItemWarmer:
     def table_users(self) -> dict[str, np.ndarray]:
         """The user table of each inner-product signal (what profiles index, per name)."""
         return {name: self.signal_users[name] for name in table_signals(self.signals)}
+
+    def following(
+        self,
+        users: np.ndarray,
+        histories: UserHistories,
+        content: np.ndarray,
+        texts: Sequence[str] | None = None,
+    ) -> ItemWarmer:
+        """This warmer's choices (weights, refiner, maps, update) over new user tables.
+
+        What a refresh hands on: ``users`` are the retrained backbone's user vectors (more
+        rows where users arrived), ``histories`` every user's real interactions now, and
+        ``content`` (``texts``, where prompts list them) every item row's content, items
+        posted since included. The collaborative and text-to-users signals score the
+        backbone's users, so their tables become ``users``; the language table is the user
+        tower over the new histories (a version without the tower keeps its rows and gives
+        new users zero rows); the history similarity reads the new histories. Validation's
+        choices stay: they were made on interactions the new ones do not change.
+        """
+        if not self.has_tables:
+            raise ValueError("a warmer loaded without the users' tables cannot follow new ones")
+        tables = {}
+        for name, table in self.signal_users.items():
+            if name in BACKBONE_TABLES:
+                tables[name] = users
+            elif self.user_tower is not None:
+                inputs = history_inputs(histories, content, self.content_maps[name])
+                tables[name] = self.user_tower(inputs)
+            else:
+                logger.warning("version without a user tower: new users get zero %s rows", name)
+                grown = np.zeros((len(users), table.shape[1]), dtype=np.float32)
+                grown[: len(table)] = table
+                tables[name] = grown
+        history = HistorySimilarity(histories, content, self.history.top)
+        prompts = self.prompts
+        if prompts is not None:
+            prompts = replace(
+                prompts,
+                texts=prompts.texts if texts is None else list(texts),
+                histories=histories,
+                content=content,
+            )
+        return replace(
+            self,
+            signal_users=tables,
+            history=history,
+            users=users,
+            prompts=prompts,
+            inverse=None,
+            moments=None,
+        )
 
     def queries(self, content: np.ndarray, mapped: Mapped | None) -> dict[str, np.ndarray]:
         """Each inner-product signal's item-side vectors: what a source scores users with."""
@@ -286,6 +345,7 @@ class ItemWarmer:
             },
             "refiner": None if self.refiner is None else _tensors(vars(self.refiner)),
             "screen": None if self.screen is None else _tensors(vars(self.screen)),
+            "user_tower": None if self.user_tower is None else _tensors(self.user_tower.state()),
             "inverse": torch.from_numpy(self.inverse),
             "moments": _tensors(self.moments.state()),
         }
@@ -370,6 +430,11 @@ class ItemWarmer:
                 else None
             ),
             blend=Blend(**manifest.get("blend", {})),
+            user_tower=(
+                ContentMap.from_state(_numpy_state(tensors["user_tower"]))
+                if tensors.get("user_tower") is not None
+                else None
+            ),
             inverse=_numpy(tensors["inverse"]) if "inverse" in tensors else None,
             moments=None if moments is None else SignalMoments.from_state(_numpy_tree(moments)),
         )
@@ -397,9 +462,11 @@ def fit_item_warmer(
     signal_users = {}
     if "collaborative" in config.signals:
         signal_users["collaborative"] = bench.collaborative.users
+    user_tower = None
     if "language" in config.signals:
         content_maps["language"] = bench.language.item_map
         signal_users["language"] = bench.language.users
+        user_tower = bench.language.user_map
     text_to_users = None
     if config.uses_text_to_users:
         text_to_users = bench.text_to_users(config.text_encoder)[0]
@@ -419,6 +486,7 @@ def fit_item_warmer(
         content_scale=ColdScale.from_info(bench.collaborative.info),
         text_to_users=text_to_users,
         blend=Blend(**update_info["blend"]),
+        user_tower=user_tower,
     )
     simulator = None
     if simulation.screen is not None:

@@ -22,6 +22,7 @@ from models.backbones import BackboneConfig, build_backbone
 from models.baselines import GENERATOR_GRID
 from models.data.dataset import ColdStartDataset
 from models.evaluation import rank_metrics
+from models.llmins.history import UserHistories
 from models.llmins.online import ItemWarmer, WarmedItems, fit_item_warmer
 from models.llmins.simulator import LMSimulator
 from models.llmins.text_to_users import TextToUsersConfig
@@ -212,6 +213,9 @@ def refresh_release(
     item_vectors: np.ndarray,
     fresh: np.ndarray,
     version: str,
+    content: np.ndarray,
+    texts: list[str] | None = None,
+    new_users: tuple[list[str], np.ndarray] | None = None,
     holdout: float = 0.1,
     min_held_out: int = 20,
     epochs_unvalidated: int = 5,
@@ -220,7 +224,8 @@ def refresh_release(
     seed: int = 0,
     progress: bool = True,
 ) -> ModelRelease:
-    """The backbone retrained on real ∪ simulated (user, item) index pairs.
+    """The backbone retrained on real ∪ simulated (user, item) index pairs, and the
+    warmer's user tables with it.
 
     ``trained`` are the real interactions the release was trained on, ``new`` those that
     arrived since. It starts from the current parameters; the rows of ``fresh`` items
@@ -234,8 +239,14 @@ def refresh_release(
     ``holdout`` share of the *new* real ones, whose NDCG@20 over all items picks the epoch,
     the starting point included (old interactions would favour the start, which has fitted
     them). With fewer than ``min_held_out`` of them, it trains ``epochs_unvalidated``
-    epochs and keeps the result. The warmer keeps its subtowers and choices and fits new
-    items against the new user vectors.
+    epochs and keeps the result.
+
+    Users who arrived since (``new_users``: their ids and starting vectors, folded in
+    from the items they interacted with) get the next rows and are trained with the
+    rest. The warmer follows (:meth:`ItemWarmer.following`): its user tables are the new
+    users' vectors, every user's history is their real interactions now (``content``
+    holds every item row's content vector, ``texts`` their texts where prompts list
+    them), and its validation choices stay.
     """
     rng = np.random.default_rng(seed)
     held_out = rng.random(len(new)) < holdout
@@ -243,7 +254,12 @@ def refresh_release(
         held_out[:] = False
     validation = new[held_out]
     train = np.concatenate([trained, new[~held_out], simulated]).astype(np.int64)
-    n_users, n_items = len(release.users), len(item_vectors)
+    user_ids = list(release.user_ids)
+    start_users = np.asarray(release.users, dtype=np.float32)
+    if new_users is not None:
+        user_ids += new_users[0]
+        start_users = np.concatenate([start_users, new_users[1].astype(np.float32)])
+    n_users, n_items = len(user_ids), len(item_vectors)
     name = release.manifest["backbone"]["name"]
     backbone_config = BackboneConfig(**release.manifest["backbone"]["config"])
     tuned = TrainConfig(**release.manifest["backbone"]["train"])
@@ -260,6 +276,10 @@ def refresh_release(
     egos[: min(len(old_egos), n_items)] = old_egos[:n_items]
     egos[torch.from_numpy(fresh)] = torch.from_numpy(item_vectors[fresh]).to(old_egos.dtype)
     state["item_embedding.weight"] = egos
+    old_users = state["user_embedding.weight"]
+    user_egos = torch.from_numpy(start_users).to(old_users.dtype)
+    user_egos[: len(old_users)] = old_users
+    state["user_embedding.weight"] = user_egos
     model.load_state_dict(state, strict=False)
     everything = np.arange(n_items)
     held_out_ndcg = None
@@ -291,6 +311,7 @@ def refresh_release(
             "trained": int(len(trained)),
             "new": int(len(new)),
             "simulated": int(len(simulated)),
+            "new_users": 0 if new_users is None else len(new_users[0]),
             "held_out": int(held_out.sum()),
             "best_epoch": result.best_epoch,
             "best_held_out_ndcg@20": result.best_score,
@@ -299,7 +320,6 @@ def refresh_release(
         },
     }
     state = {key: value.detach().clone() for key, value in model.state_dict().items()}
-    # The update's inverse follows the new user vectors; the signals' spread does too where
-    # a signal scores the backbone's users.
-    warmer = replace(release.warmer, users=users, inverse=None, moments=None)
-    return ModelRelease(version, release.user_ids, users, items, state, warmer, manifest)
+    histories = UserHistories.from_pairs(np.concatenate([trained, new]), n_users)
+    warmer = release.warmer.following(users, histories, content, texts)
+    return ModelRelease(version, user_ids, users, items, state, warmer, manifest)

@@ -47,13 +47,25 @@ class TowerConfig:
 class LanguageTowers:
     """Trained towers' outputs: ``users`` ``(n_users, dim)`` and ``items`` ``(n_items, dim)``.
 
-    ``item_map`` is the item tower itself, for items that arrive after training.
+    ``item_map`` is the item tower itself, for items that arrive after training;
+    ``user_map`` the user tower, for histories that change after it (its input:
+    :func:`history_inputs`).
     """
 
     users: np.ndarray
     items: np.ndarray
     info: dict
     item_map: ContentMap
+    user_map: ContentMap
+
+
+def history_inputs(
+    histories: UserHistories, content: np.ndarray, item_map: ContentMap
+) -> np.ndarray:
+    """What the user tower reads: per user, the mean of their items' content standardised
+    as the item tower standardises it (zeros for an empty history)."""
+    standardized = ((content - item_map.mean) / item_map.std).astype(np.float32)
+    return histories.mean_vectors(standardized)
 
 
 def fit_language_towers(
@@ -99,4 +111,7 @@ def fit_language_towers(
     )
     users, items = tables()
     item_map = ContentMap.fitted_on(item_tower, content, dataset.warm_items)
-    return LanguageTowers(users, items, {**info, "config": config.to_dict()}, item_map)
+    # Its inputs are standardised already (history_inputs): no second standardisation.
+    dim = user_inputs.shape[1]
+    user_map = ContentMap(np.zeros(dim, np.float32), np.ones(dim, np.float32), user_tower)
+    return LanguageTowers(users, items, {**info, "config": config.to_dict()}, item_map, user_map)

@@ -11,6 +11,7 @@ import pytest
 
 from models.backbones import BackboneConfig
 from models.llmins.release import ModelRelease, refresh_release, train_release
+from models.llmins.towers import history_inputs
 from models.runs import RunConfig
 from models.training import TrainConfig
 from tests.factories import bag_of_words, planted_dataset
@@ -77,6 +78,7 @@ def test_refresh_learns_from_new_items_interactions(release) -> None:
         start,
         cold,
         "v2",
+        content=bag_of_words(data.item_texts),
         max_epochs=30,
         progress=False,
     )
@@ -97,3 +99,57 @@ def test_refresh_learns_from_new_items_interactions(release) -> None:
 
     before = mean_rank_of_later(release.users, start)
     assert mean_rank_of_later(refreshed.users, refreshed.items) < 0.7 * before
+
+
+def test_the_language_user_tower_gives_the_users_rows_from_their_histories(release) -> None:
+    """What lets a refresh give a user whose history changed a new language row."""
+    warmer = release.warmer
+    inputs = history_inputs(
+        warmer.history.histories, warmer.history.content, warmer.content_maps["language"]
+    )
+    np.testing.assert_allclose(
+        warmer.user_tower(inputs), warmer.signal_users["language"], rtol=1e-4, atol=1e-5
+    )
+
+
+def test_refresh_gives_arrived_users_rows_and_every_user_their_real_history(
+    release, tmp_path
+) -> None:
+    data = planted_dataset()
+    content = bag_of_words(data.item_texts)
+    cold = data.cold_test_items
+    newcomer, read = data.n_users, cold[:3]
+    arrived = np.concatenate([data.splits["cold_test"], [[newcomer, item] for item in read]])
+    folded_in = release.items[read].mean(0, keepdims=True)
+    refreshed = refresh_release(
+        release,
+        data.splits["warm_train"],
+        arrived,
+        np.zeros((0, 2), dtype=np.int64),
+        release.items,
+        np.zeros(0, dtype=np.int64),
+        "v2",
+        content=content,
+        new_users=(["newcomer"], folded_in),
+        max_epochs=3,
+        progress=False,
+    )
+    assert refreshed.user_ids == [*release.user_ids, "newcomer"]
+    assert refreshed.manifest["refresh"]["new_users"] == 1
+    warmer = refreshed.warmer
+    assert len(refreshed.users) == newcomer + 1
+    assert all(len(table) == newcomer + 1 for table in warmer.signal_users.values())
+    histories = warmer.history.histories
+    assert sorted(histories.of(newcomer).tolist()) == sorted(read.tolist())
+    user, item = data.splits["cold_test"][0]
+    assert item in histories.of(user)  # a real interaction since: in the history now
+    assert item not in release.warmer.history.histories.of(user)
+    inputs = history_inputs(histories, content, warmer.content_maps["language"])
+    np.testing.assert_allclose(
+        warmer.signal_users["language"], warmer.user_tower(inputs), rtol=1e-5
+    )
+    # The newcomer is a candidate for an item like the ones they read, and the new
+    # tables survive a save and load.
+    loaded = ModelRelease.load(refreshed.save(tmp_path / "v2")).warmer
+    for current in (warmer, loaded):
+        assert newcomer in current.warm(content[read[:1]], [data.item_texts[read[0]]]).candidates

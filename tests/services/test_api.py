@@ -281,6 +281,37 @@ def test_a_posted_item_with_enough_real_users_graduates_at_the_refresh(service) 
     assert graduated.index not in [row for row, _ in cold]
 
 
+def test_a_refresh_gives_arrived_users_rows_and_histories_the_next_item_reads(service) -> None:
+    """A user outside the model reads a posted item (and user 5's training history): the
+    refresh trains them as the model's user, and a later item like the one they read
+    finds them among its candidate users, through the index's user profiles."""
+    client, runtime, queue = service
+    data = planted_dataset()
+    item = int(data.cold_test_items[6])
+    post_cold_item(client, queue, item, suffix="-read")
+    history = sorted({str(i) for u, i in data.splits["warm_train"].tolist() if u == 5})
+    read = [*history, f"new-{item}-read"]
+    sent = {"interactions": [{"user_id": "arrived", "item_id": i} for i in read]}
+    assert client.post("/v1/interactions", json=sent).json()["new"] == len(read)
+    assert client.get("/v1/users/arrived").json()["user_vector"] == "folded_in"
+
+    record = refresh(runtime, max_epochs=1)
+
+    assert record["new_users"] == 1
+    user = client.get("/v1/users/arrived").json()
+    assert (user["user_vector"], user["model_version"]) == ("model", record["version"])
+    ranked = client.get("/v1/users/arrived/recommendations").json()
+    assert ranked["user_vector"] == "model" and len(ranked["items"]) == 20
+    row = runtime.store.user_index("arrived")
+    release = runtime.release()
+    assert release.user_ids[row] == "arrived"
+    source = runtime.candidate_source(release)
+    assert source is not None  # the profiles in the index, not a scan of tables in memory
+    text = data.item_texts[item]
+    warmed = release.warmer.warm(runtime.embed([text]), [text], source=source)
+    assert row in warmed.candidates[0]
+
+
 def test_retraining_rewarms_posted_items_in_the_new_space(service) -> None:
     client, runtime, queue = service
     data = planted_dataset()

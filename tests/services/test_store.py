@@ -228,9 +228,24 @@ def test_a_user_first_seen_in_an_interaction_is_added_outside_the_model(loaded) 
     assert loaded.user_index("newcomer") is None
     assert loaded.seen_item_indices("newcomer") == (0, 1)
     assert loaded.counts()["users"] == 4
-    # A refresh trains the model's users only: the newcomer has no row yet.
-    _, new = loaded.real_interaction_indices(since=cut)
-    assert new.tolist() == [[2, 1]]
+    # A training or refresh gives the newcomer the next row (here after row 9), at its
+    # switch: the snapshot only proposes it.
+    data = loaded.training_snapshot(since=cut, first_new_row=10)
+    assert data.new_users == {"newcomer": 10}
+    assert sorted(data.pairs[data.recent].tolist()) == [[2, 1], [10, 0], [10, 1]]
+    assert loaded.user_index("newcomer") is None
+
+
+def test_users_past_a_versions_rows_are_folded_in_again(loaded) -> None:
+    """A retraining on a data set without the users a refresh adopted: they have no row
+    in it, so they go back outside the model rather than point past its tables."""
+    loaded.add_interactions([("newcomer", "i1")])
+    loaded.adopt_users({"newcomer": 3})
+    assert loaded.user_index("newcomer") == 3
+    loaded.release_rows_from(3)
+    assert loaded.user_index("newcomer") is None
+    assert loaded.user_summary("newcomer") == (None, 1)
+    assert loaded.user_index("u2") == 2
 
 
 def test_concurrent_interaction_posts_count_each_pair_once(store) -> None:
@@ -423,8 +438,10 @@ def test_times_are_aware_utc_and_ordered(loaded) -> None:
 def test_interaction_times_split_real_pairs_for_a_refresh(loaded) -> None:
     cut = datetime.now(UTC)
     loaded.add_interactions([("u2", "i1")])
-    old, new = loaded.real_interaction_indices(since=cut)
-    assert old.tolist() == [[0, 0]] and new.tolist() == [[2, 1]]
+    data = loaded.training_snapshot(since=cut)
+    assert data.pairs[~data.recent].tolist() == [[0, 0]]
+    assert data.pairs[data.recent].tolist() == [[2, 1]]
+    assert not loaded.training_snapshot().recent.any()
     loaded.submit_item("new", "text")
     loaded.assign_index("new")
     loaded.replace_simulated("new", [("u1", 0.5)], "v1")
