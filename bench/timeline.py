@@ -141,8 +141,16 @@ def main() -> None:
 
 
 def state_settings(args: argparse.Namespace, state: Path) -> Settings:
+    """Both arms' settings. The copy's store names the first version's folder in the
+    refreshed arm's state (paths are recorded absolute), so no refresh prunes it."""
     dataset = NO_DATASET if args.via_import else args.dataset
-    return Settings(state_dir=state, dataset=dataset, data_dir=args.data_dir, refresh_interval_s=0)
+    return Settings(
+        state_dir=state,
+        dataset=dataset,
+        data_dir=args.data_dir,
+        refresh_interval_s=0,
+        keep_previous_versions=args.waves,
+    )
 
 
 def first_version(runtime: Runtime, dataset: ColdStartDataset, args: argparse.Namespace) -> str:
