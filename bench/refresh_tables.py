@@ -3,17 +3,20 @@ refresh by its warmer (histories, tables and new users following the new version
 the warmer a backbone-only refresh hands on (the first version's tables, the new user
 vectors).
 
-It reads the refreshed arm of a finished ``bench/timeline.py --later`` run: the first and
-the active model version of that state, the items the timeline held back, and their real
-users. Both warmers warm those items from the same content vectors (every user scanned
-in memory) and fit them against the same user vectors, so the difference is the tables'
-alone. Reported per item: the share of its simulated users who are its real users; per
-test user: Recall@20 / NDCG@20 among the held-back items (truth: all their
-interactions); differences paired.
+It reads the refreshed arm of a finished ``bench/timeline.py`` run: the first and the
+active model version of that state. ``--items later`` warms the items the timeline held
+back (``--later``, test items); ``--items validation`` the data set's cold validation
+items, which no run posted (where a choice about the refresh may be made). Both warmers
+warm them from the same content vectors (every user scanned in memory) and fit them
+against the same user vectors, so the difference is the tables' alone; the first version
+as it served before any refresh is reported beside them. Per item: the share of its
+simulated users who are its real users; per user of those items: Recall@20 / NDCG@20
+among them (truth: all their interactions); differences paired.
 
 Example:
     python bench/refresh_tables.py --dataset ml-100k --data-dir ../shared/data \\
-        --timeline-state runs/timeline-ml-later --later 0.5 --out runs/refresh-tables.json
+        --timeline-state runs/timeline-ml-later --items later --later 0.5 \\
+        --out runs/refresh-tables.json
 """
 
 from __future__ import annotations
@@ -42,32 +45,44 @@ def main() -> None:
     parser.add_argument("--dataset", choices=DATASETS, required=True)
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--timeline-state", type=Path, required=True, help="its --state-dir")
-    parser.add_argument("--later", type=float, required=True, help="the timeline's --later")
+    parser.add_argument("--items", choices=("later", "validation"), required=True)
+    parser.add_argument("--later", type=float, help="the timeline's --later (--items later)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    if args.items == "later" and not args.later:
+        parser.error("--items later needs the timeline's --later")
 
     dataset = load_dataset(args.dataset, args.data_dir)
-    _, later = split_cold_items(dataset, args.later)
+    if args.items == "later":
+        items = split_cold_items(dataset, args.later)[1]
+        pairs = dataset.splits["cold_test"]
+    else:
+        items, pairs = dataset.cold_val_items, dataset.splits["cold_val"]
+    truth = pairs[np.isin(pairs[:, 1], items)]
     runtime = Runtime(Settings(state_dir=args.timeline_state / "refresh", dataset=args.dataset))
     try:
         versions = runtime.store.versions()
         active = ModelRelease.load(versions[0].path)
         first = ModelRelease.load(versions[-1].path)
-        texts = [dataset.item_texts[item] for item in later]
+        texts = [dataset.item_texts[item] for item in items]
         content = runtime.embed(texts)
     finally:
         runtime.close()
     kept = replace(first.warmer, users=active.users, inverse=None, moments=None)
-    truth = dataset.splits["cold_test"][np.isin(dataset.splits["cold_test"][:, 1], later)]
-    warmers = {"followed": active.warmer, "first version's tables": kept}
+    warmers = {
+        "followed": (active.warmer, active),
+        "first version's tables": (kept, active),
+        "no refresh": (first.warmer, first),
+    }
     per_item, per_user = {}, {}
-    for name, warmer in warmers.items():
-        per_item[name], per_user[name] = measure(warmer, active, content, texts, later, truth)
+    for name, (warmer, release) in warmers.items():
+        per_item[name], per_user[name] = measure(warmer, release, content, texts, items, truth)
     record = {
         "dataset": args.dataset,
+        "items_measured": args.items,
         "commit": git_commit(),
         "versions": {"first": first.version, "active": active.version},
-        "items": len(later),
+        "items": len(items),
         "interactions": len(truth),
         "means": {
             name: {
@@ -76,13 +91,13 @@ def main() -> None:
             }
             for name in warmers
         },
-        "paired": paired(
-            {**per_user["followed"], "simulated_precision": per_item["followed"]},
-            {
-                **per_user["first version's tables"],
-                "simulated_precision": per_item["first version's tables"],
-            },
-        ),
+        "paired": {
+            f"followed - {other}": paired(
+                {**per_user["followed"], "simulated_precision": per_item["followed"]},
+                {**per_user[other], "simulated_precision": per_item[other]},
+            )
+            for other in ("first version's tables", "no refresh")
+        },
     }
     print(json.dumps(record, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -98,7 +113,7 @@ def measure(
     truth: np.ndarray,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Per item, the share of real users among its simulated ones; per truth user, the
-    Recall@20 / NDCG@20 of the items ranked by the warmed vectors."""
+    Recall@20 / NDCG@20 of the items ranked by the warmed vectors and ``release``'s users."""
     warmed = warmer.warm(content, texts)
     real: dict[int, set[int]] = {}
     for user, item in truth.tolist():
