@@ -503,26 +503,23 @@ class Store:
                     Item.index.is_not(None),
                     Item.withdrawn_at.is_(None),
                 )
-                .order_by(Interaction.user_id)
             ).all()
-        new_users: dict[str, int] = {}
         next_row = max(known.values(), default=-1) + 1
         if first_new_row is not None:
             next_row = max(next_row, first_new_row)
-        pairs = []
-        recent = [since is not None and at >= since for _, _, at in interactions]
-        for user, item, _ in interactions:
-            row = known.get(user)
-            if row is None:
-                row = new_users.get(user)
-                if row is None:
-                    row = new_users[user] = next_row
-                    next_row += 1
-            pairs.append((row, item))
+        # Rows and order fixed in Python, not by the database's collation: the same store
+        # content trains the same model on SQLite and PostgreSQL.
+        outside = sorted({user for user, _, _ in interactions if user not in known})
+        new_users = {user: next_row + offset for offset, user in enumerate(outside)}
+        next_row += len(outside)
+        rows = {**known, **new_users}
+        pairs = _pairs([(rows[user], item) for user, item, _ in interactions])
+        recent = np.array([since is not None and at >= since for _, _, at in interactions], bool)
+        order = np.lexsort((pairs[:, 1], pairs[:, 0]))
         user_ids = [""] * next_row
-        for user, row in (*known.items(), *new_users.items()):
+        for user, row in rows.items():
             user_ids[row] = user
-        return TrainingData(texts, user_ids, new_users, _pairs(pairs), np.array(recent, bool))
+        return TrainingData(texts, user_ids, new_users, pairs[order], recent[order])
 
     def adopt_users(self, rows: dict[str, int]) -> None:
         """Give users outside the model their rows in a new model version (at its switch)."""
