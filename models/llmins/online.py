@@ -188,7 +188,8 @@ class ItemWarmer:
         backbone's users, so their tables become ``users``; the language table is the user
         tower over the new histories (a version without the tower keeps its rows and gives
         new users zero rows); the history similarity reads the new histories. Validation's
-        choices stay: they were made on interactions the new ones do not change.
+        choices and the content maps stay as the first version fitted them: re-fitting
+        them needs the workbench's validation items, which a refresh does not run.
         """
         if not self.has_tables:
             raise ValueError("a warmer loaded without the users' tables cannot follow new ones")
