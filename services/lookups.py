@@ -7,6 +7,7 @@ for how long, and why a read that raced a write is never kept.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 
 from cachetools import TTLCache
@@ -23,8 +24,10 @@ class SeenItemsCache:
     (another API replica) is seen when the entry expires.
     """
 
-    def __init__(self, ttl_s: float, maxsize: int = 200_000) -> None:
-        self._entries = TTLCache(maxsize=maxsize, ttl=ttl_s) if ttl_s > 0 else None
+    def __init__(
+        self, ttl_s: float, maxsize: int = 200_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._entries = TTLCache(maxsize=maxsize, ttl=ttl_s, timer=clock) if ttl_s > 0 else None
         self._lock = threading.Lock()
         self._writes = 0
 

@@ -15,7 +15,7 @@ import hashlib
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -225,7 +225,9 @@ class Store:
     :meth:`seen_item_indices`); 0 reads them from the database every time.
     """
 
-    def __init__(self, url: str, seen_ttl_s: float = 300.0) -> None:
+    def __init__(
+        self, url: str, seen_ttl_s: float = 300.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         parsed = engine_url(url)
         self.url = parsed
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
@@ -243,7 +245,7 @@ class Store:
         # go stale, only miss: the recommendation path reads them on every request.
         self._item_of_index: dict[int, str] = {}
         self._index_of_user: dict[str, int] = {}
-        self._seen = SeenItemsCache(seen_ttl_s)
+        self._seen = SeenItemsCache(seen_ttl_s, clock=clock)
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration; the API, workers and beat may all do

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -303,14 +302,16 @@ def test_remembered_lookups_need_no_database_read(loaded) -> None:
 
 
 def test_seen_items_written_by_another_process_show_within_the_ttl(url) -> None:
-    reader, writer = Store(url, seen_ttl_s=0.3), Store(url)
+    now = [0.0]  # the reader's clock, moved by hand: a slow machine cannot expire it early
+    reader, writer = Store(url, seen_ttl_s=300, clock=lambda: now[0]), Store(url)
     reader.migrate()
     reader.load_users([("u0", 0)])
     reader.load_items([("i0", "first paper", 0, "warm")])
     assert reader.seen_item_indices("u0") == ()
     writer.add_interactions([("u0", "i0")])
+    now[0] = 299.0
     assert reader.seen_item_indices("u0") == ()  # remembered
-    time.sleep(0.35)
+    now[0] = 301.0
     assert reader.seen_item_indices("u0") == (0,)
     uncached = Store(url, seen_ttl_s=0)
     assert uncached.seen_item_indices("u0") == (0,)
