@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.llmins.history import UserHistories
 from models.llmins.release import ModelRelease, refresh_release
 from models.llmins.update import fold_in, ridge_inverse
 from services.bootstrap import index_release, publish
@@ -123,13 +124,11 @@ def _arrived_users(
     """Users outside the model with real interactions: their ids, in row order, and the
     vectors they start the training from (folded in from the items they interacted with,
     as they are served until now)."""
-    if not data.new_users:
+    first = len(release.user_ids)
+    if len(data.user_ids) <= first:
         return None
-    ids = sorted(data.new_users, key=data.new_users.__getitem__)
+    histories = UserHistories.from_pairs(data.pairs, len(data.user_ids))
     inverse = ridge_inverse(item_vectors, release.fold_in_ridge)
-    rows = {row: [] for row in data.new_users.values()}
-    for user, item in data.pairs.tolist():
-        if user in rows:
-            rows[user].append(item)
-    start = np.stack([fold_in(item_vectors[rows[data.new_users[user]]], inverse) for user in ids])
-    return ids, start
+    rows = range(first, len(data.user_ids))
+    start = np.stack([fold_in(item_vectors[histories.of(row)], inverse) for row in rows])
+    return data.user_ids[first:], start
