@@ -1,7 +1,8 @@
 """What the refreshed user tables buy, the backbone held equal: items warmed after a
 refresh by its warmer (histories, tables and new users following the new version) against
 the warmer a backbone-only refresh hands on (the first version's tables, the new user
-vectors).
+vectors), and against the followed warmer with the first version's text-to-users heads
+(what refitting them to the new backbone buys).
 
 It reads the refreshed arm of a finished ``bench/timeline.py`` run: the first and the
 active model version of that state. ``--items later`` warms the items the timeline held
@@ -74,6 +75,9 @@ def main() -> None:
         "first version's tables": (kept, active),
         "no refresh": (first.warmer, first),
     }
+    if first.warmer.text_to_users is not None:
+        first_heads = replace(active.warmer, text_to_users=first.warmer.text_to_users)
+        warmers["first version's text-to-users heads"] = (first_heads, active)
     per_item, per_user = {}, {}
     for name, (warmer, release) in warmers.items():
         per_item[name], per_user[name] = measure(warmer, release, content, texts, items, truth)
@@ -96,7 +100,8 @@ def main() -> None:
                 {**per_user["followed"], "simulated_precision": per_item["followed"]},
                 {**per_user[other], "simulated_precision": per_item[other]},
             )
-            for other in ("first version's tables", "no refresh")
+            for other in warmers
+            if other != "followed"
         },
     }
     print(json.dumps(record, indent=2))

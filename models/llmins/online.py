@@ -178,6 +178,7 @@ class ItemWarmer:
         histories: UserHistories,
         content: np.ndarray,
         texts: Sequence[str] | None = None,
+        text_to_users: TextToUsers | None = None,
     ) -> ItemWarmer:
         """This warmer's choices (weights, refiner, maps, update) over new user tables.
 
@@ -185,11 +186,13 @@ class ItemWarmer:
         rows where users arrived), ``histories`` every user's real interactions now, and
         ``content`` (``texts``, where prompts list them) every item row's content, items
         posted since included. The collaborative and text-to-users signals score the
-        backbone's users, so their tables become ``users``; the language table is the user
-        tower over the new histories (a version without the tower keeps its rows and gives
-        new users zero rows); the history similarity reads the new histories. Validation's
-        choices and the content maps stay as the first version fitted them: re-fitting
-        them needs the workbench's validation items, which a refresh does not run.
+        backbone's users, so their tables become ``users``, and ``text_to_users`` (heads
+        refitted to them, :meth:`TextToUsers.refitted`) replaces the encoder where given;
+        the language table is the user tower over the new histories (a version without the
+        tower keeps its rows and gives new users zero rows); the history similarity reads
+        the new histories. Validation's choices and the content maps stay as the first
+        version fitted them: re-fitting them needs the workbench's validation items, which
+        a refresh does not run.
         """
         if not self.has_tables:
             raise ValueError("a warmer loaded without the users' tables cannot follow new ones")
@@ -220,6 +223,7 @@ class ItemWarmer:
             history=history,
             users=users,
             prompts=prompts,
+            text_to_users=text_to_users or self.text_to_users,
             inverse=None,
             moments=None,
         )

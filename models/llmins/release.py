@@ -246,7 +246,9 @@ def refresh_release(
     rest. The warmer follows (:meth:`ItemWarmer.following`): its user tables are the new
     users' vectors, every user's history is their real interactions now (``content``
     holds every item row's content vector, ``texts`` their texts where prompts list
-    them), and its validation choices stay.
+    them), and its validation choices stay. The text-to-users heads learn the new
+    backbone's space from the real interactions, stopped early on the same held-out
+    ones (:meth:`TextToUsers.refitted`; a fine-tuned LM needs ``texts`` for it).
     """
     rng = np.random.default_rng(seed)
     held_out = rng.random(len(new)) < holdout
@@ -321,5 +323,21 @@ def refresh_release(
     }
     state = {key: value.detach().clone() for key, value in model.state_dict().items()}
     histories = UserHistories.from_pairs(np.concatenate([trained, new]), n_users)
-    warmer = release.warmer.following(users, histories, content, texts)
+    text_to_users = release.warmer.text_to_users
+    if text_to_users is not None and (texts is not None or not text_to_users.finetuned):
+        text_to_users = text_to_users.refitted(
+            texts if texts is not None else [""] * n_items,
+            content,
+            np.concatenate([trained, new[~held_out]]).astype(np.int64),
+            validation.astype(np.int64),
+            users,
+            items,
+            epochs_unvalidated=epochs_unvalidated,
+            progress=progress,
+        )
+        refit = text_to_users.info["refit"]
+        manifest["refresh"]["text_to_users"] = {
+            key: refit[key] for key in ("best_epoch", "start", "best", "epochs_run", "seconds")
+        }
+    warmer = release.warmer.following(users, histories, content, texts, text_to_users)
     return ModelRelease(version, user_ids, users, items, state, warmer, manifest)

@@ -23,7 +23,7 @@ import copy
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from models.data.dataset import ColdStartDataset
 from models.devices import resolve_device
 from models.encoders import default_model_path
-from models.evaluation import validation_ndcg
+from models.evaluation import rank_metrics, validation_ndcg
 
 logger = logging.getLogger(__name__)
 
@@ -166,19 +166,135 @@ class TextToUsers:
         The frozen variant reads ``content`` (the frozen encoder's vectors) instead of texts.
         """
         self.model.eval()
+        inputs = torch.from_numpy(self._inputs(texts, content, batch_size, progress))
+        return _split(self.model(inputs.to(self.device)).cpu().numpy())
+
+    @torch.inference_mode()
+    def _inputs(
+        self,
+        texts: Sequence[str],
+        content: np.ndarray | None,
+        batch_size: int = 128,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """What the heads read: the LM's mean-pooled vectors of ``texts``, or, for the
+        frozen variant, the ``content`` vectors."""
         if not self.finetuned:
             if content is None:
                 raise ValueError("the frozen text-to-users head needs content vectors")
-            inputs = torch.from_numpy(np.atleast_2d(content).astype(np.float32))
-            return _split(self.model(inputs.to(self.device)).cpu().numpy())
+            return np.atleast_2d(content).astype(np.float32)
+        encoder = self.model.encoder
+        encoder.eval()
         order = np.argsort([len(t) for t in texts], kind="stable")
-        out = np.zeros((len(texts), 2 * self.model.users_head.out_features), dtype=np.float32)
+        out = np.zeros((len(texts), self.model.users_head.in_features), dtype=np.float32)
         starts = range(0, len(texts), batch_size)
         for start in tqdm(starts, desc="text-to-users", disable=not progress):
             index = order[start : start + batch_size]
             batch = self._tokenize([texts[i] for i in index])
-            out[index] = self.model(batch).cpu().numpy()
-        return _split(out)
+            hidden = encoder(**batch).last_hidden_state
+            out[index] = _mean_pool(hidden, batch["attention_mask"]).cpu().numpy()
+        return out
+
+    def refitted(
+        self,
+        texts: Sequence[str],
+        content: np.ndarray,
+        pairs: np.ndarray,
+        held_out: np.ndarray,
+        users: np.ndarray,
+        items: np.ndarray,
+        epochs_unvalidated: int = 5,
+        progress: bool = False,
+    ) -> TextToUsers:
+        """This encoder with its heads trained again against a retrained backbone.
+
+        A refresh retrains the backbone, so the space the heads map into moves: the users
+        head would score the new user vectors with weights fitted to the old ones, and the
+        items head would put the prior where items used to be. The heads start from theirs
+        and learn the real ``pairs`` (rows of ``texts``/``content``) against the new
+        ``users`` and ``items``; the LM stays as it is (what it learnt of texts holds, and
+        tuning it is the first training's job). Early stopping watches ``held_out`` real
+        pairs, trained on by neither: the recall of their users among each item's top
+        ``k`` (users it was trained with excluded) plus the NDCG@20 of their items ranked by
+        the items head's vectors; the starting heads count as epoch 0. Without held-out
+        pairs it trains ``epochs_unvalidated`` epochs.
+        """
+        started = time.perf_counter()
+        config, device = self.config, self.device
+        torch.manual_seed(config.seed)
+        if self.finetuned:
+            # Rows without a text (none to pool) learn nothing.
+            written = np.array([bool(text) for text in texts])
+            pairs, held_out = pairs[written[pairs[:, 1]]], held_out[written[held_out[:, 1]]]
+        objective = _Objective.of(pairs, users, items, config, device)
+        held_items = np.unique(held_out[:, 1])
+        needed = np.union1d(objective.warm, held_items)
+        inputs = np.zeros((len(texts), self.model.users_head.in_features), dtype=np.float32)
+        if self.finetuned:
+            inputs[needed] = self._inputs([texts[i] for i in needed], None, progress=progress)
+        else:
+            inputs[needed] = self._inputs(texts, content[needed])
+        inputs = torch.from_numpy(inputs).to(device)
+        heads = TextToUsersModel(None, inputs.shape[1], users.shape[1]).to(device)
+        heads.load_state_dict(self.heads_state())
+
+        def predict(item_ids: np.ndarray) -> torch.Tensor:
+            return heads(inputs[torch.from_numpy(item_ids).to(device)])
+
+        validate = None
+        if len(held_out):
+            truth = _truth(held_out, held_items)
+            # Users an item was trained with are no news: excluded from its top k.
+            row = np.searchsorted(held_items, pairs[:, 1]).clip(max=len(held_items) - 1)
+            known = held_items[row] == pairs[:, 1]
+            recall_name = f"held_out_recall@{config.k}"
+
+            @torch.inference_mode()
+            def validate() -> dict[str, float]:
+                mapped = _split(_in_chunks(predict, held_items))
+                scores = mapped.users @ users.T
+                scores[row[known], pairs[known, 0]] = -np.inf
+                table = np.array(items, dtype=np.float32, copy=True)
+                table[held_items] = mapped.items
+                prior = rank_metrics(users, table, held_items, held_out, pairs)["ndcg@20"]
+                return {
+                    recall_name: float(np.mean(_recall_at(scores, truth, config.k))),
+                    "held_out_prior_ndcg@20": prior,
+                }
+
+        lengths = np.array([len(texts[item]) for item in objective.warm])
+        curve, best_epoch = _train_heads(
+            heads,
+            predict,
+            objective,
+            lengths,
+            _optimizer(heads, config),
+            validate,
+            config,
+            config.max_epochs if validate is not None else epochs_unvalidated,
+            progress,
+        )
+        model = TextToUsersModel(self.model.encoder, inputs.shape[1], users.shape[1]).to(device)
+        model.load_state_dict(heads.state_dict(), strict=False)
+        model.eval()
+        record = {
+            "best_epoch": best_epoch,
+            "start": curve[0],
+            "best": curve[best_epoch],
+            "epochs_run": curve[-1]["epoch"],
+            "warm_items": int(len(objective.warm)),
+            "held_out": int(len(held_out)),
+            "seconds": time.perf_counter() - started,
+        }
+        return TextToUsers(model, self.tokenizer, config, {**self.info, "refit": record})
+
+    def heads_state(self) -> dict[str, torch.Tensor]:
+        """The heads' and the logit scale's weights (the LM's apart)."""
+        return {
+            name: value
+            for name, value in self.model.state_dict().items()
+            if not name.startswith("encoder.")
+        }
 
     def _tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Token ids and attention mask of ``texts``, on the model's device."""
@@ -201,11 +317,7 @@ class TextToUsers:
             self.model.encoder.save_pretrained(folder / ENCODER_DIR)
             self.tokenizer.save_pretrained(folder / ENCODER_DIR)
         # CPU tensors, so a host without a GPU loads heads trained on one.
-        heads = {
-            name: value.detach().cpu().clone()
-            for name, value in self.model.state_dict().items()
-            if not name.startswith("encoder.")
-        }
+        heads = {name: value.detach().cpu().clone() for name, value in self.heads_state().items()}
         torch.save(heads, folder / HEAD_FILE)
         record = {"config": self.config.to_dict(), "info": _jsonable(self.info)}
         (folder / CONFIG_FILE).write_text(json.dumps(record, indent=2))
@@ -249,7 +361,6 @@ def fit_text_to_users(
     started = time.perf_counter()
     device = resolve_device(device)
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
     encoder, tokenizer = (None, None)
     if config.finetune:
         encoder, tokenizer = _load_lm(encoder_path or default_model_path())
@@ -260,24 +371,14 @@ def fit_text_to_users(
     # Initialised on the CPU, then moved: a seed gives the same heads on every device.
     model = TextToUsersModel(encoder, in_dim, users.shape[1]).to(device)
     trained = TextToUsers(model, tokenizer, config)
-    user_table = torch.from_numpy(np.ascontiguousarray(users, dtype=np.float32)).to(device)
-    targets = torch.from_numpy(np.ascontiguousarray(items, dtype=np.float32)).to(device)
-    train = dataset.splits["warm_train"]
-    warm = np.unique(train[:, 1])
-    # Each warm item's training users, as a dense 0/1 row built per batch from CSR.
-    order = np.argsort(train[:, 1], kind="stable")
-    by_item = train[order]
-    starts = np.searchsorted(by_item[:, 1], warm)
-    ends = np.searchsorted(by_item[:, 1], warm, side="right")
-    mean_square = float((targets[torch.from_numpy(warm).to(device)] ** 2).sum(1).mean())
+    objective = _Objective.of(dataset.splits["warm_train"], users, items, config, device)
     texts = dataset.item_texts
-    text_lengths = np.array([len(texts[item]) for item in warm])
     frozen_inputs = torch.from_numpy(np.ascontiguousarray(content, dtype=np.float32)).to(device)
 
     val_items = dataset.cold_items("val")
     cache = None
     if config.finetune:
-        cache = _LayerCache.build(trained, texts, np.union1d(warm, val_items))
+        cache = _LayerCache.build(trained, texts, np.union1d(objective.warm, val_items))
 
     def predict(item_ids: np.ndarray) -> torch.Tensor:
         if cache is not None:
@@ -286,27 +387,13 @@ def fit_text_to_users(
             return model(trained._tokenize([texts[i] for i in item_ids]))
         return model(frozen_inputs[torch.from_numpy(item_ids).to(device)])
 
-    heads = [*model.users_head.parameters(), *model.items_head.parameters()]
-    groups = [
-        {"params": heads, "lr": config.head_lr},
-        {"params": [model.log_scale], "lr": config.head_lr, "weight_decay": 0.0},
-    ]
-    if encoder is not None:
-        trainable = [p for p in encoder.parameters() if p.requires_grad]
-        groups.append({"params": trainable, "lr": config.encoder_lr})
-    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    optimizer = _optimizer(model, config)
     val_truth = _truth(dataset.splits["cold_val"], val_items)
-
     recall_name = f"val_recall@{config.k}"
 
     @torch.inference_mode()
     def validate() -> dict[str, float]:
-        model.eval()
-        mapped = _split(
-            torch.cat([predict(val_items[i : i + 256]) for i in range(0, len(val_items), 256)])
-            .cpu()
-            .numpy()
-        )
+        mapped = _split(_in_chunks(predict, val_items))
         table = items.copy()
         table[val_items] = mapped.items
         return {
@@ -314,74 +401,20 @@ def fit_text_to_users(
             "val_cold_ndcg@20": validation_ndcg(dataset, users, table, "cold"),
         }
 
-    def improvement(scores: dict[str, float]) -> float:
-        return scores[recall_name] + scores["val_cold_ndcg@20"]
-
-    scores = validate()
-    curve: list[dict] = [{"epoch": 0, **scores}]
-    best = {"score": improvement(scores), "epoch": 0, "state": copy.deepcopy(model.state_dict())}
-    stale = 0
-    bar = tqdm(range(1, config.max_epochs + 1), desc="text-to-users", disable=not progress)
-    for epoch in bar:
-        model.train()
-        losses = []
-        for batch in _length_batches(text_lengths, config.batch_size, rng):
-            item_ids = warm[batch]
-            predicted = predict(item_ids)
-            ranking, aligned = predicted[:, : users.shape[1]], predicted[:, users.shape[1] :]
-            logits = ranking @ user_table.T * model.log_scale.exp()
-            # Filled on the CPU (one small write per item), then moved in one copy.
-            positives = torch.zeros(logits.shape, dtype=logits.dtype)
-            for row, position in enumerate(batch):
-                positives[row, by_item[starts[position] : ends[position], 0]] = 1.0
-            positives = positives.to(device)
-            log_p = F.log_softmax(logits, dim=1)
-            softmax_loss = -((log_p * positives).sum(1) / positives.sum(1)).mean()
-            target = targets[torch.from_numpy(item_ids).to(device)]
-            align = ((aligned - target) ** 2).sum(1).mean() / mean_square
-            loss = softmax_loss + config.align_weight * align
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append((softmax_loss.item(), align.item()))
-        scores = validate()
-        score = improvement(scores)
-        softmax_mean, align_mean = np.mean(losses, axis=0)
-        curve.append(
-            {
-                "epoch": epoch,
-                "train_softmax": float(softmax_mean),
-                "train_align": float(align_mean),
-                **scores,
-            }
-        )
-        bar.set_postfix(recall=f"{scores[recall_name]:.4f}", loss=f"{softmax_mean:.3f}")
-        logger.info(
-            "text-to-users epoch %d: softmax %.4f, align %.4f, %s",
-            epoch,
-            softmax_mean,
-            align_mean,
-            ", ".join(f"{name} {value:.4f}" for name, value in scores.items()),
-        )
-        if score > best["score"]:
-            best = {"score": score, "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
-            stale = 0
-        else:
-            stale += 1
-            if stale >= config.patience:
-                break
-    model.load_state_dict(best["state"])
-    model.eval()
+    lengths = np.array([len(texts[item]) for item in objective.warm])
+    curve, best_epoch = _train_heads(
+        model, predict, objective, lengths, optimizer, validate, config, config.max_epochs, progress
+    )
     trained.info = {
-        "best_epoch": best["epoch"],
+        "best_epoch": best_epoch,
         **{
             f"best_{name}": value
-            for name, value in curve[best["epoch"]].items()
+            for name, value in curve[best_epoch].items()
             if name.startswith("val")
         },
         "epochs_run": curve[-1]["epoch"],
         "curve": curve,
-        "warm_items": int(len(warm)),
+        "warm_items": int(len(objective.warm)),
         "seconds": time.perf_counter() - started,
     }
     if cache is None:
@@ -398,6 +431,161 @@ def fit_text_to_users(
             mapped = trained.vectors([texts[i] for i in rest], progress=progress)
             both[rest] = np.concatenate(mapped, axis=1)
     return trained, _split(both)
+
+
+@dataclass
+class _Objective:
+    """What the heads learn on warm items: each item's real users, under a softmax over
+    the backbone's ``users``, and the item's own backbone vector (the alignment term,
+    relative to the warm vectors' mean squared length)."""
+
+    users: torch.Tensor
+    items: torch.Tensor
+    warm: np.ndarray
+    by_item: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    mean_square: float
+    align_weight: float
+
+    @classmethod
+    def of(
+        cls,
+        pairs: np.ndarray,
+        users: np.ndarray,
+        items: np.ndarray,
+        config: TextToUsersConfig,
+        device: torch.device,
+    ) -> _Objective:
+        """From real (user, item) ``pairs``: their items are the warm items."""
+        warm = np.unique(pairs[:, 1])
+        # Each warm item's users, as a dense 0/1 row built per batch from CSR.
+        order = np.argsort(pairs[:, 1], kind="stable")
+        by_item = pairs[order]
+        targets = torch.from_numpy(np.ascontiguousarray(items, dtype=np.float32)).to(device)
+        return cls(
+            users=torch.from_numpy(np.ascontiguousarray(users, dtype=np.float32)).to(device),
+            items=targets,
+            warm=warm,
+            by_item=by_item,
+            starts=np.searchsorted(by_item[:, 1], warm),
+            ends=np.searchsorted(by_item[:, 1], warm, side="right"),
+            mean_square=float((targets[torch.from_numpy(warm).to(device)] ** 2).sum(1).mean()),
+            align_weight=config.align_weight,
+        )
+
+    def users_of(self, position: int) -> np.ndarray:
+        """The users of the warm item at ``position`` of :attr:`warm`."""
+        return self.by_item[self.starts[position] : self.ends[position], 0]
+
+    def losses(
+        self, model: TextToUsersModel, predicted: torch.Tensor, batch: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The softmax and alignment losses of the warm items at positions ``batch``."""
+        width = self.users.shape[1]
+        ranking, aligned = predicted[:, :width], predicted[:, width:]
+        logits = ranking @ self.users.T * model.log_scale.exp()
+        # Filled on the CPU (one small write per item), then moved in one copy.
+        positives = torch.zeros(logits.shape, dtype=logits.dtype)
+        for row, position in enumerate(batch):
+            positives[row, self.users_of(position)] = 1.0
+        positives = positives.to(logits.device)
+        log_p = F.log_softmax(logits, dim=1)
+        softmax_loss = -((log_p * positives).sum(1) / positives.sum(1)).mean()
+        target = self.items[torch.from_numpy(self.warm[batch]).to(logits.device)]
+        align = ((aligned - target) ** 2).sum(1).mean() / self.mean_square
+        return softmax_loss, align
+
+
+def _train_heads(
+    model: TextToUsersModel,
+    predict: Callable[[np.ndarray], torch.Tensor],
+    objective: _Objective,
+    lengths: np.ndarray,
+    optimizer: torch.optim.Optimizer,
+    validate: Callable[[], dict[str, float]] | None,
+    config: TextToUsersConfig,
+    max_epochs: int,
+    progress: bool,
+) -> tuple[list[dict], int]:
+    """Train with early stopping on the sum of ``validate``'s scores (the untrained start,
+    epoch 0, included), and load the best epoch's weights; returns the curve and that
+    epoch. Without ``validate``, ``max_epochs`` epochs are trained and the last is kept.
+    """
+    rng = np.random.default_rng(config.seed)
+
+    def scored() -> dict[str, float]:
+        model.eval()
+        return validate() if validate is not None else {}
+
+    scores = scored()
+    curve: list[dict] = [{"epoch": 0, **scores}]
+    best = {"score": sum(scores.values()), "epoch": 0, "state": copy.deepcopy(model.state_dict())}
+    stale = 0
+    bar = tqdm(range(1, max_epochs + 1), desc="text-to-users", disable=not progress)
+    for epoch in bar:
+        model.train()
+        losses = []
+        for batch in _length_batches(lengths, config.batch_size, rng):
+            softmax_loss, align = objective.losses(model, predict(objective.warm[batch]), batch)
+            loss = softmax_loss + objective.align_weight * align
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append((softmax_loss.item(), align.item()))
+        scores = scored()
+        softmax_mean, align_mean = np.mean(losses, axis=0)
+        curve.append(
+            {
+                "epoch": epoch,
+                "train_softmax": float(softmax_mean),
+                "train_align": float(align_mean),
+                **scores,
+            }
+        )
+        bar.set_postfix(loss=f"{softmax_mean:.3f}", **{k: f"{v:.4f}" for k, v in scores.items()})
+        logger.info(
+            "text-to-users epoch %d: softmax %.4f, align %.4f%s",
+            epoch,
+            softmax_mean,
+            align_mean,
+            "".join(f", {name} {value:.4f}" for name, value in scores.items()),
+        )
+        if validate is None or sum(scores.values()) > best["score"]:
+            best = {
+                "score": sum(scores.values()),
+                "epoch": epoch,
+                "state": copy.deepcopy(model.state_dict()),
+            }
+            stale = 0
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    model.load_state_dict(best["state"])
+    model.eval()
+    return curve, best["epoch"]
+
+
+def _optimizer(model: TextToUsersModel, config: TextToUsersConfig) -> torch.optim.Optimizer:
+    """AdamW over the heads, the logit scale (no decay) and the LM's trainable weights."""
+    heads = [*model.users_head.parameters(), *model.items_head.parameters()]
+    groups = [
+        {"params": heads, "lr": config.head_lr},
+        {"params": [model.log_scale], "lr": config.head_lr, "weight_decay": 0.0},
+    ]
+    if model.encoder is not None:
+        trainable = [p for p in model.encoder.parameters() if p.requires_grad]
+        groups.append({"params": trainable, "lr": config.encoder_lr})
+    return torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+
+
+def _in_chunks(
+    predict: Callable[[np.ndarray], torch.Tensor], items: np.ndarray, size: int = 256
+) -> np.ndarray:
+    """``predict`` over (non-empty) ``items`` a chunk at a time, as one float32 array."""
+    chunks = [predict(items[i : i + size]) for i in range(0, len(items), size)]
+    return torch.cat(chunks).cpu().numpy()
 
 
 class _Passthrough(nn.Module):

@@ -130,6 +130,7 @@ def test_refresh_gives_arrived_users_rows_and_every_user_their_real_history(
         np.zeros(0, dtype=np.int64),
         "v2",
         content=content,
+        texts=data.item_texts,
         new_users=(["newcomer"], folded_in),
         max_epochs=3,
         progress=False,
@@ -153,3 +154,11 @@ def test_refresh_gives_arrived_users_rows_and_every_user_their_real_history(
     loaded = ModelRelease.load(refreshed.save(tmp_path / "v2")).warmer
     for current in (warmer, loaded):
         assert newcomer in current.warm(content[read[:1]], [data.item_texts[read[0]]]).candidates
+    # The text-to-users heads were refitted to the new users (a record says how), and the
+    # saved version keeps those heads.
+    record = refreshed.manifest["refresh"]["text_to_users"]
+    assert record["epochs_run"] >= record["best_epoch"] >= 0 and "start" in record
+    texts = [data.item_texts[i] for i in cold]
+    mapped = warmer.text_to_users.vectors(texts)
+    assert not np.allclose(mapped.users, release.warmer.text_to_users.vectors(texts).users)
+    np.testing.assert_allclose(loaded.text_to_users.vectors(texts).users, mapped.users, atol=1e-5)

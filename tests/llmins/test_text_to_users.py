@@ -134,6 +134,64 @@ def test_the_whole_lm_trains_through_the_encoder_and_maps_as_it_does() -> None:
     np.testing.assert_allclose(mapped.users[some], again.users, atol=1e-5)
 
 
+@pytest.mark.parametrize("finetune", [True, False])
+def test_refitted_heads_follow_a_retrained_backbone(fitted, finetune) -> None:
+    """A refresh retrains the backbone: here its space is turned by a random rotation (the
+    same scores, other coordinates). The old heads then rank users at random; refitted on
+    the real interactions, they find the cold items' users again, and the LM is shared."""
+    data = planted_dataset()
+    users, items = trained_mf()
+    content = bag_of_words(data.item_texts)
+    if finetune:
+        encoder = fitted[0]
+    else:
+        encoder, _ = fit_text_to_users(
+            data, content, users, items, replace(SMALL, finetune=False, max_epochs=30)
+        )
+    turn = np.linalg.qr(np.random.default_rng(0).normal(size=(users.shape[1],) * 2))[0]
+    turned_users, turned_items = (
+        (users @ turn).astype(np.float32),
+        (items @ turn).astype(np.float32),
+    )
+    real = data.splits["warm_train"]
+    held = np.arange(len(real)) % 10 == 0
+    cold = data.cold_test_items
+    texts = [data.item_texts[i] for i in cold]
+    before = encoder.vectors(texts, content[cold])
+    refitted = encoder.refitted(
+        data.item_texts, content, real[~held], real[held], turned_users, turned_items
+    )
+    pairs = data.splits["cold_test"]
+    table = np.zeros((data.n_items, users.shape[1]), dtype=np.float32)
+    for head in ("users", "items"):
+        table[cold] = getattr(before, head)
+        assert user_auc(table, turned_users, pairs) < 0.65
+        table[cold] = getattr(refitted.vectors(texts, content[cold]), head)
+        assert user_auc(table, turned_users, pairs) > 0.75
+    record = refitted.info["refit"]
+    assert record["best_epoch"] > 0 and record["held_out"] == held.sum()
+    assert record["best"]["held_out_recall@30"] > record["start"]["held_out_recall@30"]
+    assert refitted.info["best_epoch"] == encoder.info["best_epoch"]  # the first record kept
+    assert refitted.model.encoder is encoder.model.encoder
+    again = encoder.vectors(texts, content[cold])  # the encoder it came from is unchanged
+    np.testing.assert_array_equal(again.users, before.users)
+
+
+def test_refitting_without_held_out_pairs_trains_the_epochs_it_is_given(fitted) -> None:
+    data = planted_dataset()
+    users, items = trained_mf()
+    refitted = fitted[0].refitted(
+        data.item_texts,
+        bag_of_words(data.item_texts),
+        data.splits["warm_train"],
+        np.zeros((0, 2), dtype=np.int64),
+        users,
+        items,
+        epochs_unvalidated=2,
+    )
+    assert refitted.info["refit"]["epochs_run"] == refitted.info["refit"]["best_epoch"] == 2
+
+
 def test_length_batches_cover_every_position_once() -> None:
     lengths = np.random.default_rng(0).integers(1, 80, size=1003)
     batches = _length_batches(lengths, 16, np.random.default_rng(1), pool=4)
