@@ -247,8 +247,9 @@ def refresh_release(
     users' vectors, every user's history is their real interactions now (``content``
     holds every item row's content vector, ``texts`` their texts where prompts list
     them), and its validation choices stay. The text-to-users heads learn the new
-    backbone's space from the real interactions, stopped early on the same held-out
-    ones (:meth:`TextToUsers.refitted`; a fine-tuned LM needs ``texts`` for it).
+    backbone's space from the real interactions, stopped early on a ``holdout`` share of
+    items they do not train on (:meth:`TextToUsers.refitted`; a fine-tuned LM needs
+    ``texts`` for it).
     """
     rng = np.random.default_rng(seed)
     held_out = rng.random(len(new)) < holdout
@@ -328,10 +329,11 @@ def refresh_release(
         text_to_users = text_to_users.refitted(
             texts if texts is not None else [""] * n_items,
             content,
-            np.concatenate([trained, new[~held_out]]).astype(np.int64),
-            validation.astype(np.int64),
+            np.concatenate([trained, new]).astype(np.int64),
             users,
             items,
+            holdout=holdout,
+            min_held_out=min_held_out,
             epochs_unvalidated=epochs_unvalidated,
             progress=progress,
         )

@@ -200,9 +200,10 @@ class TextToUsers:
         texts: Sequence[str],
         content: np.ndarray,
         pairs: np.ndarray,
-        held_out: np.ndarray,
         users: np.ndarray,
         items: np.ndarray,
+        holdout: float = 0.1,
+        min_held_out: int = 20,
         epochs_unvalidated: int = 5,
         progress: bool = False,
     ) -> TextToUsers:
@@ -213,11 +214,15 @@ class TextToUsers:
         items head would put the prior where items used to be. The heads start from theirs
         and learn the real ``pairs`` (rows of ``texts``/``content``) against the new
         ``users`` and ``items``; the LM stays as it is (what it learnt of texts holds, and
-        tuning it is the first training's job). Early stopping watches ``held_out`` real
-        pairs, trained on by neither: the recall of their users among each item's top
-        ``k`` (users it was trained with excluded) plus the NDCG@20 of their items ranked by
-        the items head's vectors; the starting heads count as epoch 0. Without held-out
-        pairs it trains ``epochs_unvalidated`` epochs.
+        tuning it is the first training's job).
+
+        The heads serve items nobody has interacted with, so early stopping judges them as
+        the first fit did, on items they never saw: a random ``holdout`` share of the
+        items (at least ``min_held_out``, else ``epochs_unvalidated`` epochs are trained
+        on all) is left out of training, and each epoch is scored by the recall of those
+        items' users among their top ``k`` plus the NDCG@20 of those items ranked by the
+        items head's vectors. The starting heads count as epoch 0, so a refit that does
+        not beat them on those items keeps them.
         """
         started = time.perf_counter()
         config, device = self.config, self.device
@@ -225,15 +230,20 @@ class TextToUsers:
         if self.finetuned:
             # Rows without a text (none to pool) learn nothing.
             written = np.array([bool(text) for text in texts])
-            pairs, held_out = pairs[written[pairs[:, 1]]], held_out[written[held_out[:, 1]]]
+            pairs = pairs[written[pairs[:, 1]]]
+        every = np.unique(pairs[:, 1])
+        rng = np.random.default_rng(config.seed)
+        held_items = np.sort(every[rng.random(len(every)) < holdout])
+        if len(held_items) < min_held_out:
+            held_items = held_items[:0]
+        leave_out = np.isin(pairs[:, 1], held_items)
+        held_out, pairs = pairs[leave_out], pairs[~leave_out]
         objective = _Objective.of(pairs, users, items, config, device)
-        held_items = np.unique(held_out[:, 1])
-        needed = np.union1d(objective.warm, held_items)
         inputs = np.zeros((len(texts), self.model.users_head.in_features), dtype=np.float32)
         if self.finetuned:
-            inputs[needed] = self._inputs([texts[i] for i in needed], None, progress=progress)
+            inputs[every] = self._inputs([texts[i] for i in every], None, progress=progress)
         else:
-            inputs[needed] = self._inputs(texts, content[needed])
+            inputs[every] = self._inputs(texts, content[every])
         inputs = torch.from_numpy(inputs).to(device)
         heads = TextToUsersModel(None, inputs.shape[1], users.shape[1]).to(device)
         heads.load_state_dict(self.heads_state())
@@ -242,23 +252,21 @@ class TextToUsers:
             return heads(inputs[torch.from_numpy(item_ids).to(device)])
 
         validate = None
-        if len(held_out):
+        if len(held_items):
             truth = _truth(held_out, held_items)
-            # Users an item was trained with are no news: excluded from its top k.
-            row = np.searchsorted(held_items, pairs[:, 1]).clip(max=len(held_items) - 1)
-            known = held_items[row] == pairs[:, 1]
             recall_name = f"held_out_recall@{config.k}"
+            nothing = np.zeros((0, 2), dtype=np.int64)
 
             @torch.inference_mode()
             def validate() -> dict[str, float]:
                 mapped = _split(_in_chunks(predict, held_items))
-                scores = mapped.users @ users.T
-                scores[row[known], pairs[known, 0]] = -np.inf
                 table = np.array(items, dtype=np.float32, copy=True)
                 table[held_items] = mapped.items
-                prior = rank_metrics(users, table, held_items, held_out, pairs)["ndcg@20"]
+                prior = rank_metrics(users, table, held_items, held_out, nothing)["ndcg@20"]
                 return {
-                    recall_name: float(np.mean(_recall_at(scores, truth, config.k))),
+                    recall_name: float(
+                        np.mean(_recall_at(mapped.users @ users.T, truth, config.k))
+                    ),
                     "held_out_prior_ndcg@20": prior,
                 }
 
@@ -283,7 +291,7 @@ class TextToUsers:
             "best": curve[best_epoch],
             "epochs_run": curve[-1]["epoch"],
             "warm_items": int(len(objective.warm)),
-            "held_out": int(len(held_out)),
+            "held_out_items": int(len(held_items)),
             "seconds": time.perf_counter() - started,
         }
         return TextToUsers(model, self.tokenizer, config, {**self.info, "refit": record})
