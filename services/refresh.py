@@ -79,6 +79,7 @@ def refresh(runtime: Runtime, max_epochs: int = 100, progress: bool = False) -> 
         content=_content_of_every_row(runtime, release, data.item_texts, n_items),
         texts=(data.item_texts + [""] * n_items)[:n_items],
         new_users=_arrived_users(release, data, item_vectors),
+        refit_text_to_users=runtime.settings.refresh_refits_text_to_users,
         max_epochs=max_epochs,
         progress=progress,
     )

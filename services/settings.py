@@ -168,6 +168,14 @@ class Settings(BaseSettings):
         "timer); 0 turns the periodic refresh off in both modes.",
     )
 
+    refresh_refits_text_to_users: bool = Field(
+        default=False,
+        description="Whether a refresh also refits the text-to-users heads to the retrained "
+        "backbone (judged on items left out of the refit). Off: on MovieLens-100K's cold "
+        "validation movies the refitted heads ranked no better than the first version's "
+        "(docs/results.md); measure it with bench/refresh_tables.py on your data first.",
+    )
+
     keep_previous_versions: int = Field(
         default=1,
         ge=0,

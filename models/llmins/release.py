@@ -216,6 +216,7 @@ def refresh_release(
     content: np.ndarray,
     texts: list[str] | None = None,
     new_users: tuple[list[str], np.ndarray] | None = None,
+    refit_text_to_users: bool = False,
     holdout: float = 0.1,
     min_held_out: int = 20,
     epochs_unvalidated: int = 5,
@@ -246,10 +247,10 @@ def refresh_release(
     rest. The warmer follows (:meth:`ItemWarmer.following`): its user tables are the new
     users' vectors, every user's history is their real interactions now (``content``
     holds every item row's content vector, ``texts`` their texts where prompts list
-    them), and its validation choices stay. The text-to-users heads learn the new
-    backbone's space from the real interactions, stopped early on a ``holdout`` share of
-    items they do not train on (:meth:`TextToUsers.refitted`; a fine-tuned LM needs
-    ``texts`` for it).
+    them), and its validation choices stay. With ``refit_text_to_users``, the
+    text-to-users heads learn the new backbone's space from the real interactions, stopped
+    early on a ``holdout`` share of items they do not train on (:meth:`TextToUsers.refitted`;
+    a fine-tuned LM needs ``texts`` for it); without, they keep the first version's.
     """
     rng = np.random.default_rng(seed)
     held_out = rng.random(len(new)) < holdout
@@ -325,7 +326,8 @@ def refresh_release(
     state = {key: value.detach().clone() for key, value in model.state_dict().items()}
     histories = UserHistories.from_pairs(np.concatenate([trained, new]), n_users)
     text_to_users = release.warmer.text_to_users
-    if text_to_users is not None and (texts is not None or not text_to_users.finetuned):
+    refit = text_to_users is not None and refit_text_to_users
+    if refit and (texts is not None or not text_to_users.finetuned):
         text_to_users = text_to_users.refitted(
             texts if texts is not None else [""] * n_items,
             content,

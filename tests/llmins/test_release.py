@@ -88,6 +88,9 @@ def test_refresh_learns_from_new_items_interactions(release) -> None:
     assert info["trained"] == len(data.splits["warm_train"]) != data.n_items
     assert info["best_epoch"] > 0
     assert refreshed.warmer.users is refreshed.users
+    # By default the text-to-users heads stay the first version's (docs/results.md).
+    assert "text_to_users" not in info
+    assert refreshed.warmer.text_to_users is release.warmer.text_to_users
 
     def mean_rank_of_later(users: np.ndarray, items: np.ndarray) -> float:
         """Mean rank of each held-back (user, cold item) among the cold items."""
@@ -132,6 +135,7 @@ def test_refresh_gives_arrived_users_rows_and_every_user_their_real_history(
         content=content,
         texts=data.item_texts,
         new_users=(["newcomer"], folded_in),
+        refit_text_to_users=True,
         max_epochs=3,
         progress=False,
     )
@@ -154,8 +158,8 @@ def test_refresh_gives_arrived_users_rows_and_every_user_their_real_history(
     loaded = ModelRelease.load(refreshed.save(tmp_path / "v2")).warmer
     for current in (warmer, loaded):
         assert newcomer in current.warm(content[read[:1]], [data.item_texts[read[0]]]).candidates
-    # The text-to-users heads were refitted to the new users (a record says how), and the
-    # saved version keeps those heads.
+    # Asked to, the refresh refitted the text-to-users heads to the new users (a record
+    # says how), and the saved version keeps those heads.
     record = refreshed.manifest["refresh"]["text_to_users"]
     assert record["epochs_run"] >= record["best_epoch"] >= 0 and "start" in record
     texts = [data.item_texts[i] for i in cold]
