@@ -203,7 +203,12 @@ def switch_to(
     store.mark_warm(learned_ids, release.version, "dataset")
     store.mark_warm([item.id for item in posted], release.version, "api")
     for row, item in enumerate(posted):
-        store.replace_simulated(item.id, release.simulated_users(warmed, row), release.version)
+        store.replace_simulated(
+            item.id,
+            release.simulated_users(warmed, row),
+            release.version,
+            release.evidence(warmed, row),
+        )
     # Their warm-ups are done by this switch (an item posted before the first version
     # still had its job queued).
     store.finish_warm_ups([*learned_ids, *(item.id for item in posted)], release.version)

@@ -711,9 +711,15 @@ class Store:
             return batch.add_interactions([(user, item, None) for user, item in pairs])
 
     def replace_simulated(
-        self, item_id: str, users_with_p: Sequence[tuple[str, float]], model_version: str
+        self,
+        item_id: str,
+        users_with_p: Sequence[tuple[str, float]],
+        model_version: str,
+        evidence: Sequence[dict[str, float | None]] | None = None,
     ) -> int:
         """Replace the item's simulated interactions as a whole; returns how many it wrote.
+
+        ``evidence``, one per user: why the warm-up kept them (:meth:`simulated_detail`).
 
         A redelivered warm-up therefore never duplicates them. The item's row is locked
         first (PostgreSQL), so two deliveries running at once replace in turn instead of
@@ -736,9 +742,10 @@ class Store:
                     "kind": "simulated",
                     "p_yes": float(p),
                     "model_version": model_version,
+                    "evidence": None if evidence is None else evidence[row],
                     "created_at": stamp,
                 }
-                for user, p in users_with_p
+                for row, (user, p) in enumerate(users_with_p)
             ]
             if rows:
                 session.execute(insert(Interaction), rows)
@@ -751,13 +758,18 @@ class Store:
         the first schema); whether the refiner read the LM's answer is the model
         version's (:meth:`Runtime.asked_lm`).
         """
+        return [(user, p) for user, p, _ in self.simulated_detail(item_id)]
+
+    def simulated_detail(self, item_id: str) -> list[tuple[str, float, dict | None]]:
+        """:meth:`simulated_for` with each user's evidence: what the refiner read for them
+        (None where the warm-up predates its recording)."""
         with self.session() as session:
             rows = session.execute(
-                select(Interaction.user_id, Interaction.p_yes)
+                select(Interaction.user_id, Interaction.p_yes, Interaction.evidence)
                 .where(Interaction.item_id == item_id, Interaction.kind == "simulated")
                 .order_by(Interaction.p_yes.desc(), Interaction.user_id)
             )
-            return [(user, p) for user, p in rows]
+            return [(user, p, evidence) for user, p, evidence in rows]
 
     def popular_items(self, since: datetime, limit: int) -> list[tuple[str, int]]:
         """(item id, real interactions since ``since``) of the most interacted-with items,

@@ -120,6 +120,9 @@ class Interaction(Base):
     kind: Mapped[str] = mapped_column(choice(InteractionKind))
     p_yes: Mapped[float | None] = mapped_column(Float)
     model_version: Mapped[str | None] = mapped_column(String(64))
+    #: A simulated interaction's why: what the refiner read for the user (signal name to
+    #: value, :attr:`models.llmins.online.WarmedItems.evidence`); None for real ones.
+    evidence: Mapped[dict | None] = mapped_column(JSON)
     #: When it was recorded here: a refresh trains what was recorded since the last one.
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now)
     #: When the user interacted, as the source said (an import's timestamp; None: not given).

@@ -134,7 +134,7 @@ def warm_up_item(runtime: Runtime, item_id: str, job_id: str | None = None) -> d
             )
         users = release.simulated_users(warmed, 0)
         with clock("store"):
-            store.replace_simulated(item_id, users, release.version)
+            store.replace_simulated(item_id, users, release.version, release.evidence(warmed, 0))
             index_item(runtime, item, index, warmed.vectors)
     except Exception as error:
         message = f"{type(error).__name__}: {error}"

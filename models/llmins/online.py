@@ -28,7 +28,7 @@ from models.llmins.filtering import merge, top_users
 from models.llmins.history import HistorySimilarity, UserHistories
 from models.llmins.pipeline import simulate, update_online
 from models.llmins.prompts import PromptBuilder
-from models.llmins.refine import Refiner, candidate_features, select
+from models.llmins.refine import Refiner, candidate_features, feature_names, select
 from models.llmins.simulator import LMSimulator
 from models.llmins.text_to_users import Mapped, TextToUsers
 from models.llmins.towers import history_inputs
@@ -48,6 +48,8 @@ TEXT_TO_USERS_DIR = "text_to_users"
 #: Signals whose user table is the backbone's user vectors (the collaborative subtower
 #: maps content into the backbone's item space; text-to-users is aligned to it).
 BACKBONE_TABLES = ("collaborative", "text2users")
+#: The evidence column of the LM simulator's answer (:attr:`WarmedItems.evidence`).
+LM_EVIDENCE = "lm P(yes)"
 
 
 @dataclass(frozen=True)
@@ -86,12 +88,19 @@ class WarmedItems:
         probabilities: per item, the refiner's probability for each kept user (relative to
             its candidate list: the refiner ranks within a list).
         vectors: ``(n, d)`` behavioural vectors in the backbone's space, length applied.
+        evidence: per item, why each kept user was kept: ``(kept, len(evidence_names))``
+            values, each filter signal standardised over the item's pool, the user's
+            log(1 + history length), the merged filter score, and the LM's P(Yes) where
+            the warmer asks it (it asks about every candidate the refiner then ranks).
+        evidence_names: the columns of ``evidence``.
     """
 
     candidates: np.ndarray
     kept: list[np.ndarray]
     probabilities: list[np.ndarray]
     vectors: np.ndarray
+    evidence: list[np.ndarray]
+    evidence_names: tuple[str, ...]
 
 
 @dataclass
@@ -271,6 +280,7 @@ class ItemWarmer:
                 )[0]
             )
         local, candidates, features = np.stack(local), np.stack(candidates), np.stack(features)
+        names = feature_names(self.signals)
         if self.refiner is None:
             # The filter's own order: its first ``keep`` candidates.
             order_scores = -np.arange(width, dtype=np.float64)[None, :].repeat(len(pools), 0)
@@ -284,21 +294,26 @@ class ItemWarmer:
                 candidates = np.take_along_axis(candidates, order, axis=1)
                 features = np.take_along_axis(features, order[..., None], axis=1)
                 features = np.concatenate([features, logits[..., None]], axis=-1)
+                names.append(LM_EVIDENCE)
             order_scores = self.refiner.logits(features)
             mask = select(order_scores, self.config.keep, self.config.threshold)
-        kept, probabilities = [], []
+        kept, probabilities, evidence = [], [], []
         fitted = np.zeros((len(pools), self.inverse.shape[0]), dtype=np.float32)
         for row, pool in enumerate(pools):
             columns = np.flatnonzero(mask[row])
             columns = columns[np.argsort(-order_scores[row, columns], kind="stable")]
             kept.append(candidates[row, columns])
             probabilities.append(1.0 / (1.0 + np.exp(-order_scores[row, columns])))
+            evidence.append(features[row, columns].astype(np.float64))
             if len(columns):
                 sums = pool.backbone[local[row, columns]].astype(np.float64).sum(0)
                 fitted[row] = sums @ self.inverse
         prior = None if mapped is None else mapped.items
         vectors = self.scale.apply(self.blend.apply(fitted, prior))
-        return WarmedItems(candidates, kept, probabilities, vectors)
+        if self.uses_lm:
+            for values in evidence:  # every candidate left was asked: its logit as P(Yes)
+                values[:, -1] = 1.0 / (1.0 + np.exp(-values[:, -1]))
+        return WarmedItems(candidates, kept, probabilities, vectors, evidence, tuple(names))
 
     def _ask_lm(
         self,

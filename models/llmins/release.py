@@ -80,6 +80,18 @@ class ModelRelease:
             for user, p in zip(warmed.kept[row], warmed.probabilities[row], strict=True)
         ]
 
+    @staticmethod
+    def evidence(warmed: WarmedItems, row: int) -> list[dict[str, float | None]]:
+        """Why each user simulated for item ``row`` was kept (:attr:`WarmedItems.evidence`),
+        in :meth:`simulated_users`' order, as names to values (None: not finite)."""
+        return [
+            {
+                name: float(value) if np.isfinite(value) else None
+                for name, value in zip(warmed.evidence_names, values, strict=True)
+            }
+            for values in warmed.evidence[row]
+        ]
+
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,13 @@ class SimulatedUser(BaseModel):
         "those and the LM simulator's Yes/No answer for this user (model versions whose "
         "validation kept the LM)."
     )
+    evidence: dict[str, float | None] | None = Field(
+        default=None,
+        description="Why the warm-up kept this user: what the refiner read, each filter "
+        "signal standardised over the item's candidate pool, `history length` (log 1 + "
+        "the user's interactions), `merged` (the filter's score) and, where the LM was "
+        "asked, `lm P(yes)`. None for a warm-up recorded before evidence was kept.",
+    )
 
 
 class ItemOut(BaseModel):

@@ -75,6 +75,12 @@ def test_a_posted_item_warms_and_is_recommended_to_its_simulated_users(service) 
     assert len(users) == kept_per_item(runtime.store.active_version().path)
     assert [u["score"] for u in users] == sorted((u["score"] for u in users), reverse=True)
     assert {u["source"] for u in users} == {"refiner"}  # the default version asks no LM
+    # Each user's why: the filter's signals, history length and merged score, no LM.
+    release = runtime.release()
+    names = {*release.warmer.signals, "history length", "merged"}
+    assert all(set(u["evidence"]) == names for u in users)
+    merged = [u["evidence"]["merged"] for u in users]
+    assert all(isinstance(value, float) for value in merged) and len(set(merged)) > 1
     assert set(body["timings"]) >= {"embed", "filter and refine"}
     # The simulated users are mostly real ones of the planted topic (held out from training).
     truth = {str(u) for u, i in data.splits["cold_test"].tolist() if i == item}
@@ -613,6 +619,9 @@ def test_a_version_that_kept_the_lm_asks_a_refining_service_process_over_http(
         runtime.close()
     assert result["status"] == "warm"
     assert result["simulated_users"] == release.warmer.config.keep
+    # Each simulated user's evidence holds the LM's answer about them, a probability.
+    answers = [why["lm P(yes)"] for _, _, why in runtime.store.simulated_detail("lm-item")]
+    assert len(answers) == release.warmer.config.keep and all(0 < p < 1 for p in answers)
     with pytest.raises(httpx.TransportError):
         httpx.get(url.removesuffix("/v1") + "/health")
     distributed = Runtime(Settings(state_dir=tmp_path, mode="distributed"), embedder=bag_of_words)

@@ -203,6 +203,10 @@ def test_simulated_interactions_are_replaced_as_a_whole(loaded) -> None:
     assert loaded.replace_simulated("new", [("u0", 0.9), ("u1", 0.8)], "v1") == 2
     assert loaded.replace_simulated("new", [("u1", 0.6), ("u2", 0.7)], "v2") == 2  # redelivery
     assert loaded.simulated_for("new") == [("u2", 0.7), ("u1", 0.6)]
+    assert loaded.simulated_detail("new") == [("u2", 0.7, None), ("u1", 0.6, None)]
+    why = [{"merged": 1.5, "lm P(yes)": None}, {"merged": 0.25, "lm P(yes)": 0.875}]
+    loaded.replace_simulated("new", [("u1", 0.6), ("u2", 0.5)], "v3", why)
+    assert loaded.simulated_detail("new") == [("u1", 0.6, why[0]), ("u2", 0.5, why[1])]
     assert loaded.counts()["interactions"] == {"real": 1, "simulated": 2}
     with pytest.raises(UnknownIds, match="item ids: ghost"):
         loaded.replace_simulated("ghost", [("u0", 0.5)], "v1")

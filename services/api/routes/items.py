@@ -134,7 +134,7 @@ def delete_item(item_id: PathId, runtime: RuntimeDep) -> ItemOut:
 
 def described(runtime: Runtime, record: ItemRecord) -> ItemOut:
     """The item as the API shows it: its record and its simulated users."""
-    users = runtime.store.simulated_for(record.id)
+    users = runtime.store.simulated_detail(record.id)
     source = "refiner"
     if users and runtime.asked_lm(record.model_version):
         source = "refiner+lm"
@@ -144,7 +144,9 @@ def described(runtime: Runtime, record: ItemRecord) -> ItemOut:
         origin=record.origin,
         categories=record.categories or [],
         model_version=record.model_version,
-        simulated_users=[SimulatedUser(user_id=u, score=p, source=source) for u, p in users],
+        simulated_users=[
+            SimulatedUser(user_id=u, score=p, source=source, evidence=why) for u, p, why in users
+        ],
         timings=record.timings,
         error=record.error,
         created_at=record.created_at,
