@@ -342,6 +342,27 @@ class Store:
             item = session.get(Item, item_id)
             return None if item is None else _record(ItemRecord, item)
 
+    def get_items(self, item_ids: Sequence[str]) -> dict[str, ItemRecord]:
+        """The records of those of ``item_ids`` that exist, by id."""
+        found: dict[str, ItemRecord] = {}
+        with self.session() as session:
+            for chunk in _chunks(list(dict.fromkeys(item_ids))):
+                for item in session.scalars(select(Item).where(Item.id.in_(chunk))):
+                    found[item.id] = _record(ItemRecord, item)
+        return found
+
+    def search_items(self, query: str | None, limit: int) -> list[ItemRecord]:
+        """Items whose id starts with ``query`` or whose text holds it (any case), newest
+        first; without a query, the newest. Withdrawn items are found too (for audit)."""
+        statement = select(Item).order_by(Item.created_at.desc(), Item.id).limit(limit)
+        if query:
+            statement = statement.where(
+                Item.id.startswith(query, autoescape=True)
+                | Item.text.icontains(query, autoescape=True)
+            )
+        with self.session() as session:
+            return [_record(ItemRecord, item) for item in session.scalars(statement)]
+
     def withdraw_item(self, item_id: str) -> ItemRecord:
         """Mark the item withdrawn (the first time only: a repeat keeps the first time) and
         return it; the caller takes it out of the vector index.
@@ -627,6 +648,36 @@ class Store:
         with self.session() as session:
             job = self._latest_job(session, item_id)
             return None if job is None else _record(JobRecord, job)
+
+    def recent_jobs(
+        self,
+        kinds: Sequence[JobKind] | None = None,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        finished_since: datetime | None = None,
+    ) -> list[JobRecord]:
+        """Jobs newest first, of ``kinds`` and ``status`` where given, and those finished
+        at or after ``finished_since`` where given."""
+        statement = select(Job).order_by(Job.created_at.desc(), Job.id).limit(limit)
+        if kinds is not None:
+            statement = statement.where(Job.kind.in_(list(kinds)))
+        if status is not None:
+            statement = statement.where(Job.status == status)
+        if finished_since is not None:
+            statement = statement.where(Job.finished_at >= finished_since)
+        with self.session() as session:
+            return [_record(JobRecord, job) for job in session.scalars(statement)]
+
+    def job_counts(self) -> dict[str, dict[str, int]]:
+        """Jobs by kind, then status: a warm-up queue's depth is its queued and running."""
+        counts: dict[str, dict[str, int]] = {}
+        with self.session() as session:
+            rows = session.execute(
+                select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)
+            )
+            for kind, status, n in rows:
+                counts.setdefault(kind, {})[status] = n
+        return counts
 
     def start_job(self, job_id: str) -> None:
         """Mark a job running; ``attempts`` counts every start, redeliveries included."""

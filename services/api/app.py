@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 
 from services.api.dependencies import PROTECTED_READS
 from services.api.middleware import LimitBody, Metrics, Observe, invalid_request
-from services.api.routes import health, items, jobs, users
+from services.api.routes import dashboard, health, items, jobs, users
 from services.batching import MicroBatcher
 from services.index import PointQuery
 from services.queues import TaskQueue
@@ -53,7 +53,7 @@ def create_app(runtime: Runtime, queue: TaskQueue) -> FastAPI:
     app.add_middleware(Observe, metrics=metrics)
     app.add_exception_handler(RequestValidationError, invalid_request)
     reads = PROTECTED_READS if runtime.settings.protect_reads else []
-    for module in (items, users, jobs):
+    for module in (items, users, jobs, dashboard):
         app.include_router(module.router, dependencies=reads)
     app.include_router(health.router)
     return app

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
+from datetime import timedelta
+from threading import Lock
 from typing import Any
 
 from fastapi import HTTPException, Request
@@ -104,13 +107,43 @@ class Observe:
             path = route.path if route is not None else "unmatched"
             method = scope["method"]
             self.metrics.requests.labels(method, path, str(status["code"])).inc()
-            self.metrics.latency.labels(method, path).observe(time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self.metrics.latency.labels(method, path).observe(seconds)
+            self.metrics.recent.add(path, seconds)
+
+
+class RecentLatencies:
+    """The last hour's latencies of some routes, with when each request ended.
+
+    Prometheus histograms are cumulative: a chart of latency over time needs the points.
+    One append per request (a bounded deque per route), read by the overview only.
+    """
+
+    def __init__(self, window: timedelta = timedelta(hours=1), per_route: int = 20_000) -> None:
+        self.window_s = window.total_seconds()
+        self.per_route = per_route
+        self._points: dict[str, deque[tuple[float, float]]] = {}
+        self._lock = Lock()
+
+    def add(self, route: str, seconds: float, at: float | None = None) -> None:
+        points = self._points.get(route)
+        if points is None:
+            with self._lock:
+                points = self._points.setdefault(route, deque(maxlen=self.per_route))
+        points.append((time.time() if at is None else at, seconds))
+
+    def since(self, route: str, now: float | None = None) -> list[tuple[float, float]]:
+        """(end time, seconds) of the route's requests within the window, oldest first."""
+        start = (time.time() if now is None else now) - self.window_s
+        return [point for point in list(self._points.get(route, ())) if point[0] >= start]
 
 
 class Metrics:
     """The API's Prometheus series, in a registry of their own (one per app)."""
 
     def __init__(self) -> None:
+        #: The last hour's latencies per route, with their times (the dashboard's charts).
+        self.recent = RecentLatencies()
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "llmins_http_requests",

@@ -164,6 +164,11 @@ def test_reads_need_the_key_where_reads_are_protected(keyed, monkeypatch) -> Non
             f"/v1/jobs/{job}",
             f"/v1/users/{USER}",
             f"/v1/users/{USER}/recommendations",
+            "/dashboard",
+            "/dashboard/items",
+            f"/dashboard/items/{warm_item()}",
+            f"/dashboard/users/{USER}",
+            "/dashboard/jobs",
         )
         for path in data_reads:
             for name, headers in NOT_THE_KEY.items():
