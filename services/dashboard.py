@@ -86,9 +86,7 @@ def item_view(runtime: Runtime, item_id: str) -> dict | None:
     neighbours: list[tuple[ItemRecord, float]] = []
     if vector is not None and record.withdrawn_at is None:
         hits = runtime.index.top("items", vector, 10, [record.index])
-        found = store.get_items(list(store.item_ids([row for row, _ in hits]).values()))
-        rows = store.item_ids([row for row, _ in hits])
-        neighbours = [(found[rows[row]], score) for row, score in hits if rows.get(row) in found]
+        neighbours = _records(runtime, hits)
     return {
         "item": record,
         "job": store.latest_job(item_id),
@@ -129,10 +127,9 @@ def user_view(runtime: Runtime, user_id: str, k: int = 10) -> dict | None:
                 hits = [runtime.index.top("items", vector, k, seen_rows, c) for c in POOLS.values()]
                 vector_source = "folded_in"
         if vector_source is not None:
-            for pool, ranked in zip(POOLS, hits, strict=True):
-                rows = store.item_ids([r for r, _ in ranked])
-                found = store.get_items(list(rows.values()))
-                lists[pool] = [(found[rows[r]], s) for r, s in ranked if rows.get(r) in found]
+            lists = {
+                pool: _records(runtime, ranked) for pool, ranked in zip(POOLS, hits, strict=True)
+            }
     return {
         "user_id": user_id,
         "interactions": interactions,
@@ -162,6 +159,13 @@ def job_brief(job: JobRecord) -> str:
     """A job's result in one line (the whole record is one click away on the page)."""
     result = job.result or {}
     return " · ".join(f"{name} {result[name]}" for name in BRIEF_FIELDS if name in result)
+
+
+def _records(runtime: Runtime, hits: list[tuple[int, float]]) -> list[tuple[ItemRecord, float]]:
+    """Ranked (row, score) pairs as (item record, score), rows without an item left out."""
+    rows = runtime.store.item_ids([row for row, _ in hits])
+    found = runtime.store.get_items(list(rows.values()))
+    return [(found[rows[row]], score) for row, score in hits if rows.get(row) in found]
 
 
 def _manifest(path: str) -> dict | None:
