@@ -1,8 +1,9 @@
 """What the refreshed user tables buy, the backbone held equal: items warmed after a
 refresh by its warmer (histories, tables and new users following the new version) against
 the warmer a backbone-only refresh hands on (the first version's tables, the new user
-vectors), and against the followed warmer with the first version's text-to-users heads
-(what refitting them to the new backbone buys).
+vectors), and, where the refresh refitted the text-to-users heads
+(``LLMINS_REFRESH_REFITS_TEXT_TO_USERS``), against the followed warmer with the first
+version's heads (what the refit buys).
 
 It reads the refreshed arm of a finished ``bench/timeline.py`` run: the first and the
 active model version of that state. ``--items later`` warms the items the timeline held
@@ -75,7 +76,8 @@ def main() -> None:
         "first version's tables": (kept, active),
         "no refresh": (first.warmer, first),
     }
-    if first.warmer.text_to_users is not None:
+    refitted = active.warmer.text_to_users is not None
+    if refitted and "refit" in active.warmer.text_to_users.info:
         first_heads = replace(active.warmer, text_to_users=first.warmer.text_to_users)
         warmers["first version's text-to-users heads"] = (first_heads, active)
     per_item, per_user = {}, {}
