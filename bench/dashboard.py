@@ -40,6 +40,7 @@ def main() -> None:
     args = parser.parse_args()
 
     store = Store(f"sqlite:///{args.state_dir / 'llmins.sqlite'}")
+    store.migrate()  # as the server does when it opens the state
     posted = [item for item in store.search_items(None, 200) if item.origin == "api"]
     warm_item = next(
         row for row, (_, origin) in sorted(store.indexed_items().items()) if origin == "dataset"
