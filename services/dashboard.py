@@ -45,6 +45,7 @@ def overview(runtime: Runtime, served: list[tuple[float, float]]) -> dict:
         "manifest": manifest,
         "choices": _choices(manifest) if manifest else {},
         "counts": counts,
+        "origins": store.item_origins(),
         "queue": {
             status: jobs.get("warm_up", {}).get(status, 0) for status in ("queued", "running")
         },

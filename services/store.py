@@ -977,6 +977,17 @@ class Store:
             users = session.scalar(select(func.count()).select_from(User))
         return {"items": items, "users": users, "interactions": interactions}
 
+    def item_origins(self) -> dict[str, int]:
+        """Items by origin: the data set's (learned) and the posted (warmed) ones, withdrawn
+        items left out."""
+        statement = (
+            select(Item.origin, func.count())
+            .where(Item.withdrawn_at.is_(None))
+            .group_by(Item.origin)
+        )
+        with self.session() as session:
+            return {origin: n for origin, n in session.execute(statement)}
+
     # -- bulk loading (bootstrap) -----------------------------------------------------
 
     def is_empty(self) -> bool:

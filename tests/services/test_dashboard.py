@@ -50,6 +50,11 @@ def test_overview_and_jobs_pages_count_what_the_store_holds(service) -> None:
     html = client.get("/dashboard").text
     counts = runtime.store.counts()
     assert f'<p class="big">{counts["users"]}</p>' in html
+    origins = runtime.store.item_origins()
+    # The state holds the data set's warm items; cold ones arrive through the API.
+    assert origins["api"] >= 1 and origins["dataset"] == len(planted_dataset().warm_items)
+    shown = f"data set {origins['dataset']} · posted {origins['api']}"
+    assert shown in html
     assert runtime.store.active_version().id in html
     assert "requests to this process" in html  # the recommendation above, charted
     jobs = client.get("/dashboard/jobs", params={"kind": "warm_up", "status": "succeeded"}).text
