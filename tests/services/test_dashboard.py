@@ -69,6 +69,8 @@ def test_unknown_ids_and_bad_filters_are_refused_with_a_reason(service) -> None:
     bad = client.get("/dashboard/jobs", params={"kind": "nonsense"})
     assert bad.status_code == 422 and "kind" in bad.text
     assert client.get("/dashboard/items/" + "x" * 500).status_code == 422
+    nul = client.get("/dashboard/items", params={"q": "a\x00b"})  # PostgreSQL refuses NUL
+    assert nul.status_code == 422 and "q" in nul.text
 
 
 def test_a_service_started_empty_shows_its_pages(empty_service) -> None:

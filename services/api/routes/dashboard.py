@@ -20,13 +20,15 @@ from fastapi.templating import Jinja2Templates
 from services import dashboard
 from services.api.dependencies import PathId, RuntimeDep
 
-router = APIRouter(prefix="/dashboard", include_in_schema=False)
+router = APIRouter(prefix="/dashboard", tags=["dashboard"])
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
 templates.env.globals.update(job_seconds=dashboard.job_seconds, job_brief=dashboard.job_brief)
 #: The route whose latency the overview charts (the template of the recommendations route).
 RECOMMENDATIONS = "/v1/users/{user_id}/recommendations"
 PLOTLY_JS = files("plotly") / "package_data" / "plotly.min.js"
 STATIC = Path(__file__).resolve().parent.parent / "static"
+#: PostgreSQL's text cannot hold NUL: a search for one is refused (422), not a 500.
+NO_NUL = r"^[^\x00]*$"
 #: A day: the scripts change only with the installed package.
 CACHED = {"Cache-Control": "public, max-age=86400"}
 
@@ -45,7 +47,7 @@ def overview(request: Request, runtime: RuntimeDep) -> HTMLResponse:
 def items(
     request: Request,
     runtime: RuntimeDep,
-    q: Annotated[str | None, Query(max_length=200)] = None,
+    q: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
 ) -> HTMLResponse:
     return page(request, "items.html", query=q or "", items=dashboard.search(runtime, q))
 
