@@ -130,6 +130,10 @@ class InProcessQueue:
 
     def close(self) -> None:
         self._stopped.set()
+        if self._timer is not None:
+            # A tick that woke just before the stop has created its refresh job: it is
+            # submitted before the executor shuts down, so no job is left queued for ever.
+            self._timer.join()
         with self._lock:
             for timer in self._retries:
                 timer.cancel()

@@ -453,6 +453,10 @@ def test_the_embedded_timer_refreshes_on_its_own(service) -> None:
         time.sleep(0.05)
     timed.close()
     assert runtime.store.active_version().id != before
+    # Closing waits for the timer: every refresh job it created ran (none left queued, which
+    # the next start would report as interrupted).
+    assert not runtime.store.recent_jobs(["refresh"], "queued")
+    assert not runtime.store.recent_jobs(["refresh"], "running")
 
 
 class HeldQueue:
