@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from models.llmins.online import LM_EVIDENCE
 from services.index import PointQuery
 from services.runtime import Runtime
 from services.store import ItemRecord, JobRecord
@@ -40,6 +41,7 @@ def overview(runtime: Runtime, served: list[tuple[float, float]]) -> dict:
     jobs = store.job_counts()
     since = datetime.now(UTC) - WINDOW
     warm_ups = store.recent_jobs(["warm_up"], "succeeded", limit=10_000, finished_since=since)
+    waits = [(job.finished_at - job.created_at).total_seconds() for job in warm_ups]
     return {
         "version": None if active is None else asdict(active),
         "manifest": manifest,
@@ -51,13 +53,9 @@ def overview(runtime: Runtime, served: list[tuple[float, float]]) -> dict:
         },
         "failed_warm_ups": jobs.get("warm_up", {}).get("failed", 0),
         "warm_up_chart": _latency_chart(
-            [job.finished_at for job in warm_ups],
-            [(job.finished_at - job.created_at).total_seconds() for job in warm_ups],
-            "warm-up: posted to warm (s)",
+            [job.finished_at for job in warm_ups], waits, "warm-up: posted to warm (s)"
         ),
-        "warm_up_summary": _summary(
-            [(j.finished_at - j.created_at).total_seconds() for j in warm_ups]
-        ),
+        "warm_up_summary": _summary(waits),
         "recommendation_chart": _latency_chart(
             [datetime.fromtimestamp(at, UTC) for at, _ in served],
             [seconds * 1000 for _, seconds in served],
@@ -207,7 +205,7 @@ def _latency_chart(times: list[datetime], values: list[float], title: str) -> st
 
 def _evidence_order(name: str) -> tuple[int, str]:
     """Filter signals first, then the filter's summary, the LM's answer last."""
-    rank = {"history length": 1, "merged": 2, "lm P(yes)": 3}
+    rank = {"history length": 1, "merged": 2, LM_EVIDENCE: 3}
     return rank.get(name, 0), name
 
 
