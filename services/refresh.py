@@ -36,8 +36,12 @@ def refresh(runtime: Runtime, max_epochs: int = 100, progress: bool = False) -> 
     active = store.active_version()
     if active is None:
         raise LookupError("no model version is active: train one first")
-    rows = len(runtime.release().user_ids)  # the serving copy: no tables to read
-    data = store.training_snapshot(since=active.created_at, first_new_row=rows)
+    serving = runtime.release()  # the serving copy: no tables to read
+    data = store.training_snapshot(
+        since=active.created_at,
+        first_new_row=len(serving.user_ids),
+        texts_from=0 if _reads_every_text(runtime, serving) else len(serving.items),
+    )
     trained, new = data.pairs[~data.recent], data.pairs[data.recent]
     warmed = store.simulated_since(active.created_at)
     if not len(new) and not warmed:
@@ -63,6 +67,7 @@ def refresh(runtime: Runtime, max_epochs: int = 100, progress: bool = False) -> 
     simulated = store.simulated_interaction_indices()
     simulated = simulated[~np.isin(simulated[:, 1], graduates)]
     n_items = max(len(release.items), max(catalogue, default=-1) + 1, len(data.item_texts))
+    texts = (data.item_texts + [""] * n_items)[:n_items]
     item_vectors = np.zeros((n_items, release.items.shape[1]), dtype=np.float32)
     item_vectors[: len(release.items)] = release.items
     if len(fresh):
@@ -76,8 +81,8 @@ def refresh(runtime: Runtime, max_epochs: int = 100, progress: bool = False) -> 
         item_vectors,
         fresh,
         version,
-        content=_content_of_every_row(runtime, release, data.item_texts, n_items),
-        texts=(data.item_texts + [""] * n_items)[:n_items],
+        content=_content_of_every_row(runtime, release, texts),
+        texts=None if None in texts else texts,
         new_users=_arrived_users(release, data, item_vectors),
         refit_text_to_users=runtime.settings.refresh_refits_text_to_users,
         max_epochs=max_epochs,
@@ -107,15 +112,33 @@ def refresh(runtime: Runtime, max_epochs: int = 100, progress: bool = False) -> 
     }
 
 
+def _reads_every_text(runtime: Runtime, release: ModelRelease) -> bool:
+    """Whether a refresh of ``release`` needs the text of every item, not only of those
+    indexed since: its prompts list history texts, or the text-to-users refit runs a
+    fine-tuned LM over every item."""
+    warmer = release.warmer
+    refits_lm = (
+        runtime.settings.refresh_refits_text_to_users
+        and warmer.text_to_users is not None
+        and warmer.text_to_users.finetuned
+    )
+    return warmer.prompts is not None or refits_lm
+
+
 def _content_of_every_row(
-    runtime: Runtime, release: ModelRelease, texts: list[str], n_items: int
+    runtime: Runtime, release: ModelRelease, texts: list[str | None]
 ) -> np.ndarray:
-    """Content vectors of item rows ``0..n_items``: the version's own, and the items
-    indexed since (posted ones) embedded from their texts, for the users' histories."""
+    """Content vectors of every item row (``texts``: one per row): the version's own, and
+    the items indexed since (posted ones) embedded from their texts, for the users'
+    histories."""
+    n_items = len(texts)
     known = np.asarray(release.warmer.history.content, dtype=np.float32)[:n_items]
     if len(known) == n_items:
         return known
-    added = runtime.embed_all(texts[len(known) : n_items])
+    unread = [row for row in range(len(known), n_items) if texts[row] is None]
+    if unread:
+        raise RuntimeError(f"item rows from {unread[0]} have no content vector and no text")
+    added = runtime.embed_all(texts[len(known) :])
     return np.concatenate([known, added.astype(np.float32)])
 
 

@@ -133,7 +133,8 @@ class TrainingData:
 
     Attributes:
         item_texts: every indexed item's text, by row (withdrawn ones too: their rows stay
-            theirs; they have no interactions here, so no model learns them).
+            theirs; they have no interactions here, so no model learns them); None for the
+            rows before the snapshot's ``texts_from``, which were not read.
         user_ids: every user with a row, by row: the model's users and ``new_users``.
         new_users: users outside the model given the next rows (written at the switch:
             :meth:`Store.adopt_users`).
@@ -142,7 +143,7 @@ class TrainingData:
             (what a refresh has not trained on yet; all False without ``since``).
     """
 
-    item_texts: list[str]
+    item_texts: list[str | None]
     user_ids: list[str]
     new_users: dict[str, int]
     pairs: np.ndarray
@@ -503,17 +504,25 @@ class Store:
         raise StoreError("could not give every item a row index")
 
     def training_snapshot(
-        self, since: datetime | None = None, first_new_row: int | None = None
+        self,
+        since: datetime | None = None,
+        first_new_row: int | None = None,
+        texts_from: int = 0,
     ) -> TrainingData:
         """What a model version trained from the store learns from, read in one
         transaction: see :class:`TrainingData`. ``since`` marks the pairs recorded from
         then on; users outside the model get rows from ``first_new_row`` (default: after
-        the last user row)."""
+        the last user row). Texts are read from row ``texts_from`` on: a refresh whose
+        version already holds the earlier rows' content vectors, and lists no texts in
+        prompts, reads only the items indexed since (the catalogue's texts can be most of
+        the store)."""
         with self.session() as session:
+            last = session.execute(select(func.max(Item.index))).scalar()
+            texts: list[str | None] = [None] * (0 if last is None else last + 1)
+            texts[texts_from:] = [""] * max(len(texts) - texts_from, 0)
             rows = session.execute(
-                select(Item.index, Item.text).where(Item.index.is_not(None))
+                select(Item.index, Item.text).where(Item.index >= texts_from)
             ).all()
-            texts = [""] * (max((index for index, _ in rows), default=-1) + 1)
             for index, text in rows:
                 texts[index] = text
             users = session.execute(select(User.id, User.index)).all()

@@ -259,6 +259,36 @@ def test_a_refresh_swaps_the_model_and_keeps_serving(service) -> None:
     assert f"new-{item}" in [r["item_id"] for r in items["items"]]
 
 
+def test_a_refresh_reads_only_the_texts_of_items_indexed_since(service, monkeypatch) -> None:
+    """The version holds every earlier row's content vector and asks no LM, so the
+    catalogue's texts stay in the store; the posted item's text is read and embedded."""
+    client, runtime, queue = service
+    data = planted_dataset()
+    item = int(data.cold_test_items[4])
+    post_cold_item(client, queue, item, suffix="-texts")
+    rows = len(runtime.release().items)
+    snapshots = []
+    snapshot = runtime.store.training_snapshot
+
+    def recorded(*args, **kwargs):
+        snapshots.append(snapshot(*args, **kwargs))
+        return snapshots[-1]
+
+    monkeypatch.setattr(runtime.store, "training_snapshot", recorded)
+    record = refresh(runtime, max_epochs=1)
+
+    assert "skipped" not in record
+    assert runtime.release().warmer.prompts is None
+    (texts,) = [taken.item_texts for taken in snapshots]
+    assert texts[:rows] == [None] * rows
+    posted = runtime.store.get_item(f"new-{item}-texts")
+    assert texts[posted.index] == data.item_texts[item]
+    content = runtime.release(tables=True).warmer.history.content
+    np.testing.assert_allclose(
+        content[posted.index], runtime.embed_all([data.item_texts[item]])[0], rtol=1e-4, atol=1e-6
+    )
+
+
 def test_a_posted_item_with_enough_real_users_graduates_at_the_refresh(service) -> None:
     client, runtime, queue = service
     data = planted_dataset()

@@ -239,6 +239,14 @@ def test_a_user_first_seen_in_an_interaction_is_added_outside_the_model(loaded) 
     assert loaded.user_index("newcomer") is None
 
 
+def test_a_snapshot_reads_texts_from_the_row_it_is_asked_for(loaded) -> None:
+    loaded.load_items([("i2", "third paper", 2, "warm")])
+    texts = ["first paper", "second paper", "third paper"]
+    assert loaded.training_snapshot().item_texts == texts
+    assert loaded.training_snapshot(texts_from=1).item_texts == [None, *texts[1:]]
+    assert loaded.training_snapshot(texts_from=3).item_texts == [None, None, None]
+
+
 def test_users_past_a_versions_rows_are_folded_in_again(loaded) -> None:
     """A retraining on a data set without the users a refresh adopted: they have no row
     in it, so they go back outside the model rather than point past its tables."""
