@@ -56,7 +56,8 @@ class LLMInSConfig:
         refine: False keeps the filter's own top ``keep``.
         lm: ``auto`` uses the simulator's score where validation measured a gain, ``always``
             or ``never``. In ``paper`` mode the simulator alone decides, P(Yes) >= threshold.
-        update: ``full`` (retrain the backbone on warm ∪ simulated) or ``online``.
+        update: ``full`` (retrain the backbone on warm ∪ simulated; where the retrained
+            tables serve validation worse than the online ones, those stay) or ``online``.
         text_encoder: ``fine-tuned`` or ``frozen`` text-to-users encoder, for the
             ``text2users`` signal and the prior.
         prior: blend each cold row with its text-to-users vector, the weight chosen on

@@ -124,3 +124,38 @@ def test_the_prior_blend_is_chosen_on_validation_and_never_loses_to_the_fit(benc
     assert scores[str(with_prior["blend"]["weight"])] == max(scores.values())
     without = warm_up(bench, replace(config, prior=False), None).info["online_update"]
     assert without["blend"]["weight"] == 0.0 and not without["val_cold_ndcg_by_blend"]
+
+
+def test_the_full_update_keeps_the_online_table_where_retraining_serves_validation_worse(
+    bench,
+) -> None:
+    """LightGCN serves items through its graph, so the retraining's starting point is not
+    the online table: a retraining that cannot move (learning rate ~0) only propagates,
+    and validation keeps the online rows and the backbone's users instead."""
+    import torch
+
+    from models.backbones import BackboneConfig, build_backbone
+    from models.training import TrainConfig
+
+    data = bench.dataset
+    config = BackboneConfig(dim=32, layers=2)
+    model = build_backbone(
+        "lightgcn", data.n_users, data.n_items, data.splits["warm_train"], config
+    )
+    model.user_embedding.weight.data = torch.from_numpy(bench.users)
+    model.item_embedding.weight.data = torch.from_numpy(bench.items)
+    train = TrainConfig(lr=1e-9, batch_size=256, max_epochs=2, eval_every=1, patience=1)
+    variant = replace(VARIANTS["no-lm"], **SMALL)
+    result = warm_up(
+        bench, replace(variant, update="full"), Backbone("lightgcn", model, config, train)
+    )
+    online = warm_up(bench, replace(variant, update="online"), None)
+
+    record = result.info["full_update"]
+    assert record["kept"] == "online"
+    assert record["val_overall_ndcg@20"]["online"] > record["val_overall_ndcg@20"]["full"]
+    np.testing.assert_array_equal(result.users, bench.users)
+    np.testing.assert_array_equal(result.items, online.items)
+    assert validation_ndcg(data, result.users, result.items, "overall") == pytest.approx(
+        record["val_overall_ndcg@20"]["online"]
+    )
