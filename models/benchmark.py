@@ -171,6 +171,8 @@ def fit_method(
         return ColdStartEmbeddings(users, items, {"note": "cold items keep untrained embeddings"})
     if method not in GENERATOR_GRID:
         raise ValueError(f"unknown method {method!r}")
+    if method == "deepmusic" and config.generator_config is None:
+        return bench.deepmusic  # the same grid and seed: llmins' prior may have fitted it
     grid = (config.generator_config,) if config.generator_config else GENERATOR_GRID[method]
     return fit_baseline(method, dataset, content, users, items, grid, config, seed)
 

@@ -15,6 +15,7 @@ from models.baselines.common import (
     cold_item_ids,
 )
 from models.baselines.generator import (
+    ContentMap,
     ContentMLP,
     GeneratorConfig,
     fit_with_early_stopping,
@@ -60,5 +61,8 @@ def fit_deepmusic(
     )
     items, scale = choose_cold_scale(dataset, user_embeddings, cold_table())
     return ColdStartEmbeddings(
-        user_embeddings, items, {**training, **scale, "generator": config.to_dict()}
+        user_embeddings,
+        items,
+        {**training, **scale, "generator": config.to_dict()},
+        ContentMap.fitted_on(model, content, warm),
     )

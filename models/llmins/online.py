@@ -114,7 +114,8 @@ class ItemWarmer:
 
     Attributes:
         signals: the filter signals, in the refiner's feature order.
-        content_maps: content -> item vector per subtower signal (collaborative, language).
+        content_maps: content -> item vector per subtower signal (collaborative, language),
+            and the prior's map where the blend reads one besides text-to-users.
         signal_users: the subtowers' user tables, scored against those item vectors.
         history: the late-interaction history similarity over the warm items.
         weights: merge weight per signal (validation's choice).
@@ -129,7 +130,7 @@ class ItemWarmer:
         prompts: the simulator's prompts (with ``screen``).
         text_to_users: the LM tuned to map an item's text into the users' space, where the
             ``text2users`` signal or the prior reads it.
-        blend: the mix of the fitted vector with the text-to-users prior (validation's).
+        blend: the mix of the fitted vector with a content map's prior (validation's).
         user_tower: the language subtower's user tower (input:
             :func:`models.llmins.towers.history_inputs`), which gives a user whose history
             changed a new ``language`` row; None in versions saved before it was kept.
@@ -308,12 +309,19 @@ class ItemWarmer:
             if len(columns):
                 sums = pool.backbone[local[row, columns]].astype(np.float64).sum(0)
                 fitted[row] = sums @ self.inverse
-        prior = None if mapped is None else mapped.items
-        vectors = self.scale.apply(self.blend.apply(fitted, prior))
+        vectors = self.scale.apply(self.blend.apply(fitted, self._prior(content, mapped)))
         if self.uses_lm:
             for values in evidence:  # every candidate left was asked: its logit as P(Yes)
                 values[:, -1] = 1.0 / (1.0 + np.exp(-values[:, -1]))
         return WarmedItems(candidates, kept, probabilities, vectors, evidence, tuple(names))
+
+    def _prior(self, content: np.ndarray, mapped: Mapped | None) -> np.ndarray | None:
+        """The items' vectors under the content map the blend chose (None: no blend)."""
+        if self.blend.weight == 0.0:
+            return None
+        if self.blend.source == "text2users":
+            return mapped.items
+        return self.content_maps[self.blend.source](content)
 
     def _ask_lm(
         self,
@@ -487,8 +495,11 @@ def fit_item_warmer(
         content_maps["language"] = bench.language.item_map
         signal_users["language"] = bench.language.users
         user_tower = bench.language.user_map
+    blend = Blend(**update_info["blend"])
+    if blend.weight and blend.source != "text2users":
+        content_maps[blend.source] = bench.deepmusic.content_map
     text_to_users = None
-    if config.uses_text_to_users:
+    if "text2users" in config.signals or (blend.weight and blend.source == "text2users"):
         text_to_users = bench.text_to_users(config.text_encoder)[0]
     if "text2users" in config.signals:
         signal_users["text2users"] = bench.users
@@ -505,7 +516,7 @@ def fit_item_warmer(
         scale=ColdScale.from_info(update_info),
         content_scale=ColdScale.from_info(bench.collaborative.info),
         text_to_users=text_to_users,
-        blend=Blend(**update_info["blend"]),
+        blend=blend,
         user_tower=user_tower,
     )
     simulator = None

@@ -217,7 +217,7 @@ def update_online(
     """The online update of a simulation: item table, record, and the pairs it kept.
 
     Validation chooses how many of each item's ranked users to keep (``config.keeps``), the
-    ridge, the blend with the text-to-users prior and the rows' length; the record's
+    ridge, the prior and its blend weight and the rows' length; the record's
     precision, adoption and pairs per item are those of the chosen count.
     """
     table, update_info = online_update(
@@ -227,7 +227,7 @@ def update_online(
         simulation.pairs,
         ranks=simulation.ranks,
         keeps=simulation.info["keep_choices"],
-        prior=bench.prior(config),
+        priors=bench.priors(config),
     )
     info = {**simulation.info, "online_update": update_info}
     if config.uses_text_to_users:

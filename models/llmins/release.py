@@ -150,11 +150,13 @@ def train_release(
     settings. Users keep the data set's ids, as decimal strings.
     """
     towers, collaborative = TowerConfig(), GENERATOR_GRID["aldi"]
+    deepmusic = GENERATOR_GRID["deepmusic"]
     text_to_users = TextToUsersConfig()
     if max_epochs is not None:
         config = replace(config, train_config=replace(config.train_config, max_epochs=max_epochs))
         towers = replace(towers, training=replace(towers.training, max_epochs=max_epochs))
         collaborative = tuple(replace(g, max_epochs=max_epochs) for g in collaborative)
+        deepmusic = tuple(replace(g, max_epochs=max_epochs) for g in deepmusic)
         text_to_users = replace(text_to_users, max_epochs=min(max_epochs, text_to_users.max_epochs))
     seconds: dict[str, float] = {}
     started = time.perf_counter()
@@ -171,6 +173,7 @@ def train_release(
         config.simulator,
         towers=towers,
         collaborative=collaborative,
+        deepmusic=deepmusic,
         text_to_users=text_to_users,
         encoder_path=config.encoder_path,
         progress=config.progress,

@@ -16,7 +16,7 @@ Two ways, reported side by side:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -87,20 +87,27 @@ def choose_fold_in_ridge(
 #: Weights tried for the content prior in the blend with the fitted vector.
 BLEND_GRID: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 
+#: Content maps that compete as the prior: the text-to-users items head, and a DeepMusic
+#: regression of the backbone's item vectors on the frozen content vectors. Which maps a
+#: data set's items best depends on the backbone (the regression suits LightGCN's smoothed
+#: item vectors better on ML-100K), so validation picks.
+PRIORS: tuple[str, ...] = ("text2users", "deepmusic")
+
 
 @dataclass(frozen=True)
 class Blend:
     """A cold row as ``(1 - weight) * fitted / fitted_norm + weight * prior / prior_norm``.
 
     The fitted vector (from the simulated users) and the prior (the item's content mapped
-    into the backbone's space) are put on one scale by their mean norms over the cold
-    items before mixing, so ``weight`` means the same on any data set. Weight 0 is the
-    fitted vector alone.
+    into the backbone's space by the content map ``source``, one of :data:`PRIORS`) are
+    put on one scale by their mean norms over the cold items before mixing, so ``weight``
+    means the same on any data set. Weight 0 is the fitted vector alone.
     """
 
     weight: float = 0.0
     fitted_norm: float = 1.0
     prior_norm: float = 1.0
+    source: str = PRIORS[0]
 
     def apply(self, fitted: np.ndarray, prior: np.ndarray | None) -> np.ndarray:
         if self.weight == 0.0 or prior is None:
@@ -124,16 +131,17 @@ def online_update(
     ridges: Sequence[float] = RIDGE_GRID,
     ranks: np.ndarray | None = None,
     keeps: Sequence[int] = (),
-    prior: np.ndarray | None = None,
+    priors: Mapping[str, np.ndarray] | None = None,
     blends: Sequence[float] = BLEND_GRID,
 ) -> tuple[np.ndarray, dict]:
     """Cold rows fitted to their simulated users; every choice made on validation.
 
     Chosen on the cold validation NDCG@20: the number of simulated users kept per item
     (with ``ranks``, each pair's rank in its item's list, and ``keeps`` to try; else every
-    pair counts), the ridge, then the blend with ``prior`` (``(n_items, d)`` content-side
-    vectors in the backbone's space; None: no blend), and last the rows' length on the
-    overall validation NDCG@20. Returns the table and what was chosen and measured.
+    pair counts), the ridge, then the blend with one of ``priors`` (per content map,
+    ``(n_items, d)`` content-side vectors in the backbone's space; none: no blend), and
+    last the rows' length on the overall validation NDCG@20. Returns the table and what
+    was chosen and measured.
     """
     cold = cold_item_ids(dataset)
     inverses = {ridge: ridge_inverse(users, ridge) for ridge in ridges}
@@ -155,17 +163,19 @@ def online_update(
                 best = (score, keep, ridge, fitted)
     _, keep, ridge, fitted = best
     blend, blend_scores = Blend(), {}
-    if prior is not None:
-        fitted_norm = float(np.linalg.norm(fitted, axis=1).mean())
+    priors = priors or {}
+    fitted_norm = float(np.linalg.norm(fitted, axis=1).mean())
+    best_score = -1.0
+    for source, prior in priors.items():
         prior_norm = float(np.linalg.norm(prior[cold], axis=1).mean())
-        best_score = -1.0
+        by_weight = blend_scores[source] = {}
         for weight in blends:
-            candidate = Blend(weight, fitted_norm, prior_norm)
-            blend_scores[str(weight)] = cold_ndcg(candidate.apply(fitted, prior[cold]))
-            if blend_scores[str(weight)] > best_score:
-                blend, best_score = candidate, blend_scores[str(weight)]
+            candidate = Blend(weight, fitted_norm, prior_norm, source)
+            by_weight[str(weight)] = cold_ndcg(candidate.apply(fitted, prior[cold]))
+            if by_weight[str(weight)] > best_score:
+                blend, best_score = candidate, by_weight[str(weight)]
     table = items.copy()
-    table[cold] = blend.apply(fitted, None if prior is None else prior[cold])
+    table[cold] = blend.apply(fitted, priors[blend.source][cold] if priors else None)
     table, scale = choose_cold_scale(dataset, users, table)
     info = {
         "keep": keep,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from models.llmins.filtering import SIGNALS
+from models.llmins.update import PRIORS
 
 #: Simulated users per item tried on validation (the update keeps the best count): items
 #: of different data sets have from a handful to hundreds of real users.
@@ -60,8 +61,9 @@ class LLMInSConfig:
             tables serve validation worse than the online ones, those stay) or ``online``.
         text_encoder: ``fine-tuned`` or ``frozen`` text-to-users encoder, for the
             ``text2users`` signal and the prior.
-        prior: blend each cold row with its text-to-users vector, the weight chosen on
-            validation (0 leaves the fitted vector alone).
+        priors: the content maps (of :data:`models.llmins.update.PRIORS`) that compete,
+            on validation, as the prior each cold row is blended with (the weight is
+            chosen too; 0 leaves the fitted vector alone; empty: no blend).
         update_lr_factor: the full update's learning rate as a share of the backbone's. It
             continues from trained parameters, so a fresh Adam at full rate only shakes them
             (MF on CiteULike kept its starting point); validation chose 1/30 of 1, 1/10, 1/30
@@ -81,7 +83,7 @@ class LLMInSConfig:
     lm: str = "auto"
     update: str = "full"
     text_encoder: str = "fine-tuned"
-    prior: bool = True
+    priors: tuple[str, ...] = PRIORS
     update_lr_factor: float = 1 / 30
     lm_items: int = 150
     lm_candidates: int = 30
@@ -98,6 +100,8 @@ class LLMInSConfig:
             raise ValueError(f"text_encoder must be one of {TEXT_ENCODERS}")
         if self.keep is None and not self.keeps and self.threshold is None:
             raise ValueError("give keep, keeps or threshold")
+        if set(self.priors) - set(PRIORS):
+            raise ValueError(f"priors must be a subset of {PRIORS}")
         unknown = set(self.signals) - set(SIGNALS)
         if unknown or not self.signals:
             raise ValueError(f"signals must be a non-empty subset of {SIGNALS}")
@@ -119,15 +123,21 @@ class LLMInSConfig:
 
     @property
     def uses_text_to_users(self) -> bool:
-        return "text2users" in self.signals or self.prior
+        return "text2users" in self.signals or "text2users" in self.priors
 
     @classmethod
     def from_dict(cls, record: dict) -> LLMInSConfig:
-        """The inverse of :meth:`to_dict` (JSON turns tuples into lists)."""
+        """The inverse of :meth:`to_dict` (JSON turns tuples into lists). A record
+        written before the prior was chosen among content maps (``prior``: a flag) had
+        the text-to-users prior alone."""
+        record = dict(record)
+        if "prior" in record:
+            record["priors"] = ("text2users",) if record.pop("prior") else ()
         return cls(
             **{
                 **record,
                 "signals": tuple(record["signals"]),
+                "priors": tuple(record.get("priors", ())),
                 "keeps": tuple(record.get("keeps", ())),
                 "simulator_training": SimulatorTraining(**record["simulator_training"]),
             }
@@ -145,11 +155,9 @@ def _without(*names: str) -> tuple[str, ...]:
 #: measurement costs thousands of CPU prompts. ``filterllm`` is the text-to-users encoder
 #: alone (its top users, no refiner, no prior); ``no-ft`` is ``llmins`` on the frozen LM.
 VARIANTS: dict[str, LLMInSConfig] = {
-    "knn": LLMInSConfig(
-        signals=("history",), refine=False, lm="never", update="online", prior=False
-    ),
+    "knn": LLMInSConfig(signals=("history",), refine=False, lm="never", update="online", priors=()),
     "filterllm": LLMInSConfig(
-        signals=("text2users",), refine=False, lm="never", update="online", prior=False
+        signals=("text2users",), refine=False, lm="never", update="online", priors=()
     ),
     "llmins": LLMInSConfig(),
     "no-ft": LLMInSConfig(text_encoder="frozen"),
@@ -161,19 +169,19 @@ VARIANTS: dict[str, LLMInSConfig] = {
         threshold=0.5,
         signals=("collaborative", "language"),
         lm="paper",
-        prior=False,
+        priors=(),
         simulator_training=SimulatorTraining(negatives="random", history="random"),
     ),
     "random": LLMInSConfig(
-        candidates="random", refine=False, lm="never", update="online", prior=False
+        candidates="random", refine=False, lm="never", update="online", priors=()
     ),
-    "random+refine": LLMInSConfig(candidates="random", lm="never", update="online", prior=False),
+    "random+refine": LLMInSConfig(candidates="random", lm="never", update="online", priors=()),
     "no-cs": LLMInSConfig(signals=_without("collaborative"), lm="never", update="online"),
     "no-ls": LLMInSConfig(signals=_without("language", "history"), lm="never", update="online"),
     "no-t2u": LLMInSConfig(
-        signals=_without("text2users"), lm="never", update="online", prior=False
+        signals=_without("text2users"), lm="never", update="online", priors=("deepmusic",)
     ),
-    "no-prior": LLMInSConfig(lm="never", update="online", prior=False),
+    "no-prior": LLMInSConfig(lm="never", update="online", priors=()),
     "no-refine": LLMInSConfig(refine=False, lm="never", update="online"),
     "no-lm": LLMInSConfig(lm="never", update="online"),
 }

@@ -14,6 +14,7 @@ import numpy as np
 from models.baselines import GENERATOR_GRID
 from models.baselines.aldi import AldiConfig, fit_aldi
 from models.baselines.common import ColdStartEmbeddings, best_on_validation
+from models.baselines.deepmusic import fit_deepmusic
 from models.baselines.generator import GeneratorConfig
 from models.data.dataset import ColdStartDataset
 from models.llmins.filtering import (
@@ -47,6 +48,7 @@ class Workbench:
         simulator: SimulatorConfig = SimulatorConfig(),
         towers: TowerConfig = TowerConfig(),
         collaborative: Sequence[GeneratorConfig] = GENERATOR_GRID["aldi"],
+        deepmusic: Sequence[GeneratorConfig] = GENERATOR_GRID["deepmusic"],
         history_top: int = 3,
         text_to_users: TextToUsersConfig = TextToUsersConfig(),
         encoder_path: str | None = None,
@@ -60,6 +62,7 @@ class Workbench:
         self.simulator_config = replace(simulator, seed=seed)
         self.tower_config = replace(towers, training=replace(towers.training, seed=seed))
         self.collaborative_grid = [replace(generator, seed=seed) for generator in collaborative]
+        self.deepmusic_grid = [replace(generator, seed=seed) for generator in deepmusic]
         self.history_top = history_top
         self.text_to_users_config = replace(text_to_users, seed=seed)
         self.encoder_path = encoder_path
@@ -187,9 +190,30 @@ class Workbench:
             )
         return self._weights[key]
 
-    def prior(self, config: LLMInSConfig) -> np.ndarray | None:
-        """The text-to-users vectors a variant blends its cold rows with (None: no prior)."""
-        return self.text_to_users(config.text_encoder)[1].items if config.prior else None
+    @cached_property
+    def deepmusic(self) -> ColdStartEmbeddings:
+        """DeepMusic's regression of the backbone's item vectors on content, its settings
+        chosen among ``deepmusic`` on cold validation items, as the baseline's are (the
+        benchmark's ``deepmusic`` row is this one)."""
+
+        def fit(generator: GeneratorConfig) -> ColdStartEmbeddings:
+            return fit_deepmusic(
+                self.dataset, self.content, self.users, self.items, generator, self.progress
+            )
+
+        return self.timed(
+            "deepmusic",
+            lambda: best_on_validation("deepmusic", self.dataset, self.deepmusic_grid, fit),
+        )
+
+    def priors(self, config: LLMInSConfig) -> dict[str, np.ndarray]:
+        """Every item's vector under each content map the variant's prior chooses among
+        (the maps' own outputs, as the online warm-up computes them for a new item)."""
+        maps = {
+            "text2users": lambda: self.text_to_users(config.text_encoder)[1].items,
+            "deepmusic": lambda: self.deepmusic.content_map(self.content),
+        }
+        return {source: maps[source]() for source in config.priors}
 
     # -- simulator ---------------------------------------------------------------------
 

@@ -137,3 +137,22 @@ def test_a_warmer_that_asks_the_lm_matches_the_offline_cascade(tmp_path) -> None
     again = loaded.warm(bench.content[items], texts, LocalSimulator(simulator).p_yes)
     for row in range(len(items)):
         np.testing.assert_array_equal(again.kept[row], warmed.kept[row])
+
+
+def test_a_warmer_blending_the_deepmusic_map_matches_the_offline_run_after_a_reload(
+    bench, tmp_path
+) -> None:
+    """The prior's map travels with the warmer: a new item gets the offline run's vector.
+    (One simulated user per item fits too little for the fit alone to win validation.)"""
+    config = replace(
+        VARIANTS["llmins-online"], lm="never", k_filter=30, keep=1, keeps=(), priors=("deepmusic",)
+    )
+    warmer, info, _ = fit_item_warmer(bench, config)
+    blend = info["online_update"]["blend"]
+    assert blend["source"] == "deepmusic" and blend["weight"] > 0
+    assert "deepmusic" in warmer.content_maps
+    offline = warm_up(bench, config, backbone=None)
+    loaded = ItemWarmer.load(warmer.save(tmp_path / "warmer"))
+    items = bench.dataset.cold_test_items[:8]
+    warmed = loaded.warm(bench.content[items], texts_of(bench, items))
+    np.testing.assert_allclose(warmed.vectors, offline.items[items], rtol=1e-4, atol=1e-5)

@@ -116,14 +116,33 @@ def test_filterllm_and_no_ft_read_the_text_to_users_encoder_they_name(bench) -> 
     assert not np.array_equal(no_ft.pairs, fine_tuned.pairs)
 
 
-def test_the_prior_blend_is_chosen_on_validation_and_never_loses_to_the_fit(bench) -> None:
+def test_the_prior_and_its_blend_are_chosen_on_validation_and_never_lose_to_the_fit(
+    bench,
+) -> None:
     config = replace(VARIANTS["llmins-online"], lm="never", k_filter=30)
     with_prior = warm_up(bench, config, None).info["online_update"]
     scores = with_prior["val_cold_ndcg_by_blend"]
-    assert set(scores) == {"0.0", "0.25", "0.5", "0.75", "1.0"}
-    assert scores[str(with_prior["blend"]["weight"])] == max(scores.values())
-    without = warm_up(bench, replace(config, prior=False), None).info["online_update"]
+    assert set(scores) == {"text2users", "deepmusic"}
+    for by_weight in scores.values():
+        assert set(by_weight) == {"0.0", "0.25", "0.5", "0.75", "1.0"}
+        assert by_weight["0.0"] == scores["text2users"]["0.0"]  # the fit alone, either way
+    chosen = with_prior["blend"]
+    best = max(score for by_weight in scores.values() for score in by_weight.values())
+    assert scores[chosen["source"]][str(chosen["weight"])] == best
+    without = warm_up(bench, replace(config, priors=()), None).info["online_update"]
     assert without["blend"]["weight"] == 0.0 and not without["val_cold_ndcg_by_blend"]
+
+
+def test_the_deepmusic_prior_at_full_weight_serves_deepmusics_cold_ranking(bench) -> None:
+    """Weight 1 is the content map alone: llmins can always fall back to the baseline's
+    ranking of cold items (the map's rows, rescaled, rank users as DeepMusic's do)."""
+    config = replace(VARIANTS["llmins-online"], lm="never", k_filter=30, priors=("deepmusic",))
+    result = warm_up(bench, replace(config, keep=8, keeps=()), None)
+    scores = result.info["online_update"]["val_cold_ndcg_by_blend"]["deepmusic"]
+    deepmusic = bench.deepmusic
+    assert scores["1.0"] == pytest.approx(
+        validation_ndcg(bench.dataset, deepmusic.users, deepmusic.items, "cold"), abs=1e-6
+    )
 
 
 def test_the_full_update_keeps_the_online_table_where_retraining_serves_validation_worse(
