@@ -497,7 +497,7 @@ def fit_item_warmer(
         user_tower = bench.language.user_map
     blend = Blend(**update_info["blend"])
     if blend.weight and blend.source != "text2users":
-        content_maps[blend.source] = bench.deepmusic.content_map
+        content_maps[blend.source] = bench.prior_map(blend.source)
     text_to_users = None
     if "text2users" in config.signals or (blend.weight and blend.source == "text2users"):
         text_to_users = bench.text_to_users(config.text_encoder)[0]

@@ -280,11 +280,12 @@ def warm_up(
         # The retraining starts from the online rows, but a propagating backbone
         # (LightGCN) serves its items through the new graph, so its starting point is not
         # the online table: keep whichever serves validation better.
-        kept = {
+        scores = {
             "online": validation_ndcg(dataset, users, items, "overall"),
             "full": validation_ndcg(dataset, retrained[0], retrained_items, "overall"),
         }
-        if kept["full"] >= kept["online"]:
+        kept = "full" if scores["full"] >= scores["online"] else "online"
+        if kept == "full":
             users, items = retrained[0], retrained_items
         info["full_update_scale"] = scale
         seconds["full update"] = time.perf_counter() - started
@@ -292,8 +293,8 @@ def warm_up(
             "best_epoch": result.best_epoch,
             "best_val_overall_ndcg@20": result.best_score,
             "epochs_run": result.epochs_run,
-            "val_overall_ndcg@20": kept,
-            "kept": "full" if kept["full"] >= kept["online"] else "online",
+            "val_overall_ndcg@20": scores,
+            "kept": kept,
         }
     # Shared pieces this variant built first (subtowers, simulator) count towards it.
     built = {k: v - before.get(k, 0.0) for k, v in bench.seconds.items()}

@@ -15,7 +15,7 @@ from models.baselines import GENERATOR_GRID
 from models.baselines.aldi import AldiConfig, fit_aldi
 from models.baselines.common import ColdStartEmbeddings, best_on_validation
 from models.baselines.deepmusic import fit_deepmusic
-from models.baselines.generator import GeneratorConfig
+from models.baselines.generator import ContentMap, GeneratorConfig
 from models.data.dataset import ColdStartDataset
 from models.llmins.filtering import (
     choose_weights,
@@ -209,11 +209,17 @@ class Workbench:
     def priors(self, config: LLMInSConfig) -> dict[str, np.ndarray]:
         """Every item's vector under each content map the variant's prior chooses among
         (the maps' own outputs, as the online warm-up computes them for a new item)."""
-        maps = {
-            "text2users": lambda: self.text_to_users(config.text_encoder)[1].items,
-            "deepmusic": lambda: self.deepmusic.content_map(self.content),
+        return {
+            source: self.text_to_users(config.text_encoder)[1].items
+            if source == "text2users"
+            else self.prior_map(source)(self.content)
+            for source in config.priors
         }
-        return {source: maps[source]() for source in config.priors}
+
+    def prior_map(self, source: str) -> ContentMap:
+        """The content map a prior other than text-to-users reads (the online warm-up
+        carries it)."""
+        return {"deepmusic": self.deepmusic}[source].content_map
 
     # -- simulator ---------------------------------------------------------------------
 
