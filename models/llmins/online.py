@@ -32,7 +32,7 @@ from models.llmins.refine import Refiner, candidate_features, feature_names, sel
 from models.llmins.simulator import LMSimulator
 from models.llmins.text_to_users import Mapped, TextToUsers
 from models.llmins.towers import history_inputs
-from models.llmins.update import Blend, ridge_inverse
+from models.llmins.update import TARGETS, Blend, ridge_inverse
 from models.llmins.variants import VARIANTS, LLMInSConfig
 from models.llmins.workbench import Workbench
 
@@ -122,6 +122,8 @@ class ItemWarmer:
         refiner: the refiner's logistic regression (None: keep the filter's order).
         users: the backbone's user vectors, held fixed by the online update.
         ridge: the update's ridge strength (validation's choice).
+        target: what each kept user is scored in the ridge fit (validation's choice of
+            :data:`models.llmins.update.TARGETS`; ``confidence`` needs the refiner).
         scale: the length of fitted rows (validation's choice).
         content_scale: the length of rows generated from content alone (the fallback).
         screen: where validation measured a gain from the LM simulator, the refiner
@@ -156,8 +158,13 @@ class ItemWarmer:
     user_tower: ContentMap | None = None
     inverse: np.ndarray | None = None
     moments: SignalMoments | None = None
+    target: str = "uniform"
 
     def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}")
+        if self.target == "confidence" and self.refiner is None:
+            raise ValueError("a confidence target needs the refiner's probabilities")
         if self.inverse is None:
             self.inverse = ridge_inverse(self.users, self.ridge)
         if self.moments is None:
@@ -307,8 +314,10 @@ class ItemWarmer:
             probabilities.append(1.0 / (1.0 + np.exp(-order_scores[row, columns])))
             evidence.append(features[row, columns].astype(np.float64))
             if len(columns):
-                sums = pool.backbone[local[row, columns]].astype(np.float64).sum(0)
-                fitted[row] = sums @ self.inverse
+                kept_users = pool.backbone[local[row, columns]].astype(np.float64)
+                if self.target == "confidence":
+                    kept_users *= probabilities[-1][:, None]
+                fitted[row] = kept_users.sum(0) @ self.inverse
         vectors = self.scale.apply(self.blend.apply(fitted, self._prior(content, mapped)))
         if self.uses_lm:
             for values in evidence:  # every candidate left was asked: its logit as P(Yes)
@@ -398,6 +407,7 @@ class ItemWarmer:
             "screen_names": None if self.screen is None else list(self.screen.names),
             "prompts": None if self.prompts is None else _prompt_settings(self.prompts),
             "blend": vars(self.blend),
+            "target": self.target,
         }
         (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
         if self.prompts is not None:
@@ -465,6 +475,7 @@ class ItemWarmer:
             ),
             inverse=_numpy(tensors["inverse"]) if "inverse" in tensors else None,
             moments=None if moments is None else SignalMoments.from_state(_numpy_tree(moments)),
+            target=manifest.get("target", "uniform"),
         )
 
 
@@ -518,6 +529,7 @@ def fit_item_warmer(
         text_to_users=text_to_users,
         blend=blend,
         user_tower=user_tower,
+        target=update_info["target"],
     )
     simulator = None
     if simulation.screen is not None:

@@ -48,6 +48,8 @@ class Simulation:
     screen: Refiner | None = None
     #: Per pair, its rank in its item's kept list (0: best): the update keeps a prefix.
     ranks: np.ndarray | None = None
+    #: Per pair, the refiner's probability that the user interacts (None: no refiner).
+    confidences: np.ndarray | None = None
 
 
 def simulate(bench: Workbench, config: LLMInSConfig) -> Simulation:
@@ -94,7 +96,7 @@ def simulate(bench: Workbench, config: LLMInSConfig) -> Simulation:
     # A count past the lists' length (the LM's cascade shortens them) keeps them whole.
     width = min(data["candidates"].shape[1] for data in lists.values())
     info["keep_choices"] = sorted({min(keep, width) for keep in config.keep_choices})
-    pairs, ranks = [], []
+    pairs, ranks, confidences = [], [], []
     for stage in STAGES:
         mask, data = kept[stage], lists[stage]
         # Rank of each kept candidate among its item's kept ones, by the refiner's score
@@ -105,6 +107,8 @@ def simulate(bench: Workbench, config: LLMInSConfig) -> Simulation:
         rows, columns = np.nonzero(mask)
         pairs.append(np.stack([data["candidates"][rows, columns], data["items"][rows]], axis=1))
         ranks.append(rank[rows, columns])
+        if "scores" in data:
+            confidences.append(1.0 / (1.0 + np.exp(-data["scores"][rows, columns])))
         for keep in info["keep_choices"] or (None,):
             chosen = mask if keep is None else mask & (rank < keep)
             selected = data["labels"][chosen]
@@ -119,6 +123,7 @@ def simulate(bench: Workbench, config: LLMInSConfig) -> Simulation:
         refiner,
         screen,
         ranks=np.concatenate(ranks).astype(np.int64),
+        confidences=np.concatenate(confidences) if len(confidences) == len(STAGES) else None,
     )
 
 
@@ -216,9 +221,10 @@ def update_online(
 ) -> tuple[np.ndarray, dict, np.ndarray]:
     """The online update of a simulation: item table, record, and the pairs it kept.
 
-    Validation chooses how many of each item's ranked users to keep (``config.keeps``), the
-    ridge, the prior and its blend weight and the rows' length; the record's
-    precision, adoption and pairs per item are those of the chosen count.
+    Validation chooses how many of each item's ranked users to keep (``config.keeps``), what
+    each kept user is scored (``config.targets``), the ridge, the prior and its blend weight
+    and the rows' length; the record's precision, adoption and pairs per item are those of
+    the chosen count.
     """
     table, update_info = online_update(
         bench.dataset,
@@ -228,6 +234,8 @@ def update_online(
         ranks=simulation.ranks,
         keeps=simulation.info["keep_choices"],
         priors=bench.priors(config),
+        confidences=simulation.confidences,
+        targets=config.targets,
     )
     info = {**simulation.info, "online_update": update_info}
     if config.uses_text_to_users:

@@ -41,17 +41,25 @@ def ridge_inverse(users: np.ndarray, ridge: float) -> np.ndarray:
 
 
 def fit_item_vectors(
-    users: np.ndarray, simulated: np.ndarray, items: np.ndarray, inverse: np.ndarray
+    users: np.ndarray,
+    simulated: np.ndarray,
+    items: np.ndarray,
+    inverse: np.ndarray,
+    targets: np.ndarray | None = None,
 ) -> np.ndarray:
     """``(len(items), d)`` vectors of ``items`` from ``(n, 2)`` simulated (user, item) pairs.
 
+    Each pair's user is scored ``targets`` (one per pair; None: 1) and every other user 0.
     An item with no simulated users gets the zero vector.
     """
     position = {int(item): row for row, item in enumerate(items)}
     sums = np.zeros((len(items), users.shape[1]), dtype=np.float64)
     rows = np.array([position.get(int(i), -1) for i in simulated[:, 1]], dtype=np.int64)
     keep = rows >= 0
-    np.add.at(sums, rows[keep], users[simulated[keep, 0]])
+    vectors = users[simulated[keep, 0]].astype(np.float64)
+    if targets is not None:
+        vectors *= np.asarray(targets, dtype=np.float64)[keep, None]
+    np.add.at(sums, rows[keep], vectors)
     return (sums @ inverse).astype(np.float32)
 
 
@@ -83,6 +91,12 @@ def choose_fold_in_ridge(
     }
     return max(ridges, key=lambda ridge: scores[str(ridge)]), scores
 
+
+#: What a kept user is scored in the ridge fit: ``uniform`` scores every kept user 1;
+#: ``confidence`` scores each the refiner's probability that they interact (calibrated on
+#: validation labels), so an item's vector leans towards the users the evidence is surest
+#: of, and a kept count past the sure ones costs less.
+TARGETS: tuple[str, ...] = ("uniform", "confidence")
 
 #: Weights tried for the content prior in the blend with the fitted vector.
 BLEND_GRID: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -118,9 +132,14 @@ class Blend:
 
 def kept_pairs(simulated: np.ndarray, ranks: np.ndarray | None, keep: int | None) -> np.ndarray:
     """The pairs ranked among their item's best ``keep`` (all pairs for None)."""
+    return simulated[kept_mask(ranks, keep, len(simulated))]
+
+
+def kept_mask(ranks: np.ndarray | None, keep: int | None, n_pairs: int) -> np.ndarray:
+    """Which of ``n_pairs`` pairs rank among their item's best ``keep`` (all for None)."""
     if keep is None or ranks is None:
-        return simulated
-    return simulated[ranks < keep]
+        return np.ones(n_pairs, dtype=bool)
+    return ranks < keep
 
 
 def online_update(
@@ -133,12 +152,16 @@ def online_update(
     keeps: Sequence[int] = (),
     priors: Mapping[str, np.ndarray] | None = None,
     blends: Sequence[float] = BLEND_GRID,
+    confidences: np.ndarray | None = None,
+    targets: Sequence[str] = TARGETS,
 ) -> tuple[np.ndarray, dict]:
     """Cold rows fitted to their simulated users; every choice made on validation.
 
     Chosen on the cold validation NDCG@20: the number of simulated users kept per item
     (with ``ranks``, each pair's rank in its item's list, and ``keeps`` to try; else every
-    pair counts), the ridge, then the blend with one of ``priors`` (per content map,
+    pair counts), what each kept user is scored (one of ``targets``, :data:`TARGETS`;
+    ``confidence`` needs ``confidences``, each pair's probability), the ridge, then the
+    blend with one of ``priors`` (per content map,
     ``(n_items, d)`` content-side vectors in the backbone's space; none: no blend), and
     last the rows' length on the overall validation NDCG@20. Returns the table and what
     was chosen and measured.
@@ -151,17 +174,23 @@ def online_update(
         table[cold] = cold_rows
         return validation_ndcg(dataset, users, table, "cold")
 
+    if set(targets) - set(TARGETS) or not targets:
+        raise ValueError(f"targets must be a non-empty subset of {TARGETS}")
+    if confidences is None:
+        targets = [target for target in targets if target != "confidence"] or ["uniform"]
     scores: dict[str, float] = {}
-    best: tuple[float, int | None, float, np.ndarray] | None = None
+    best: tuple[float, int | None, str, float, np.ndarray] | None = None
     for keep in keeps or (None,):
-        pairs = kept_pairs(simulated, ranks, keep)
-        for ridge in ridges:
-            fitted = fit_item_vectors(users, pairs, cold, inverses[ridge])
-            score = cold_ndcg(fitted)
-            scores[f"keep={keep},ridge={ridge}"] = score
-            if best is None or score > best[0]:
-                best = (score, keep, ridge, fitted)
-    _, keep, ridge, fitted = best
+        mask = kept_mask(ranks, keep, len(simulated))
+        for target in targets:
+            scored = confidences[mask] if target == "confidence" else None
+            for ridge in ridges:
+                fitted = fit_item_vectors(users, simulated[mask], cold, inverses[ridge], scored)
+                score = cold_ndcg(fitted)
+                scores[f"keep={keep},target={target},ridge={ridge}"] = score
+                if best is None or score > best[0]:
+                    best = (score, keep, target, ridge, fitted)
+    _, keep, target, ridge, fitted = best
     blend, blend_scores = Blend(), {}
     priors = priors or {}
     fitted_norm = float(np.linalg.norm(fitted, axis=1).mean())
@@ -179,9 +208,10 @@ def online_update(
     table, scale = choose_cold_scale(dataset, users, table)
     info = {
         "keep": keep,
+        "target": target,
         "ridge": ridge,
         "blend": asdict(blend),
-        "val_cold_ndcg_by_keep_and_ridge": scores,
+        "val_cold_ndcg_by_keep_target_and_ridge": scores,
         "val_cold_ndcg_by_blend": blend_scores,
         **scale,
     }

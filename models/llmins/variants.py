@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from models.llmins.filtering import SIGNALS
-from models.llmins.update import PRIORS
+from models.llmins.update import PRIORS, TARGETS
 
 #: Simulated users per item tried on validation (the update keeps the best count): items
 #: of different data sets have from a handful to hundreds of real users.
@@ -64,6 +64,9 @@ class LLMInSConfig:
         priors: the content maps (of :data:`models.llmins.update.PRIORS`) that compete,
             on validation, as the prior each cold row is blended with (the weight is
             chosen too; 0 leaves the fitted vector alone; empty: no blend).
+        targets: what the online update may score each kept user in its ridge fit (of
+            :data:`models.llmins.update.TARGETS`: 1, or the refiner's probability), chosen
+            on validation.
         update_lr_factor: the full update's learning rate as a share of the backbone's. It
             continues from trained parameters, so a fresh Adam at full rate only shakes them
             (MF on CiteULike kept its starting point); validation chose 1/30 of 1, 1/10, 1/30
@@ -84,6 +87,7 @@ class LLMInSConfig:
     update: str = "full"
     text_encoder: str = "fine-tuned"
     priors: tuple[str, ...] = PRIORS
+    targets: tuple[str, ...] = TARGETS
     update_lr_factor: float = 1 / 30
     lm_items: int = 150
     lm_candidates: int = 30
@@ -102,6 +106,8 @@ class LLMInSConfig:
             raise ValueError("give keep, keeps or threshold")
         if set(self.priors) - set(PRIORS):
             raise ValueError(f"priors must be a subset of {PRIORS}")
+        if set(self.targets) - set(TARGETS) or not self.targets:
+            raise ValueError(f"targets must be a non-empty subset of {TARGETS}")
         unknown = set(self.signals) - set(SIGNALS)
         if unknown or not self.signals:
             raise ValueError(f"signals must be a non-empty subset of {SIGNALS}")
@@ -129,7 +135,8 @@ class LLMInSConfig:
     def from_dict(cls, record: dict) -> LLMInSConfig:
         """The inverse of :meth:`to_dict` (JSON turns tuples into lists). A record
         written before the prior was chosen among content maps (``prior``: a flag) had
-        the text-to-users prior alone."""
+        the text-to-users prior alone; one written before kept users could be scored by
+        confidence scored them 1."""
         record = dict(record)
         if "prior" in record:
             record["priors"] = ("text2users",) if record.pop("prior") else ()
@@ -138,6 +145,7 @@ class LLMInSConfig:
                 **record,
                 "signals": tuple(record["signals"]),
                 "priors": tuple(record.get("priors", ())),
+                "targets": tuple(record.get("targets", ("uniform",))),
                 "keeps": tuple(record.get("keeps", ())),
                 "simulator_training": SimulatorTraining(**record["simulator_training"]),
             }

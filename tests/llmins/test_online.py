@@ -10,7 +10,7 @@ import pytest
 from models.llmins.online import ItemWarmer, fit_item_warmer
 from models.llmins.pipeline import simulate, warm_up
 from models.llmins.simulator import SimulatorConfig
-from models.llmins.update import kept_pairs
+from models.llmins.update import TARGETS, kept_pairs
 from models.llmins.variants import VARIANTS, SimulatorTraining
 from models.llmins.workbench import Workbench
 from tests.factories import LocalSimulator, small_workbench
@@ -44,9 +44,10 @@ def test_the_warmer_keeps_the_count_and_blend_validation_chose(fitted) -> None:
     warmer, info, _, _, _ = fitted
     chosen = info["online_update"]
     assert warmer.config.keep == chosen["keep"] in (5, 10, 15, 25, 30)
-    assert set(chosen["val_cold_ndcg_by_keep_and_ridge"]) >= {
-        f"keep={k},ridge=0.1" for k in (5, 30)
+    assert set(chosen["val_cold_ndcg_by_keep_target_and_ridge"]) >= {
+        f"keep={k},target={target},ridge=0.1" for k in (5, 30) for target in TARGETS
     }
+    assert warmer.target == chosen["target"]
     assert warmer.blend.weight == chosen["blend"]["weight"]
     assert "text2users" in warmer.signals and warmer.text_to_users is not None
     assert info["test_pairs_per_item"] == info[f"test_pairs_per_item@{chosen['keep']}"]
@@ -83,7 +84,7 @@ def test_save_and_load_give_the_same_answers(fitted, bench, tmp_path) -> None:
     before = warmer.warm(content, texts_of(bench, items))
     loaded = ItemWarmer.load(warmer.save(tmp_path / "warmer"))
     after = loaded.warm(content, texts_of(bench, items))
-    assert loaded.blend == warmer.blend
+    assert loaded.blend == warmer.blend and loaded.target == warmer.target
     assert loaded.config == warmer.config
     for row in range(len(content)):
         np.testing.assert_array_equal(before.kept[row], after.kept[row])
@@ -156,3 +157,30 @@ def test_a_warmer_blending_the_deepmusic_map_matches_the_offline_run_after_a_rel
     items = bench.dataset.cold_test_items[:8]
     warmed = loaded.warm(bench.content[items], texts_of(bench, items))
     np.testing.assert_allclose(warmed.vectors, offline.items[items], rtol=1e-4, atol=1e-5)
+
+
+def test_a_warmer_scoring_kept_users_by_confidence_matches_the_offline_run(bench) -> None:
+    """Each kept user counts with the refiner's probability, per item as offline; and the
+    vectors differ from the uniform fit's (the target is not ignored)."""
+    base = replace(VARIANTS["llmins-online"], lm="never", k_filter=30, keep=10, keeps=(), priors=())
+    warmers = {}
+    for target in TARGETS:
+        config = replace(base, targets=(target,))
+        warmer, info, _ = fit_item_warmer(bench, config)
+        assert warmer.target == info["online_update"]["target"] == target
+        offline = warm_up(bench, config, backbone=None)
+        items = bench.dataset.cold_test_items[:8]
+        warmed = warmer.warm(bench.content[items], texts_of(bench, items))
+        np.testing.assert_allclose(warmed.vectors, offline.items[items], rtol=1e-4, atol=1e-5)
+        warmers[target] = warmed
+    cosine = np.sum(
+        warmers["uniform"].vectors * warmers["confidence"].vectors, axis=1
+    ) / np.linalg.norm(warmers["uniform"].vectors, axis=1) / np.linalg.norm(
+        warmers["confidence"].vectors, axis=1
+    )
+    assert np.all(cosine < 1 - 1e-4) and np.all(cosine > 0.5)
+
+
+def test_a_confidence_target_needs_the_refiner(fitted) -> None:
+    with pytest.raises(ValueError, match="refiner"):
+        replace(fitted[0], refiner=None, target="confidence")

@@ -32,6 +32,13 @@ def test_fit_item_vectors_solves_the_ridge_regression() -> None:
     expected = np.linalg.solve(gram + strength * np.eye(4), users.T @ target)
     np.testing.assert_allclose(vectors[0], expected, rtol=1e-4)
     assert (vectors[2] == 0).all()
+    # Graded targets: each pair's user scored its target instead of 1.
+    graded = fit_item_vectors(
+        users, simulated, np.array([7]), ridge_inverse(users, 0.5), np.array([0.9, 0.2, 0.5, 1.0])
+    )
+    target[[1, 4, 9]] = [0.9, 0.2, 0.5]
+    expected = np.linalg.solve(gram + strength * np.eye(4), users.T @ target)
+    np.testing.assert_allclose(graded[0], expected, rtol=1e-4)
 
 
 def test_a_folded_in_user_ranks_their_held_out_items_as_a_trained_one_does() -> None:
@@ -78,6 +85,27 @@ def test_online_update_turns_true_interactions_into_good_cold_vectors() -> None:
     warm = data.warm_items
     np.testing.assert_array_equal(table[warm], items[warm])
     assert info["ridge"] in (0.01, 0.1, 1.0, 10.0)
+    # Without confidences, every kept user scores 1: the one target tried.
+    assert info["target"] == "uniform"
+    assert all("target=uniform" in key for key in info["val_cold_ndcg_by_keep_target_and_ridge"])
+
+
+def test_the_update_scores_kept_users_by_confidence_where_validation_says_so() -> None:
+    """True cold pairs mixed with as many random ones: confidences that tell them apart
+    make the confidence target win validation and rank better than the uniform fit."""
+    data = planted_dataset()
+    users, items = trained_mf()
+    real = true_cold_pairs(data)
+    rng = np.random.default_rng(0)
+    noise = np.stack([rng.integers(0, data.n_users, len(real)), real[:, 1]], axis=1)
+    simulated = np.concatenate([real, noise])
+    confidences = np.concatenate([np.full(len(real), 0.9), np.full(len(noise), 0.1)])
+    table, info = online_update(data, users, items, simulated, confidences=confidences)
+    assert info["target"] == "confidence"
+    scores = info["val_cold_ndcg_by_keep_target_and_ridge"]
+    assert scores[f"keep=None,target=confidence,ridge={info['ridge']}"] == max(scores.values())
+    uniform, _ = online_update(data, users, items, simulated, targets=("uniform",))
+    assert cold_recall(data, users, table) > cold_recall(data, users, uniform)
 
 
 def test_retraining_from_the_trained_backbone_keeps_warm_and_warms_cold() -> None:

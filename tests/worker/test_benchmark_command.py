@@ -79,7 +79,8 @@ def test_benchmark_writes_results_report_and_exports(csv_dataset, tmp_path, monk
     kept = full["online_update"]["keep"]
     assert full["full_update"]["epochs_run"] >= 1 and full["test_pairs_per_item"] == kept
     # The update chose the count of simulated users on validation, among every one tried.
-    tried = {key.split(",")[0] for key in full["online_update"]["val_cold_ndcg_by_keep_and_ridge"]}
+    scores = full["online_update"]["val_cold_ndcg_by_keep_target_and_ridge"]
+    tried = {key.split(",")[0] for key in scores}
     assert tried == {f"keep={count}" for count in full["keep_choices"]}
     assert full["keep_choices"][:3] == [5, 10, 15] and len(full["keep_choices"]) >= 4
     # llmins is compared with every other method over the same test users.
