@@ -173,11 +173,9 @@ def test_a_warmer_scoring_kept_users_by_confidence_matches_the_offline_run(bench
         warmed = warmer.warm(bench.content[items], texts_of(bench, items))
         np.testing.assert_allclose(warmed.vectors, offline.items[items], rtol=1e-4, atol=1e-5)
         warmers[target] = warmed
-    cosine = np.sum(
-        warmers["uniform"].vectors * warmers["confidence"].vectors, axis=1
-    ) / np.linalg.norm(warmers["uniform"].vectors, axis=1) / np.linalg.norm(
-        warmers["confidence"].vectors, axis=1
-    )
+    uniform, confident = warmers["uniform"].vectors, warmers["confidence"].vectors
+    cosine = np.sum(uniform * confident, axis=1)
+    cosine /= np.linalg.norm(uniform, axis=1) * np.linalg.norm(confident, axis=1)
     assert np.all(cosine < 1 - 1e-4) and np.all(cosine > 0.5)
 
 
