@@ -228,22 +228,34 @@ def paired_differences(
         theirs = folder / f"{method}-seed{seed}.npz"
         if method == reference or not ours.is_file() or not theirs.is_file():
             continue
-        a, b = np.load(ours), np.load(theirs)
-        columns = {
-            f"{task} {metric}": a[f"{task}_{metric}"] - b[f"{task}_{metric}"]
-            for task in PAIRED_TASKS
-            for metric in REPORTED_METRICS
-        }
+        columns = per_user_differences(ours, theirs)
         differences.setdefault(method, []).append(columns)
-        out.append(_paired_row(method, seed, columns))
+        out.append(paired_row(method, seed, columns))
     for method, per_seed in differences.items():
         if len(per_seed) > 1:
             pooled = {c: np.concatenate([seed[c] for seed in per_seed]) for c in per_seed[0]}
-            out.append(_paired_row(method, "pooled", pooled))
+            out.append(paired_row(method, "pooled", pooled))
     return out
 
 
-def _paired_row(method: str, seed: int | str, columns: dict[str, np.ndarray]) -> dict:
+def per_user_differences(
+    ours: Path, theirs: Path, tasks: Sequence[str] = PAIRED_TASKS
+) -> dict[str, np.ndarray]:
+    """Per task and metric (``"cold recall@20"``), ``ours`` minus ``theirs`` user by user,
+    from two :func:`save_per_user` files; refused unless both evaluated the same users."""
+    a, b = np.load(ours), np.load(theirs)
+    for task in tasks:
+        if not np.array_equal(a[f"{task}_users"], b[f"{task}_users"]):
+            raise ValueError(f"{ours} and {theirs} evaluated different {task} users")
+    return {
+        f"{task} {metric}": a[f"{task}_{metric}"] - b[f"{task}_{metric}"]
+        for task in tasks
+        for metric in REPORTED_METRICS
+    }
+
+
+def paired_row(method: str, seed: int | str, columns: dict[str, np.ndarray]) -> dict:
+    """Each column's mean per-user difference and its standard error."""
     row: dict = {"method": method, "seed": seed}
     for column, difference in columns.items():
         row[column] = {
