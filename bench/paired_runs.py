@@ -14,9 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
-from models.benchmark import PER_USER_DIR, paired_row, per_user_differences
+from models.benchmark import PER_USER_DIR, paired_row, per_user_differences, pooled_rows
 
 TASKS = ("overall", "cold", "warm")
 
@@ -31,18 +29,16 @@ def compare(run_a: Path, run_b: Path, method: str) -> list[dict]:
     )
     if not seeds:
         raise SystemExit(f"no seed of {method!r} is in both {run_a} and {run_b}")
-    rows, per_seed = [], []
-    for seed in seeds:
-        name = f"{method}-seed{seed}.npz"
-        columns = per_user_differences(
-            run_a / PER_USER_DIR / name, run_b / PER_USER_DIR / name, TASKS
+    per_seed = {
+        int(seed): per_user_differences(
+            run_a / PER_USER_DIR / f"{method}-seed{seed}.npz",
+            run_b / PER_USER_DIR / f"{method}-seed{seed}.npz",
+            TASKS,
         )
-        per_seed.append(columns)
-        rows.append(paired_row(method, int(seed), columns))
-    if len(per_seed) > 1:
-        pooled = {c: np.concatenate([seed[c] for seed in per_seed]) for c in per_seed[0]}
-        rows.append(paired_row(method, "pooled", pooled))
-    return rows
+        for seed in seeds
+    }
+    rows = [paired_row(method, seed, columns) for seed, columns in per_seed.items()]
+    return rows + pooled_rows(method, per_seed)
 
 
 def main() -> None:

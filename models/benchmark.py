@@ -221,7 +221,7 @@ def paired_differences(
     count once per seed). Empty when the reference has not run.
     """
     out = []
-    differences: dict[str, list[dict[str, np.ndarray]]] = {}
+    differences: dict[str, dict[int, dict[str, np.ndarray]]] = {}
     for record in records:
         method, seed = record["method"], record["seed"]
         ours = folder / f"{reference}-seed{seed}.npz"
@@ -229,13 +229,22 @@ def paired_differences(
         if method == reference or not ours.is_file() or not theirs.is_file():
             continue
         columns = per_user_differences(ours, theirs)
-        differences.setdefault(method, []).append(columns)
+        differences.setdefault(method, {})[seed] = columns
         out.append(paired_row(method, seed, columns))
     for method, per_seed in differences.items():
-        if len(per_seed) > 1:
-            pooled = {c: np.concatenate([seed[c] for seed in per_seed]) for c in per_seed[0]}
-            out.append(paired_row(method, "pooled", pooled))
+        out += pooled_rows(method, per_seed)
     return out
+
+
+def pooled_rows(method: str, per_seed: dict[int, dict[str, np.ndarray]]) -> list[dict]:
+    """With several seeds, one :func:`paired_row` of their per-user differences together
+    (each seed is its own split, so a user can count once per seed); else none."""
+    if len(per_seed) < 2:
+        return []
+    seeds = list(per_seed.values())
+    return [
+        paired_row(method, "pooled", {c: np.concatenate([s[c] for s in seeds]) for c in seeds[0]})
+    ]
 
 
 def per_user_differences(

@@ -28,7 +28,13 @@ from models.llmins.filtering import merge, top_users
 from models.llmins.history import HistorySimilarity, UserHistories
 from models.llmins.pipeline import simulate, update_online
 from models.llmins.prompts import PromptBuilder
-from models.llmins.refine import Refiner, candidate_features, feature_names, select
+from models.llmins.refine import (
+    Refiner,
+    candidate_features,
+    feature_names,
+    probability,
+    select,
+)
 from models.llmins.simulator import LMSimulator
 from models.llmins.text_to_users import Mapped, TextToUsers
 from models.llmins.towers import history_inputs
@@ -311,7 +317,7 @@ class ItemWarmer:
             columns = np.flatnonzero(mask[row])
             columns = columns[np.argsort(-order_scores[row, columns], kind="stable")]
             kept.append(candidates[row, columns])
-            probabilities.append(1.0 / (1.0 + np.exp(-order_scores[row, columns])))
+            probabilities.append(probability(order_scores[row, columns]))
             evidence.append(features[row, columns].astype(np.float64))
             if len(columns):
                 kept_users = pool.backbone[local[row, columns]].astype(np.float64)
@@ -321,7 +327,7 @@ class ItemWarmer:
         vectors = self.scale.apply(self.blend.apply(fitted, self._prior(content, mapped)))
         if self.uses_lm:
             for values in evidence:  # every candidate left was asked: its logit as P(Yes)
-                values[:, -1] = 1.0 / (1.0 + np.exp(-values[:, -1]))
+                values[:, -1] = probability(values[:, -1])
         return WarmedItems(candidates, kept, probabilities, vectors, evidence, tuple(names))
 
     def _prior(self, content: np.ndarray, mapped: Mapped | None) -> np.ndarray | None:

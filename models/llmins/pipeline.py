@@ -26,6 +26,7 @@ from models.llmins.refine import (
     feature_names,
     fit_refiner,
     per_item_auc,
+    probability,
     select,
 )
 from models.llmins.update import kept_pairs, online_update, retrain_backbone
@@ -108,7 +109,7 @@ def simulate(bench: Workbench, config: LLMInSConfig) -> Simulation:
         pairs.append(np.stack([data["candidates"][rows, columns], data["items"][rows]], axis=1))
         ranks.append(rank[rows, columns])
         if "scores" in data:
-            confidences.append(1.0 / (1.0 + np.exp(-data["scores"][rows, columns])))
+            confidences.append(probability(data["scores"][rows, columns]))
         for keep in info["keep_choices"] or (None,):
             chosen = mask if keep is None else mask & (rank < keep)
             selected = data["labels"][chosen]

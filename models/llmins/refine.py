@@ -107,6 +107,11 @@ def fit_refiner(
     )
 
 
+def probability(logits: np.ndarray) -> np.ndarray:
+    """The sigmoid: a refiner's (or the LM's) logit as the probability it stands for."""
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
 def select(
     scores: np.ndarray, keep: int | None = None, threshold: float | None = None
 ) -> np.ndarray:
@@ -119,7 +124,7 @@ def select(
         raise ValueError("give keep, threshold or both")
     mask = np.ones(scores.shape, dtype=bool)
     if threshold is not None:
-        mask &= 1.0 / (1.0 + np.exp(-scores)) >= threshold
+        mask &= probability(scores) >= threshold
     if keep is not None and keep < scores.shape[1]:
         ranked = np.where(mask, scores, -np.inf)
         order = np.argsort(-ranked, axis=1, kind="stable")[:, :keep]

@@ -174,8 +174,6 @@ def online_update(
         table[cold] = cold_rows
         return validation_ndcg(dataset, users, table, "cold")
 
-    if set(targets) - set(TARGETS) or not targets:
-        raise ValueError(f"targets must be a non-empty subset of {TARGETS}")
     if confidences is None:
         targets = [target for target in targets if target != "confidence"] or ["uniform"]
     scores: dict[str, float] = {}
