@@ -10,6 +10,7 @@ choices, timings), so any process can load it and anyone can see what it is.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -35,6 +36,8 @@ from models.training import TrainConfig, train_bpr
 
 MANIFEST = "manifest.json"
 SIMULATOR_DIR = "simulator"
+
+logger = logging.getLogger(__name__)
 
 #: The service's default warm-up: llmins-online without the LM simulator.
 NO_LM = replace(VARIANTS["llmins-online"], lm="never")
@@ -181,6 +184,11 @@ def train_release(
     started = time.perf_counter()
     warmer, info, simulator = fit_item_warmer(bench, warmer_config)
     seconds["warmer"] = time.perf_counter() - started
+    logger.info(
+        "warmer fitted in %.0f s: %s",
+        seconds["warmer"],
+        ", ".join(f"{stage} {spent:.0f} s" for stage, spent in bench.seconds.items()),
+    )
     manifest = {
         "version": version,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -213,6 +221,9 @@ def train_release(
             "text_to_users": info.get("text_to_users"),
         },
         "seconds": seconds,
+        # Where the warmer's time went (subtowers, text-to-users, DeepMusic, signals...):
+        # what a slow bootstrap is read from.
+        "warmer_seconds_by_stage": dict(bench.seconds),
         "versions": library_versions(),
     }
     user_ids = [str(user) for user in range(dataset.n_users)]

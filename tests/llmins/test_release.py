@@ -44,6 +44,9 @@ def test_a_saved_release_loads_with_the_same_answers(release, tmp_path) -> None:
     assert loaded.manifest["warmer"]["online_update"]["keep"] == loaded.warmer.config.keep
     assert loaded.manifest["data"]["fingerprint"] == data.fingerprint
     assert set(loaded.manifest["seconds"]) == {"backbone", "warmer"}
+    stages = loaded.manifest["warmer_seconds_by_stage"]
+    assert {"collaborative subtower", "signals"} <= set(stages)
+    assert 0 < sum(stages.values()) <= loaded.manifest["seconds"]["warmer"]
 
 
 def test_a_refreshed_version_saves_its_own_copy_of_the_adapter(release, tmp_path) -> None:
