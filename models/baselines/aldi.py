@@ -93,8 +93,8 @@ def aldi_losses(
             student_margin, torch.sigmoid(t_pos - t_neg), reduction="none"
         )
     ).mean()
-    teacher_identity = (teacher_pos * teacher_pos).sum(1) - (teacher_pos @ teacher_neg.T).mean(1)
-    student_identity = (student_pos * student_pos).sum(1) - (student_pos @ student_neg.T).mean(1)
+    teacher_identity = _identity(teacher_pos, teacher_neg)
+    student_identity = _identity(student_pos, student_neg)
     identity = (
         weights
         * F.binary_cross_entropy_with_logits(
@@ -102,6 +102,13 @@ def aldi_losses(
         )
     ).mean()
     return {"supervised": supervised, "rating": rating, "ranking": ranking, "identity": identity}
+
+
+def _identity(positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    """g_i . g_i - mean_j g_i . g_j for each row i, with the mean taken over the negatives
+    first (g_i . mean_j g_j): the same number without the (batch, batch) product, which was
+    half of a training step's arithmetic."""
+    return (positives * positives).sum(1) - positives @ negatives.mean(0)
 
 
 def fit_aldi(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 from models.baselines.aldi import AldiConfig, aldi_losses, fit_aldi
 from models.baselines.common import SCALE_FACTORS, choose_cold_scale, cold_item_ids
@@ -61,6 +62,28 @@ def test_aldi_losses_vanish_when_student_equals_teacher() -> None:
     (terms["ranking"] + terms["identity"]).backward()
     for tensor in student:
         assert tensor.grad.abs().max().item() < 1e-6
+
+
+def test_aldi_identity_term_is_each_item_against_every_negative_of_the_batch() -> None:
+    """The identity term is computed through the negatives' mean; it must equal the
+    definition: g_i . g_i minus the mean of g_i . g_j over the batch's negatives j."""
+    torch.manual_seed(1)
+    user, pos, neg, student_pos, student_neg = (
+        torch.randn(12, 6, dtype=torch.float64) for _ in range(5)
+    )
+
+    def identity(items: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+        rows = [
+            items[i] @ items[i] - torch.stack([items[i] @ n for n in negatives]).mean()
+            for i in range(len(items))
+        ]
+        return torch.stack(rows)
+
+    expected = F.binary_cross_entropy_with_logits(
+        identity(student_pos, student_neg), torch.sigmoid(identity(pos, neg))
+    )
+    terms = aldi_losses(user, pos, neg, user, student_pos, student_neg)
+    assert terms["identity"].item() == pytest.approx(expected.item(), rel=1e-12)
 
 
 def test_aldi_with_user_mapping_and_frequency_weights(setting) -> None:
