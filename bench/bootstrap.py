@@ -11,7 +11,6 @@ JSON (``--out``). Example:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -20,19 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-from models.data import DATASETS
 from models.llmins.release import MANIFEST
-from services.settings import get_settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serving import ROOT, git_commit  # noqa: E402
+from serving import ROOT, data_set_parser, git_commit  # noqa: E402
 
 
 def main() -> None:
-    settings = get_settings()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=DATASETS, default=settings.dataset)
-    parser.add_argument("--data-dir", type=Path, default=settings.data_dir)
+    parser = data_set_parser(__doc__.splitlines()[0])
     parser.add_argument("--state-dir", type=Path, required=True, help="must not exist yet")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--max-epochs", type=int, help="cap every training loop (quick trials)")

@@ -14,30 +14,25 @@ error. Prints and saves JSON (``--out``). Example:
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from models.data import DATASETS, load_dataset
+from models.data import load_dataset
 from models.evaluation import evaluate, evaluate_per_user, validation_ndcg
 from models.llmins.refine import paired_difference
 from models.llmins.release import ModelRelease
 from models.llmins.update import choose_fold_in_ridge, fit_item_vectors, ridge_inverse
-from services.settings import get_settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serving import git_commit  # noqa: E402
+from serving import data_set_parser, git_commit  # noqa: E402
 
 
 def main() -> None:
-    settings = get_settings()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = data_set_parser(__doc__.splitlines()[0])
     parser.add_argument("--version-dir", type=Path, required=True, help="a model version folder")
-    parser.add_argument("--dataset", choices=DATASETS, default=settings.dataset)
-    parser.add_argument("--data-dir", type=Path, default=settings.data_dir)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 

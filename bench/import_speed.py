@@ -11,7 +11,6 @@ the peak stays flat while the rows grow. Prints and saves JSON (``--out``). Exam
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -22,18 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from models.data import DATASETS, load_dataset
-from services.settings import get_settings
+from models.data import load_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serving import ROOT, git_commit  # noqa: E402
+from serving import ROOT, data_set_parser, git_commit  # noqa: E402
 
 
 def main() -> None:
-    settings = get_settings()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=DATASETS, default=settings.dataset)
-    parser.add_argument("--data-dir", type=Path, default=settings.data_dir)
+    parser = data_set_parser(__doc__.splitlines()[0])
     parser.add_argument("--scales", default="1,10", help="copies of the interaction log")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()

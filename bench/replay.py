@@ -20,7 +20,6 @@ The first run on a state folder bootstraps it (training at the tuned settings, a
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -31,7 +30,7 @@ import httpx
 import numpy as np
 from tqdm.auto import tqdm
 
-from models.data import DATASETS, load_dataset
+from models.data import load_dataset
 from models.encoders import MeanPoolEncoder, encode_cached
 from models.evaluation import evaluate
 from models.llmins.release import ModelRelease
@@ -39,15 +38,13 @@ from services.settings import get_settings
 from services.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serving import EmbeddedServer, git_commit, recall_ndcg  # noqa: E402
+from serving import EmbeddedServer, data_set_parser, git_commit, recall_ndcg  # noqa: E402
 
 
 def main() -> None:
     settings = get_settings()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=DATASETS, default=settings.dataset)
+    parser = data_set_parser(__doc__.splitlines()[0])
     parser.add_argument("--state-dir", type=Path, required=True)
-    parser.add_argument("--data-dir", type=Path, default=settings.data_dir)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--sequential", type=int, default=100, help="items posted one by one")
     args = parser.parse_args()

@@ -3,6 +3,7 @@ the commit measured, and Recall/NDCG of the lists it served."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -12,9 +13,21 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from models.data import DATASETS
+from services.settings import get_settings
 from services.simulator.process import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def data_set_parser(description: str) -> argparse.ArgumentParser:
+    """The command line of a benchmark that reads a research data set: ``--dataset`` and
+    ``--data-dir``, defaulting to the service's settings (``LLMINS_DATASET``...)."""
+    settings = get_settings()
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--dataset", choices=DATASETS, default=settings.dataset)
+    parser.add_argument("--data-dir", type=Path, default=settings.data_dir)
+    return parser
 
 
 def git_commit() -> str:

@@ -41,27 +41,24 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from models.data import DATASETS, load_dataset
+from models.data import load_dataset
 from models.data.dataset import ColdStartDataset
 from services.bootstrap import bootstrap, train_from_store
 from services.imports import import_files
 from services.refresh import refresh
 from services.runtime import Runtime
-from services.settings import NO_DATASET, Settings, get_settings
+from services.settings import NO_DATASET, Settings
 from services.store import NewItem
 from services.warmup import warm_up_item
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serving import git_commit, per_user_recall_ndcg  # noqa: E402
+from serving import data_set_parser, git_commit, per_user_recall_ndcg  # noqa: E402
 
 POOLS = {"cold": True, "warm": False, "all": None}
 
 
 def main() -> None:
-    settings = get_settings()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=DATASETS, default=settings.dataset)
-    parser.add_argument("--data-dir", type=Path, default=settings.data_dir)
+    parser = data_set_parser(__doc__.splitlines()[0])
     parser.add_argument("--state-dir", type=Path, required=True, help="a fresh folder")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--via-import", action="store_true", help="start empty, import CSV")
