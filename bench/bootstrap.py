@@ -66,7 +66,7 @@ def run_bootstrap(
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         "version": manifest["version"],
         "seconds": manifest["seconds"],
-        "warmer_seconds_by_stage": manifest.get("warmer_seconds_by_stage", {}),
+        "warmer_seconds_by_stage": manifest["warmer_seconds_by_stage"],
     }
 
 

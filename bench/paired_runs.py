@@ -14,7 +14,13 @@ import argparse
 import json
 from pathlib import Path
 
-from models.benchmark import PER_USER_DIR, paired_row, per_user_differences, pooled_rows
+from models.benchmark import (
+    PER_USER_DIR,
+    paired_row,
+    per_user_differences,
+    per_user_name,
+    pooled_rows,
+)
 
 TASKS = ("overall", "cold", "warm")
 
@@ -23,16 +29,16 @@ def compare(run_a: Path, run_b: Path, method: str) -> list[dict]:
     """Rows of :func:`models.benchmark.paired_row` for every seed both runs hold, and a
     pooled row over seeds when there are several."""
     seeds = sorted(
-        path.stem.rsplit("-seed", 1)[1]
+        int(path.stem.rsplit("-seed", 1)[1])
         for path in (run_a / PER_USER_DIR).glob(f"{method}-seed*.npz")
         if (run_b / PER_USER_DIR / path.name).is_file()
     )
     if not seeds:
         raise SystemExit(f"no seed of {method!r} is in both {run_a} and {run_b}")
     per_seed = {
-        int(seed): per_user_differences(
-            run_a / PER_USER_DIR / f"{method}-seed{seed}.npz",
-            run_b / PER_USER_DIR / f"{method}-seed{seed}.npz",
+        seed: per_user_differences(
+            run_a / PER_USER_DIR / per_user_name(method, seed),
+            run_b / PER_USER_DIR / per_user_name(method, seed),
             TASKS,
         )
         for seed in seeds

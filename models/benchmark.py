@@ -40,6 +40,13 @@ DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m != "llmins-pape
 REPORTED_METRICS: tuple[str, ...] = ("recall@20", "ndcg@20")
 #: Per method and seed, each test user's metrics (``<method>-seed<k>.npz``).
 PER_USER_DIR = "per_user"
+
+
+def per_user_name(method: str, seed: int) -> str:
+    """The file, in a run's :data:`PER_USER_DIR`, of one method's per-user scores on a seed."""
+    return f"{method}-seed{seed}.npz"
+
+
 #: Tasks where ``llmins`` is compared with every other method, paired over test users.
 PAIRED_TASKS: tuple[str, ...] = ("overall", "cold")
 
@@ -114,7 +121,7 @@ def run_benchmark(load: DatasetLoader, config: BenchmarkConfig, out_dir: str | P
                 per_user = evaluate_per_user(dataset, result.users, result.items, stage="test")
                 test = {task: summarize(*per_user[task]) for task in TASKS}
                 val = evaluate(dataset, result.users, result.items, stage="val")
-            save_per_user(per_user, out / PER_USER_DIR / f"{method}-seed{seed}.npz")
+            save_per_user(per_user, out / PER_USER_DIR / per_user_name(method, seed))
             if config.export_embeddings:
                 export_embeddings(result, out / method / f"seed{seed}")
             if seed == config.seeds[0]:
@@ -224,8 +231,8 @@ def paired_differences(
     differences: dict[str, dict[int, dict[str, np.ndarray]]] = {}
     for record in records:
         method, seed = record["method"], record["seed"]
-        ours = folder / f"{reference}-seed{seed}.npz"
-        theirs = folder / f"{method}-seed{seed}.npz"
+        ours = folder / per_user_name(reference, seed)
+        theirs = folder / per_user_name(method, seed)
         if method == reference or not ours.is_file() or not theirs.is_file():
             continue
         columns = per_user_differences(ours, theirs)
