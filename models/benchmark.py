@@ -24,7 +24,7 @@ from models.baselines.generator import GeneratorConfig
 from models.data.dataset import SPLIT_NAMES, ColdStartDataset
 from models.encoders import MeanPoolEncoder, encode_cached
 from models.evaluation import TASKS, evaluate, evaluate_per_user, summarize
-from models.llmins.pipeline import warm_up
+from models.llmins.pipeline import PRECISION_DEPTH, warm_up
 from models.llmins.variants import VARIANTS
 from models.llmins.workbench import Workbench
 from models.plots import plot_metrics, plot_projection
@@ -395,6 +395,7 @@ def paired_lines(paired: Sequence[dict]) -> list[str]:
 #: Per-variant measurements of LLM-InS shown in the report (keys of ``method_info``).
 SIMULATION_COLUMNS: tuple[tuple[str, str], ...] = (
     ("candidate precision", "test_candidate_precision"),
+    (f"candidate precision@{PRECISION_DEPTH}", f"test_candidate_precision@{PRECISION_DEPTH}"),
     ("kept precision", "test_precision"),
     ("adoption", "test_adoption"),
     ("pairs/item", "test_pairs_per_item"),

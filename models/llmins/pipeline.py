@@ -34,6 +34,10 @@ from models.llmins.variants import LLMInSConfig
 from models.llmins.workbench import STAGES, Workbench
 from models.runs import Backbone
 
+#: Candidate precision is also reported among each list's first this many users, as the
+#: paper reports it, so lists of any length compare.
+PRECISION_DEPTH = 100
+
 logger = logging.getLogger(__name__)
 
 
@@ -92,7 +96,13 @@ def simulate(bench: Workbench, config: LLMInSConfig) -> Simulation:
         }
     names = feature_names(config.signals)
     for stage in STAGES:
-        info[f"{stage}_candidate_precision"] = float(lists[stage]["labels"].mean())
+        labels = lists[stage]["labels"]
+        info[f"{stage}_candidate_precision"] = float(labels.mean())
+        if labels.shape[1] >= PRECISION_DEPTH:
+            # The paper's yardstick, comparable whatever the list's length.
+            info[f"{stage}_candidate_precision@{PRECISION_DEPTH}"] = float(
+                labels[:, :PRECISION_DEPTH].mean()
+            )
     kept, refiner, screen = _refine(bench, config, lists, names, info)
     # A count past the lists' length (the LM's cascade shortens them) keeps them whole.
     width = min(data["candidates"].shape[1] for data in lists.values())
