@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from models.evaluation import evaluate, validation_ndcg
-from models.llmins.pipeline import simulate, warm_up
+from models.llmins.pipeline import PRECISION_DEPTH, simulate, warm_up
 from models.llmins.simulator import SimulatorConfig
 from models.llmins.variants import VARIANTS, LLMInSConfig, SimulatorTraining
 from models.runs import Backbone
@@ -37,6 +37,24 @@ def test_filter_candidates_beat_random_ones(bench) -> None:
     assert np.isin(filtered.pairs[:, 1], cold).all()
     assert len(filtered.pairs) == len(cold) * 8
     assert sum(filtered.info["filter_weights"].values()) > 0
+
+
+def test_candidate_precision_is_also_measured_among_each_lists_first_100_users(bench) -> None:
+    width = PRECISION_DEPTH + 20
+    config = replace(VARIANTS["no-refine"], k_filter=width, keep=width, lm="never")
+    simulation = simulate(bench, config)
+    items = bench.stage_items("test")
+    pairs = simulation.pairs[np.isin(simulation.pairs[:, 1], items)]
+    # Without a refiner every candidate is kept, in the filter's order, item by item.
+    users = pairs[:, 0].reshape(len(items), width)
+    truth = bench.truth("test")
+    labels = np.array([[u in truth[row] for u in users[row]] for row in range(len(items))])
+    assert simulation.info[f"test_candidate_precision@{PRECISION_DEPTH}"] == pytest.approx(
+        labels[:, :PRECISION_DEPTH].mean()
+    )
+    assert simulation.info["test_candidate_precision"] == pytest.approx(labels.mean())
+    short = simulate(bench, replace(VARIANTS["no-refine"], **SMALL))
+    assert f"test_candidate_precision@{PRECISION_DEPTH}" not in short.info
 
 
 def test_the_collaborative_subtower_is_chosen_on_validation_and_recorded(bench) -> None:
