@@ -9,6 +9,7 @@ from models.backbones import BackboneConfig, build_backbone
 from models.baselines.common import cold_item_ids
 from models.evaluation import evaluate
 from models.llmins.update import (
+    RIDGE_GRID,
     choose_fold_in_ridge,
     fit_item_vectors,
     fold_in,
@@ -84,10 +85,12 @@ def test_online_update_turns_true_interactions_into_good_cold_vectors() -> None:
     assert cold_recall(data, users, table) > cold_recall(data, users, items) + 0.3
     warm = data.warm_items
     np.testing.assert_array_equal(table[warm], items[warm])
-    assert info["ridge"] in (0.01, 0.1, 1.0, 10.0)
+    scores = info["val_cold_ndcg_by_keep_target_and_ridge"]
+    assert scores[f"keep=None,target=uniform,ridge={info['ridge']}"] == max(scores.values())
+    assert {key.split("ridge=")[1] for key in scores} == {str(ridge) for ridge in RIDGE_GRID}
     # Without confidences, every kept user scores 1: the one target tried.
     assert info["target"] == "uniform"
-    assert all("target=uniform" in key for key in info["val_cold_ndcg_by_keep_target_and_ridge"])
+    assert all("target=uniform" in key for key in scores)
 
 
 def test_the_update_scores_kept_users_by_confidence_where_validation_says_so() -> None:
