@@ -53,6 +53,18 @@ def fit_item_vectors(
     Each pair's user is scored ``targets`` (one per pair; None: 1) and every other user 0.
     An item with no simulated users gets the zero vector.
     """
+    return (simulated_user_sums(users, simulated, items, targets) @ inverse).astype(np.float32)
+
+
+def simulated_user_sums(
+    users: np.ndarray,
+    simulated: np.ndarray,
+    items: np.ndarray,
+    targets: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per item of ``items``, the sum of its simulated users' vectors, each scaled by its
+    target (float64): the right-hand side of :func:`fit_item_vectors`, the same for every
+    ridge, so a choice among ridges sums once."""
     position = {int(item): row for row, item in enumerate(items)}
     sums = np.zeros((len(items), users.shape[1]), dtype=np.float64)
     rows = np.array([position.get(int(i), -1) for i in simulated[:, 1]], dtype=np.int64)
@@ -61,7 +73,7 @@ def fit_item_vectors(
     if targets is not None:
         vectors *= np.asarray(targets, dtype=np.float64)[keep, None]
     np.add.at(sums, rows[keep], vectors)
-    return (sums @ inverse).astype(np.float32)
+    return sums
 
 
 def fold_in(seen: np.ndarray, inverse: np.ndarray) -> np.ndarray:
@@ -183,8 +195,9 @@ def online_update(
         mask = kept_mask(ranks, keep, len(simulated))
         for target in targets:
             scored = confidences[mask] if target == "confidence" else None
+            sums = simulated_user_sums(users, simulated[mask], cold, scored)
             for ridge in ridges:
-                fitted = fit_item_vectors(users, simulated[mask], cold, inverses[ridge], scored)
+                fitted = (sums @ inverses[ridge]).astype(np.float32)
                 score = cold_ndcg(fitted)
                 scores[f"keep={keep},target={target},ridge={ridge}"] = score
                 if best is None or score > best[0]:
