@@ -2,8 +2,9 @@
 refresh by its warmer (histories, tables and new users following the new version) against
 the warmer a backbone-only refresh hands on (the first version's tables, the new user
 vectors), and, where the refresh refitted the text-to-users heads
-(``LLMINS_REFRESH_REFITS_TEXT_TO_USERS``), against the followed warmer with the first
-version's heads (what the refit buys).
+(``LLMINS_REFRESH_REFITS_TEXT_TO_USERS``) or the collaborative subtower's content map
+(``LLMINS_REFRESH_REFITS_COLLABORATIVE_MAP``), against the followed warmer with the first
+version's heads or map (what each refit buys).
 
 It reads the refreshed arm of a finished ``bench/timeline.py`` run: the first and the
 active model version of that state. ``--items later`` warms the items the timeline held
@@ -30,6 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from models.data import DATASETS, load_dataset
 from models.llmins.online import ItemWarmer
@@ -80,6 +82,12 @@ def main() -> None:
     if refitted and "refit" in active.warmer.text_to_users.info:
         first_heads = replace(active.warmer, text_to_users=first.warmer.text_to_users)
         warmers["first version's text-to-users heads"] = (first_heads, active)
+    first_map = first.warmer.content_maps.get("collaborative")
+    active_map = active.warmer.content_maps.get("collaborative")
+    if first_map is not None and not _same_network(first_map.network, active_map.network):
+        first_maps = {**active.warmer.content_maps, "collaborative": first_map}
+        first_collaborative = replace(active.warmer, content_maps=first_maps)
+        warmers["first version's collaborative map"] = (first_collaborative, active)
     per_item, per_user = {}, {}
     for name, (warmer, release) in warmers.items():
         per_item[name], per_user[name] = measure(warmer, release, content, texts, items, truth)
@@ -109,6 +117,12 @@ def main() -> None:
     print(json.dumps(record, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2))
+
+
+def _same_network(first: torch.nn.Module, second: torch.nn.Module) -> bool:
+    """Whether two content maps' networks hold the same weights (no refit changed it)."""
+    a, b = first.state_dict(), second.state_dict()
+    return a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
 
 
 def measure(

@@ -85,6 +85,7 @@ def refresh(runtime: Runtime, max_epochs: int = 100, progress: bool = False) -> 
         texts=None if None in texts else texts,
         new_users=_arrived_users(release, data, item_vectors),
         refit_text_to_users=runtime.settings.refresh_refits_text_to_users,
+        refit_collaborative_map=runtime.settings.refresh_refits_collaborative_map,
         max_epochs=max_epochs,
         progress=progress,
     )

@@ -175,6 +175,13 @@ class Settings(BaseSettings):
         "validation movies the refitted heads ranked no better than the first version's "
         "(docs/results.md); measure it with bench/refresh_tables.py on your data first.",
     )
+    refresh_refits_collaborative_map: bool = Field(
+        default=False,
+        description="Whether a refresh also trains the collaborative subtower's content map "
+        "further against the retrained backbone (judged on items left out of the refit; "
+        "the first version's map is kept unless the refit beats it there). Measure it with "
+        "bench/refresh_tables.py on your data first.",
+    )
 
     keep_previous_versions: int = Field(
         default=1,

@@ -21,6 +21,7 @@ reproduces ALDI's scores. Without it, cold items simply get g(c_i) in the teache
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -38,7 +39,7 @@ from models.baselines.generator import (
     ContentMLP,
     GeneratorConfig,
     fit_with_early_stopping,
-    standardize,
+    standardization,
 )
 from models.data.dataset import ColdStartDataset
 from models.evaluation import validation_ndcg
@@ -119,15 +120,33 @@ def fit_aldi(
     config: GeneratorConfig = GeneratorConfig(),
     aldi: AldiConfig = AldiConfig(),
     progress: bool = True,
+    start: ContentMap | None = None,
 ) -> ColdStartEmbeddings:
-    """Train ALDI's student on the warm training triples; early stopping on cold val NDCG@20."""
+    """Train ALDI's student on the warm training triples; early stopping on cold val NDCG@20.
+
+    ``start`` (a generator fitted before, without a user mapping) is trained further instead
+    of a new network: with its standardisation, so it reads content as it learnt to, and
+    with itself scored as epoch 0, so that it comes back unchanged unless training beats it
+    on the cold validation items (a refresh's refit against a retrained backbone).
+    """
+    if start is not None and aldi.map_users:
+        raise ValueError("a start generator maps into the teacher's space: no user mapping")
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     dim = item_embeddings.shape[1]
-    inputs = standardize(content, dataset.warm_items)
+    if start is None:
+        mean, std = standardization(content, dataset.warm_items)
+        generator = ContentMLP(content.shape[1], dim, config.hidden, config.dropout)
+    else:
+        mean, std = start.mean, start.std
+        generator = copy.deepcopy(start.network)
+        # A saved map is rebuilt without its training dropout: train with ``config``'s.
+        for module in generator.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = config.dropout
+    inputs = torch.from_numpy(((content - mean) / std).astype(np.float32))
     teacher_users = torch.from_numpy(user_embeddings)
     teacher_items = torch.from_numpy(item_embeddings)
-    generator = ContentMLP(inputs.shape[1], dim, config.hidden, config.dropout)
     user_map = ContentMLP(dim, dim, config.hidden) if aldi.map_users else nn.Identity()
     student = nn.ModuleDict({"generator": generator, "user_map": user_map})
     train = dataset.splits["warm_train"]
@@ -177,13 +196,16 @@ def fit_aldi(
         config,
         description="aldi",
         progress=progress,
+        validate_start=start is not None,
     )
     users, items = tables()
     items, scale = choose_cold_scale(dataset, users, items)
     info = {**training, **scale, "generator": config.to_dict(), "aldi": aldi.to_dict()}
     # With mapped users a cold row is [0 | generated], which the map alone does not give.
     content_map = (
-        None if aldi.map_users else ContentMap.fitted_on(generator, content, dataset.warm_items)
+        None
+        if aldi.map_users
+        else ContentMap(mean.astype(np.float32), std.astype(np.float32), generator)
     )
     return ColdStartEmbeddings(users, items, info, content_map)
 

@@ -146,14 +146,25 @@ def fit_with_early_stopping(
     config: GeneratorConfig,
     description: str,
     progress: bool = True,
+    validate_start: bool = False,
 ) -> dict[str, float]:
-    """Adam over shuffled mini-batches; restore the parameters of the best validation epoch."""
+    """Adam over shuffled mini-batches; restore the parameters of the best validation epoch.
+
+    ``validate_start`` scores the starting parameters as epoch 0, so that a network trained
+    further (a refit from an earlier fit) is kept as it was unless training beats it.
+    """
     started = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     optimizer = torch.optim.Adam(
         modules.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
     stopping = EarlyStopping(modules, config.patience)
+    start = None
+    if validate_start:
+        modules.eval()
+        with torch.no_grad():
+            start = validate()
+        stopping.update(start, 0)
     bar = tqdm(range(1, config.max_epochs + 1), desc=description, disable=not progress)
     epoch = 0
     for epoch in bar:
@@ -175,6 +186,7 @@ def fit_with_early_stopping(
     return {
         "best_epoch": stopping.best_epoch,
         "best_val": stopping.best_score,
+        **({"start_val": start} if start is not None else {}),
         "epochs_run": epoch,
         "seconds": time.perf_counter() - started,
     }

@@ -96,6 +96,28 @@ def split_cold_start(
     )
 
 
+def hold_out_items(pairs: np.ndarray, share: float, minimum: int, seed: int) -> np.ndarray:
+    """A random ``share`` of the items of ``pairs`` (sorted), or none when fewer than
+    ``minimum`` are drawn: the items a refit leaves out to judge itself on, as a first fit
+    is judged on cold validation items it never trained on."""
+    every = np.unique(pairs[:, 1])
+    held = np.sort(every[np.random.default_rng(seed).random(len(every)) < share])
+    return held if len(held) >= minimum else held[:0]
+
+
+def refit_split(
+    pairs: np.ndarray, held_items: np.ndarray, n_users: int, n_items: int, name: str = "refit"
+) -> ColdStartDataset:
+    """``pairs`` as a data set for a refit: the interactions of ``held_items`` are its cold
+    validation part, all the others its warm training part (no other part: a refit has
+    no test of its own, and its early stopping reads the cold validation items)."""
+    held = np.isin(pairs[:, 1], held_items)
+    empty = np.zeros((0, 2), dtype=np.int64)
+    splits = dict.fromkeys(SPLIT_NAMES, empty)
+    splits.update(warm_train=pairs[~held].astype(np.int64), cold_val=pairs[held].astype(np.int64))
+    return ColdStartDataset(name, "item", n_users, ("",) * n_items, splits)
+
+
 @dataclass(frozen=True, eq=False)
 class RawInteractions:
     """A data set as read from its files, before the split, with its original ids.

@@ -202,6 +202,7 @@ class ItemWarmer:
         content: np.ndarray,
         texts: Sequence[str] | None = None,
         text_to_users: TextToUsers | None = None,
+        collaborative_map: ContentMap | None = None,
     ) -> ItemWarmer:
         """This warmer's choices (weights, refiner, maps, update) over new user tables.
 
@@ -213,9 +214,10 @@ class ItemWarmer:
         refitted to them, :meth:`TextToUsers.refitted`) replaces the encoder where given;
         the language table is the user tower over the new histories (a version without the
         tower keeps its rows and gives new users zero rows); the history similarity reads
-        the new histories. Validation's choices and the content maps stay as the first
-        version fitted them: re-fitting them needs the workbench's validation items, which
-        a refresh does not run.
+        the new histories. ``collaborative_map`` (refitted to the new backbone) replaces
+        the collaborative subtower's content map where given. Validation's choices and the
+        other content maps stay as the first version fitted them: re-fitting them needs
+        the workbench's validation items, which a refresh does not run.
         """
         if not self.has_tables:
             raise ValueError("a warmer loaded without the users' tables cannot follow new ones")
@@ -240,9 +242,13 @@ class ItemWarmer:
                 histories=histories,
                 content=content,
             )
+        content_maps = dict(self.content_maps)
+        if collaborative_map is not None:
+            content_maps["collaborative"] = collaborative_map
         return replace(
             self,
             signal_users=tables,
+            content_maps=content_maps,
             history=history,
             users=users,
             prompts=prompts,

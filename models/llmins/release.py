@@ -21,7 +21,10 @@ import torch
 
 from models.backbones import BackboneConfig, build_backbone
 from models.baselines import GENERATOR_GRID
+from models.baselines.aldi import fit_aldi
+from models.baselines.generator import ContentMap, GeneratorConfig
 from models.data.dataset import ColdStartDataset
+from models.data.split import hold_out_items, refit_split
 from models.evaluation import rank_metrics
 from models.llmins.history import UserHistories
 from models.llmins.online import ItemWarmer, WarmedItems, fit_item_warmer
@@ -30,7 +33,7 @@ from models.llmins.text_to_users import TextToUsersConfig
 from models.llmins.towers import TowerConfig
 from models.llmins.update import choose_fold_in_ridge
 from models.llmins.variants import VARIANTS, LLMInSConfig
-from models.llmins.workbench import Workbench
+from models.llmins.workbench import COLLABORATIVE_TERMS, Workbench
 from models.runs import RunConfig, library_versions, train_backbone
 from models.training import TrainConfig, train_bpr
 
@@ -243,6 +246,7 @@ def refresh_release(
     texts: list[str] | None = None,
     new_users: tuple[list[str], np.ndarray] | None = None,
     refit_text_to_users: bool = False,
+    refit_collaborative_map: bool = False,
     holdout: float = 0.1,
     min_held_out: int = 20,
     epochs_unvalidated: int = 5,
@@ -277,6 +281,9 @@ def refresh_release(
     text-to-users heads learn the new backbone's space from the real interactions, stopped
     early on a ``holdout`` share of items they do not train on (:meth:`TextToUsers.refitted`;
     a fine-tuned LM needs ``texts`` for it); without, they keep the first version's.
+    With ``refit_collaborative_map``, the collaborative subtower's content map is trained
+    further against the new backbone on the real interactions, judged the same way
+    (:func:`refit_collaborative_map`); without, it keeps the first version's.
     """
     rng = np.random.default_rng(seed)
     held_out = rng.random(len(new)) < holdout
@@ -369,5 +376,68 @@ def refresh_release(
         manifest["refresh"]["text_to_users"] = {
             key: refit[key] for key in ("best_epoch", "start", "best", "epochs_run", "seconds")
         }
-    warmer = release.warmer.following(users, histories, content, texts, text_to_users)
+    collaborative_map = None
+    if refit_collaborative_map:
+        collaborative_map, record = refitted_collaborative_map(
+            release,
+            content,
+            np.concatenate([trained, new]).astype(np.int64),
+            users,
+            items,
+            holdout=holdout,
+            min_held_out=min_held_out,
+            seed=seed,
+            progress=progress,
+        )
+        manifest["refresh"]["collaborative_map"] = record
+    warmer = release.warmer.following(
+        users, histories, content, texts, text_to_users, collaborative_map
+    )
     return ModelRelease(version, user_ids, users, items, state, warmer, manifest)
+
+
+def refitted_collaborative_map(
+    release: ModelRelease,
+    content: np.ndarray,
+    pairs: np.ndarray,
+    users: np.ndarray,
+    items: np.ndarray,
+    holdout: float = 0.1,
+    min_held_out: int = 20,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[ContentMap | None, dict]:
+    """The collaborative subtower's content map trained further against a retrained
+    backbone (``users``, ``items``) on the real ``pairs``, and a record of the refit.
+
+    The collaborative signal scores the backbone's users with the item's mapped content,
+    so a refresh that moves the backbone leaves the map aiming at where items used to be.
+    The refit starts from the map, with the settings validation chose for it, and is
+    judged as the first fit was, on items it never trains on: a random ``holdout`` share
+    of the items, whose users the mapped vectors must rank (cold NDCG@20 among them).
+    The starting map counts as epoch 0, so a refit that does not beat it keeps it. None
+    (and the reason in the record) where the version has no such map or too few items
+    (``min_held_out``) can be held out.
+    """
+    start = release.warmer.content_maps.get("collaborative")
+    chosen = (release.manifest["warmer"].get("collaborative_subtower") or {}).get("chosen")
+    if start is None or chosen is None:
+        return None, {"skipped": "the version has no collaborative subtower's map"}
+    held = hold_out_items(pairs, holdout, min_held_out, seed)
+    if not len(held):
+        return None, {"skipped": f"fewer than {min_held_out} items to judge a refit on"}
+    fitted = fit_aldi(
+        refit_split(pairs, held, len(users), len(items)),
+        content,
+        users,
+        items,
+        replace(GeneratorConfig(**chosen), seed=seed),
+        COLLABORATIVE_TERMS,
+        progress,
+        start=start,
+    )
+    keys = ("best_epoch", "start_val", "best_val", "epochs_run", "seconds")
+    return fitted.content_map, {
+        **{key: fitted.info[key] for key in keys},
+        "held_out_items": len(held),
+    }

@@ -35,6 +35,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from models.data.dataset import ColdStartDataset
+from models.data.split import hold_out_items
 from models.devices import resolve_device
 from models.encoders import default_model_path
 from models.evaluation import rank_metrics, validation_ndcg
@@ -232,10 +233,7 @@ class TextToUsers:
             written = np.array([bool(text) for text in texts])
             pairs = pairs[written[pairs[:, 1]]]
         every = np.unique(pairs[:, 1])
-        rng = np.random.default_rng(config.seed)
-        held_items = np.sort(every[rng.random(len(every)) < holdout])
-        if len(held_items) < min_held_out:
-            held_items = held_items[:0]
+        held_items = hold_out_items(pairs, holdout, min_held_out, config.seed)
         leave_out = np.isin(pairs[:, 1], held_items)
         held_out, pairs = pairs[leave_out], pairs[~leave_out]
         objective = _Objective.of(pairs, users, items, config, device)

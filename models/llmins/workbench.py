@@ -29,6 +29,10 @@ from models.llmins.text_to_users import Mapped, TextToUsers, TextToUsersConfig, 
 from models.llmins.towers import LanguageTowers, TowerConfig, fit_language_towers
 from models.llmins.variants import LLMInSConfig, SimulatorTraining
 
+#: The collaborative subtower's loss, L_BPR + L_dis + L_ide: ALDI's supervised, rating and
+#: identity terms, its ranking term off. Its first fit and a refresh's refit share it.
+COLLABORATIVE_TERMS = AldiConfig(alpha=0.0)
+
 logger = logging.getLogger(__name__)
 
 #: The cold items' stages: validation chooses every setting, test reports.
@@ -99,7 +103,7 @@ class Workbench:
                 self.users,
                 self.items,
                 generator,
-                AldiConfig(alpha=0.0),
+                COLLABORATIVE_TERMS,
                 self.progress,
             )
 

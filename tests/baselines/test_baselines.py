@@ -10,7 +10,12 @@ from torch.nn import functional as F
 from models.baselines.aldi import AldiConfig, aldi_losses, fit_aldi
 from models.baselines.common import SCALE_FACTORS, choose_cold_scale, cold_item_ids
 from models.baselines.deepmusic import fit_deepmusic
-from models.baselines.generator import GeneratorConfig, rescale_to_norm
+from models.baselines.generator import (
+    ContentMLP,
+    GeneratorConfig,
+    fit_with_early_stopping,
+    rescale_to_norm,
+)
 from models.evaluation import evaluate
 from tests.factories import bag_of_words, planted_dataset, trained_mf
 
@@ -115,3 +120,30 @@ def test_rescale_and_scale_choice(setting) -> None:
     picked = evaluate(data, users, chosen, stage="val", tasks=("overall",))["overall"]["ndcg@20"]
     assert picked == pytest.approx(max(scores.values()))
     assert scores[info["cold_scale"]] == max(scores.values())
+
+
+def test_training_scored_from_its_start_keeps_the_start_when_no_epoch_beats_it() -> None:
+    """What lets a refit (a refresh's) come back unchanged when training does not help."""
+    torch.manual_seed(0)
+    network = ContentMLP(4, 2, 8)
+    start = {key: value.clone() for key, value in network.state_dict().items()}
+    inputs, targets = torch.randn(64, 4), torch.randn(64, 2)
+    scores = iter([1.0, 0.5, 0.4, 0.3])  # the start, then every epoch worse
+
+    def batch_loss(batch: np.ndarray) -> torch.Tensor:
+        return F.mse_loss(network(inputs[batch]), targets[batch])
+
+    config = GeneratorConfig(lr=1e-1, batch_size=16, max_epochs=10, patience=3)
+    info = fit_with_early_stopping(
+        network,
+        64,
+        batch_loss,
+        lambda: next(scores),
+        config,
+        "refit",
+        progress=False,
+        validate_start=True,
+    )
+    assert (info["best_epoch"], info["start_val"], info["epochs_run"]) == (0, 1.0, 3)
+    for key, value in network.state_dict().items():
+        torch.testing.assert_close(value, start[key])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from models.data.dataset import SPLIT_NAMES, ColdStartDataset
-from models.data.split import RawInteractions, split_cold_start
+from models.data.split import RawInteractions, hold_out_items, refit_split, split_cold_start
 
 N_USERS, N_ITEMS, N_SILENT = 60, 300, 10  # items 0..N_SILENT-1 get no interaction
 
@@ -160,3 +160,19 @@ def test_ml1m_sized_input_splits_in_under_two_seconds() -> None:
     elapsed = time.perf_counter() - start
     assert dataset.n_interactions == len(np.unique(pairs[:, 0] * n_items + pairs[:, 1]))
     assert elapsed < 2.0, f"split took {elapsed:.2f} s"
+
+
+def test_a_refit_split_holds_a_share_of_the_items_out_whole() -> None:
+    pairs = np.unique(make_interactions(), axis=0)
+    held = hold_out_items(pairs, 0.1, 5, seed=3)
+    every = np.unique(pairs[:, 1])
+    assert np.all(np.diff(held) > 0) and np.isin(held, every).all()
+    assert 0.05 * len(every) < len(held) < 0.15 * len(every)
+    np.testing.assert_array_equal(held, hold_out_items(pairs, 0.1, 5, seed=3))
+    assert len(hold_out_items(pairs, 0.1, len(every), seed=3)) == 0  # too few: none
+
+    data = refit_split(pairs, held, N_USERS, N_ITEMS)
+    np.testing.assert_array_equal(data.cold_val_items, held)
+    assert not np.isin(data.warm_items, held).any()
+    assert len(data.splits["warm_train"]) + len(data.splits["cold_val"]) == len(pairs)
+    assert all(len(data.splits[part]) == 0 for part in ("warm_val", "warm_test", "cold_test"))

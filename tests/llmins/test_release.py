@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 from models.backbones import BackboneConfig
-from models.llmins.release import ModelRelease, refresh_release, train_release
+from models.llmins.release import (
+    ModelRelease,
+    refitted_collaborative_map,
+    refresh_release,
+    train_release,
+)
 from models.llmins.towers import history_inputs
 from models.runs import RunConfig
 from models.training import TrainConfig
@@ -94,6 +99,10 @@ def test_refresh_learns_from_new_items_interactions(release) -> None:
     # By default the text-to-users heads stay the first version's (docs/results.md).
     assert "text_to_users" not in info
     assert refreshed.warmer.text_to_users is release.warmer.text_to_users
+    # So does the collaborative subtower's content map.
+    assert "collaborative_map" not in info
+    first_map = release.warmer.content_maps["collaborative"]
+    assert refreshed.warmer.content_maps["collaborative"] is first_map
 
     def mean_rank_of_later(users: np.ndarray, items: np.ndarray) -> float:
         """Mean rank of each held-back (user, cold item) among the cold items."""
@@ -139,6 +148,8 @@ def test_refresh_gives_arrived_users_rows_and_every_user_their_real_history(
         texts=data.item_texts,
         new_users=(["newcomer"], folded_in),
         refit_text_to_users=True,
+        refit_collaborative_map=True,
+        holdout=0.2,
         max_epochs=3,
         progress=False,
     )
@@ -169,3 +180,52 @@ def test_refresh_gives_arrived_users_rows_and_every_user_their_real_history(
     mapped = warmer.text_to_users.vectors(texts)
     assert not np.allclose(mapped.users, release.warmer.text_to_users.vectors(texts).users)
     np.testing.assert_allclose(loaded.text_to_users.vectors(texts).users, mapped.users, atol=1e-5)
+    # And the collaborative subtower's content map, judged on a fifth of the items.
+    record = refreshed.manifest["refresh"]["collaborative_map"]
+    assert record["held_out_items"] >= 20 and record["best_val"] >= record["start_val"]
+    refit = warmer.content_maps["collaborative"]
+    np.testing.assert_allclose(
+        loaded.content_maps["collaborative"](content), refit(content), atol=1e-5
+    )
+
+
+def test_a_refitted_collaborative_map_follows_a_backbone_whose_space_moved(release) -> None:
+    """A backbone rotated as a whole ranks as before, but the first map aims at where items
+    used to be: the refit, judged on held-out items, learns the new space, and ranks cold
+    items neither fit saw better than the first map."""
+    data = planted_dataset()
+    content = bag_of_words(data.item_texts)
+    dim = release.users.shape[1]
+    rotation, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(dim, dim)))
+    users = (release.users @ rotation).astype(np.float32)
+    items = (release.items @ rotation).astype(np.float32)
+    first = release.warmer.content_maps["collaborative"]
+    refit, record = refitted_collaborative_map(
+        release, content, data.splits["warm_train"], users, items, holdout=0.25, min_held_out=10
+    )
+    assert record["best_epoch"] > 0 and record["best_val"] > record["start_val"] + 0.05
+    cold, pairs = data.cold_test_items, data.splits["cold_test"]
+
+    def mean_rank(content_map) -> float:
+        scores = users @ content_map(content[cold]).T
+        column = {int(item): c for c, item in enumerate(cold)}
+        return float(
+            np.mean([(scores[u] > scores[u, column[int(i)]]).sum() for u, i in pairs.tolist()])
+        )
+
+    assert mean_rank(refit) < 0.8 * mean_rank(first)
+    # The first version's map is left as it was (the refit trains a copy).
+    assert refit is not first and refit.network is not first.network
+
+
+def test_a_refit_is_skipped_with_a_reason_when_too_few_items_can_be_held_out(release) -> None:
+    data = planted_dataset()
+    refit, record = refitted_collaborative_map(
+        release,
+        bag_of_words(data.item_texts),
+        data.splits["warm_train"],
+        release.users,
+        release.items,
+        min_held_out=10_000,
+    )
+    assert refit is None and "fewer than 10000 items" in record["skipped"]
