@@ -357,14 +357,15 @@ def refresh_release(
         },
     }
     state = {key: value.detach().clone() for key, value in model.state_dict().items()}
-    histories = UserHistories.from_pairs(np.concatenate([trained, new]), n_users)
+    real = np.concatenate([trained, new]).astype(np.int64)
+    histories = UserHistories.from_pairs(real, n_users)
     text_to_users = release.warmer.text_to_users
     refit = text_to_users is not None and refit_text_to_users
     if refit and (texts is not None or not text_to_users.finetuned):
         text_to_users = text_to_users.refitted(
             texts if texts is not None else [""] * n_items,
             content,
-            np.concatenate([trained, new]).astype(np.int64),
+            real,
             users,
             items,
             holdout=holdout,
@@ -379,15 +380,7 @@ def refresh_release(
     collaborative_map = None
     if refit_collaborative_map:
         collaborative_map, record = refitted_collaborative_map(
-            release,
-            content,
-            np.concatenate([trained, new]).astype(np.int64),
-            users,
-            items,
-            holdout=holdout,
-            min_held_out=min_held_out,
-            seed=seed,
-            progress=progress,
+            release, content, real, users, items, holdout, min_held_out, seed, progress
         )
         manifest["refresh"]["collaborative_map"] = record
     warmer = release.warmer.following(
