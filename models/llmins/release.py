@@ -283,7 +283,7 @@ def refresh_release(
     a fine-tuned LM needs ``texts`` for it); without, they keep the first version's.
     With ``refit_collaborative_map``, the collaborative subtower's content map is trained
     further against the new backbone on the real interactions, judged the same way
-    (:func:`refit_collaborative_map`); without, it keeps the first version's.
+    (:func:`refitted_collaborative_map`); without, it keeps the first version's.
     """
     rng = np.random.default_rng(seed)
     held_out = rng.random(len(new)) < holdout
@@ -408,9 +408,11 @@ def refitted_collaborative_map(
     The refit starts from the map, with the settings validation chose for it, and is
     judged as the first fit was, on items it never trains on: a random ``holdout`` share
     of the items, whose users the mapped vectors must rank (cold NDCG@20 among them).
-    The starting map counts as epoch 0, so a refit that does not beat it keeps it. None
-    (and the reason in the record) where the version has no such map or too few items
-    (``min_held_out``) can be held out.
+    The starting map counts as epoch 0, so a refit that does not beat it keeps it. The
+    held-out items are ones the starting map trained on, so this judgment leans towards
+    the start: a refit wins where the backbone moved, not by chance. None (and the reason
+    in the record) where the version has no such map or too few items (``min_held_out``)
+    can be held out.
     """
     start = release.warmer.content_maps.get("collaborative")
     chosen = (release.manifest["warmer"].get("collaborative_subtower") or {}).get("chosen")
