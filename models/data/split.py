@@ -106,7 +106,7 @@ def hold_out_items(pairs: np.ndarray, share: float, minimum: int, seed: int) -> 
 
 
 def refit_split(
-    pairs: np.ndarray, held_items: np.ndarray, n_users: int, n_items: int, name: str = "refit"
+    pairs: np.ndarray, held_items: np.ndarray, n_users: int, n_items: int
 ) -> ColdStartDataset:
     """``pairs`` as a data set for a refit: the interactions of ``held_items`` are its cold
     validation part, all the others its warm training part (no other part: a refit has
@@ -115,7 +115,7 @@ def refit_split(
     empty = np.zeros((0, 2), dtype=np.int64)
     splits = dict.fromkeys(SPLIT_NAMES, empty)
     splits.update(warm_train=pairs[~held].astype(np.int64), cold_val=pairs[held].astype(np.int64))
-    return ColdStartDataset(name, "item", n_users, ("",) * n_items, splits)
+    return ColdStartDataset("refit", "item", n_users, ("",) * n_items, splits)
 
 
 @dataclass(frozen=True, eq=False)
